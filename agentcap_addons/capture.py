@@ -1,0 +1,206 @@
+"""agentcap capture addon: every LLM API call that passes through, written as capture files.
+
+    mitmdump -s agentcap_addons/capture.py --mode reverse:https://router.huggingface.co \\
+        --set agentcap_dir=./.agentcap/my-run
+
+Works the same under ``mitmweb -s`` and embedded in a ``DumpMaster``. Which flows: POST to a path
+ending in one of ``agentcap_paths`` (and WebSocket handshakes to them); everything else passes
+through untouched. The request record is on disk before the request is forwarded; the response
+record is written when the response ends, the client goes away, the upstream fails or goes
+quiet for ``agentcap_timeout`` seconds, or the proxy shuts down — never a request without one.
+Responses are streamed chunk for chunk (never buffered) while a copy is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+try:
+    import agentcap_addons  # noqa: F401
+except ImportError:  # run as `mitmdump -s path/to/agentcap_addons/capture.py` from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mitmproxy import ctx, exceptions, flow as mflow, http
+
+from agentcap_addons.keyauth import KeyAuth, attribution_of
+from agentcap_addons.lifecycle import Lifecycle
+from agentcap_addons.recorder import Call, Recorder
+from agentcap_addons.websocket import WebSocketCapture, is_websocket_handshake
+from agentcap_addons.wire.policy import DEFAULT_PATHS, path_matches
+
+log = logging.getLogger(__name__)
+
+CALL = "agentcap.call"
+
+
+def classify_error(flow: http.HTTPFlow, call: Call) -> dict[str, str]:
+    """Map mitmproxy's error message and the flow's state to the contract's error kinds."""
+    msg = flow.error.msg if flow.error else "unknown error"
+    low = msg.lower()
+    if call.timed_out:
+        kind = "timeout"
+    elif msg == mflow.Error.KILLED_MESSAGE:
+        kind = "killed"
+    elif "client disconnected" in low or "client closed" in low or "stream reset by client" in low:
+        kind = "client_disconnected"
+    elif flow.response is None and flow.server_conn.timestamp_tcp_setup is None:
+        kind = "upstream_unreachable"
+    else:
+        kind = "upstream_reset"
+    return {"kind": kind, "message": msg}
+
+
+def _stream_hint(headers: http.Headers) -> bool:
+    return headers.get("content-type", "").lower().startswith("text/event-stream")
+
+
+class Capture:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.paths: tuple[str, ...] = DEFAULT_PATHS
+        self.timeout: float = 600.0
+        self._watchdog: asyncio.Task | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option("agentcap_dir", str, "", "Run directory; captures go to <dir>/captures/.")
+        loader.add_option("agentcap_run_id", str, "", "run_id stamped on captures (default: the run directory's name).")
+        loader.add_option(
+            "agentcap_paths",
+            Sequence[str],
+            list(DEFAULT_PATHS),
+            "Path suffixes (or globs) of LLM API calls to capture; POST only.",
+        )
+        loader.add_option("agentcap_headers", Sequence[str], [], "Extra header names to keep in captures.")
+        loader.add_option(
+            "agentcap_timeout",
+            str,
+            "600",
+            "Seconds the upstream may stay silent during a captured call before it is cut off "
+            "(error kind 'timeout').",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        o = ctx.options
+        if updated & {"agentcap_dir", "agentcap_run_id", "agentcap_headers"}:
+            self.recorder.configure(o.agentcap_dir, o.agentcap_run_id, tuple(o.agentcap_headers))
+        if "agentcap_paths" in updated:
+            if not o.agentcap_paths:
+                raise exceptions.OptionsError("agentcap_paths: at least one path is needed")
+            self.paths = tuple(o.agentcap_paths)
+        if "agentcap_timeout" in updated:
+            try:
+                self.timeout = float(o.agentcap_timeout)
+            except ValueError:
+                raise exceptions.OptionsError(f"agentcap_timeout: not a number of seconds: {o.agentcap_timeout!r}")
+            if self.timeout <= 0:
+                raise exceptions.OptionsError("agentcap_timeout: must be > 0")
+
+    def captured(self, flow: http.HTTPFlow) -> bool:
+        return flow.request.method == "POST" and path_matches(flow.request.path, self.paths)
+
+    # ------------------------------------------------------------------ hooks
+
+    def running(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch_timeouts())
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or is_websocket_handshake(flow) or not self.captured(flow):
+            return
+        body = flow.request.get_content(strict=False) or b""
+        call = self.recorder.open(flow, attribution_of(flow), flow.request.method, body, stream_hint=True)
+        flow.metadata[CALL] = call
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        call: Call | None = flow.metadata.get(CALL)
+        if call is None or flow.response is None:
+            return
+        call.first_byte_ms = round(flow.response.timestamp_start * 1000 - call.sent_ms, 3)
+        call.last_activity = time.monotonic()
+        if not _stream_hint(flow.response.headers):
+            call.sniffer = None
+        call.teed = True
+        flow.response.stream = call.tee
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        call: Call | None = flow.metadata.get(CALL)
+        if call is None or flow.response is None:
+            return
+        resp = flow.response
+        if call.teed:
+            data = b"".join(call.bufs)
+        else:  # the response was made by another addon (e.g. replay), never streamed by us
+            data = resp.raw_content or b""
+            if call.first_byte_ms is None:
+                call.first_byte_ms = call.elapsed_ms()
+            call.tee(data)
+        self.recorder.close(
+            call, resp.status_code, list(resp.headers.items()), data, _stream_hint(resp.headers), None
+        )
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        call: Call | None = flow.metadata.get(CALL)
+        if call is None or call.finished:
+            return
+        resp = flow.response
+        self.recorder.close(
+            call,
+            resp.status_code if resp is not None else None,
+            list(resp.headers.items()) if resp is not None else [],
+            b"".join(call.bufs),
+            bool(resp is not None and _stream_hint(resp.headers)),
+            classify_error(flow, call),
+        )
+
+    def done(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        for flow, call in list(self.recorder.inflight.values()):
+            if flow.websocket is not None:
+                continue
+            resp = flow.response
+            self.recorder.close(
+                call,
+                resp.status_code if resp is not None else None,
+                list(resp.headers.items()) if resp is not None else [],
+                b"".join(call.bufs),
+                bool(resp is not None and _stream_hint(resp.headers)),
+                {"kind": "proxy_shutdown", "message": "the proxy stopped before the call ended"},
+            )
+
+    # ------------------------------------------------------------------ timeouts
+
+    async def _watch_timeouts(self) -> None:
+        """Cut calls whose upstream stayed silent too long. Runs until the proxy stops."""
+        while True:
+            await asyncio.sleep(min(1.0, self.timeout / 4))
+            now = time.monotonic()
+            for flow, call in list(self.recorder.inflight.values()):
+                if not call.timed_out and flow.websocket is None and now - call.last_activity > self.timeout:
+                    call.timed_out = True
+                    log.warning("agentcap: upstream silent for %.1fs on %s, cutting it off", self.timeout, flow.request.path)
+                    self._cut_upstream(flow)
+
+    @staticmethod
+    def _cut_upstream(flow: http.HTTPFlow) -> None:
+        """Close the flow's upstream connection; mitmproxy then reports the error on the flow."""
+        ps = ctx.master.addons.get("proxyserver")
+        handler = ps.connections.get(flow.client_conn.id) if ps else None
+        io = handler.transports.get(flow.server_conn) if handler else None
+        if io is not None and io.handler is not None:
+            io.handler.cancel("agentcap timeout")
+        elif handler is not None:
+            # not connected upstream yet: end the whole client connection instead
+            client_io = handler.transports.get(flow.client_conn)
+            if client_io is not None and client_io.handler is not None:
+                client_io.handler.cancel("agentcap timeout")
+
+
+recorder = Recorder()
+addons = [Lifecycle(), KeyAuth(), Capture(recorder), WebSocketCapture(recorder)]

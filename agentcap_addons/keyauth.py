@@ -1,0 +1,114 @@
+"""KeyAuth: per-turn opaque keys → attribution, and the real upstream key injected instead.
+
+With ``agentcap_keys`` set (the CLI's proxies), every request must carry a key registered in that
+directory (``Authorization: Bearer …``, ``x-api-key`` or ``api-key``); the key is removed, the
+attribution is attached to the flow, and the real key from the environment variable named by
+``agentcap_upstream_key_env`` is put back in the same header. Anything else gets a 401 with a
+body that says why. Without ``agentcap_keys`` (power-user mode) headers pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from mitmproxy import ctx, exceptions, http
+
+from agentcap_addons.wire.registry import Attribution, KeyRegistry, key_digest
+
+log = logging.getLogger(__name__)
+
+ATTRIBUTION = "agentcap.attribution"
+KEY_HEADERS = ("authorization", "x-api-key", "api-key")
+
+
+def client_key(request: http.Request) -> tuple[str | None, str | None]:
+    """(header name, key) of the first credential header present."""
+    for name in KEY_HEADERS:
+        value = request.headers.get(name)
+        if value is None:
+            continue
+        value = value.strip()
+        if name == "authorization":
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() != "bearer":
+                return name, None
+            value = token.strip()
+        return name, value or None
+    return None, None
+
+
+def refusal(message: str) -> http.Response:
+    body = {
+        "type": "error",
+        "error": {
+            "type": "authentication_error",
+            "code": "agentcap_unknown_key",
+            "message": message,
+        },
+    }
+    return http.Response.make(401, json.dumps(body).encode(), {"content-type": "application/json"})
+
+
+class KeyAuth:
+    def __init__(self) -> None:
+        self.registry: KeyRegistry | None = None
+        self.upstream_key: str | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "agentcap_keys",
+            str,
+            "",
+            "Key registry directory. When set, only registered per-turn keys may use the proxy; "
+            "each is swapped for the real upstream key.",
+        )
+        loader.add_option(
+            "agentcap_upstream_key_env",
+            str,
+            "AGENTCAP_UPSTREAM_KEY",
+            "Name of the environment variable holding the real upstream API key (registry mode).",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "agentcap_keys" in updated:
+            d = ctx.options.agentcap_keys
+            if d:
+                if os.path.exists(d) and not os.path.isdir(d):
+                    raise exceptions.OptionsError(f"agentcap_keys: {d} is not a directory")
+                self.registry = KeyRegistry(d)
+                self.registry.ensure()
+            else:
+                self.registry = None
+        if "agentcap_upstream_key_env" in updated:
+            name = ctx.options.agentcap_upstream_key_env
+            self.upstream_key = os.environ.get(name) or None if name else None
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if self.registry is None or flow.response is not None:
+            return
+        header, key = client_key(flow.request)
+        attribution = self.registry.lookup(key) if key else None
+        if attribution is None:
+            who = f"key sha256:{key_digest(key)[:12]}" if key else "no key"
+            log.warning("agentcap: refused %s %s (%s not registered)", flow.request.method, flow.request.path, who)
+            flow.response = refusal(
+                "agentcap capture proxy: this API key is not registered (no agentcap turn is running "
+                "for it), so the request was not forwarded."
+                if key
+                else "agentcap capture proxy: no API key (Authorization: Bearer / x-api-key) was sent."
+            )
+            return
+        for name in KEY_HEADERS:
+            flow.request.headers.pop(name, None)
+        if self.upstream_key and header:
+            flow.request.headers[header] = (
+                f"Bearer {self.upstream_key}" if header == "authorization" else self.upstream_key
+            )
+        flow.metadata[ATTRIBUTION] = attribution
+
+
+def attribution_of(flow: http.HTTPFlow) -> Attribution | None:
+    return flow.metadata.get(ATTRIBUTION)
+

@@ -1,0 +1,65 @@
+"""Lifecycle: how a parent process knows the proxy is up, and how the proxy knows the parent died.
+
+* ``agentcap_ready_fd``: a pipe the parent passed in; once the proxy listens, one JSON line
+  ``{"pid", "listen": [[host, port], …]}`` is written to it and it is closed. No polling, no
+  guessing of ports (``listen_port=0`` works).
+* ``agentcap_parent_watch``: stdin is a pipe from the parent; when it reaches EOF (the parent
+  exited, even by ``kill -9``) the proxy shuts down cleanly, finishing every capture record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+
+from mitmproxy import ctx
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    def __init__(self) -> None:
+        self._watch: asyncio.Task | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "agentcap_ready_fd", int, -1, "File descriptor to write a JSON 'ready' line to once listening."
+        )
+        loader.add_option(
+            "agentcap_parent_watch", bool, False, "Shut down when stdin reaches EOF (the parent process is gone)."
+        )
+
+    def running(self) -> None:
+        fd = ctx.options.agentcap_ready_fd
+        if fd >= 0:
+            ps = ctx.master.addons.get("proxyserver")
+            listen = [list(addr[:2]) for addr in ps.listen_addrs()] if ps else []
+            line = json.dumps({"pid": os.getpid(), "listen": listen}) + "\n"
+            try:
+                os.write(fd, line.encode())
+                os.close(fd)
+            except OSError as e:
+                log.warning("agentcap: could not signal readiness on fd %d: %s", fd, e)
+        if ctx.options.agentcap_parent_watch and self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_stdin())
+
+    async def _watch_stdin(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        try:
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        except (OSError, ValueError) as e:
+            log.warning("agentcap: parent watch unavailable: %s", e)
+            return
+        while await reader.read(4096):
+            pass
+        log.info("agentcap: parent process gone (stdin closed), shutting down")
+        ctx.master.shutdown()
+
+    def done(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None

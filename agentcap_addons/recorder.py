@@ -1,0 +1,196 @@
+"""Recorder: turns flows into capture records (shared by the HTTP and WebSocket capture addons).
+
+It owns the per-run capture directories (and so ``seq``), the set of calls in flight (so that
+shutdown can still close every one of them) and the building of both records. Writing goes
+through :mod:`agentcap_addons.wire.store`, the one place that knows the file format.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import http
+
+from agentcap_addons.wire import store
+from agentcap_addons.wire.decode import ModelSniffer, body_model, decode_content_encoding
+from agentcap_addons.wire.policy import (
+    REQUEST_HEADERS,
+    RESPONSE_HEADERS,
+    api_kind,
+    filter_headers,
+    redact_path,
+    redact_url,
+)
+from agentcap_addons.wire.registry import Attribution
+from agentcap_addons.wire.sse import parse_sse
+
+
+@dataclass
+class Call:
+    """One capture in flight."""
+
+    rid: str
+    seq: int
+    api: str
+    directory: store.CaptureDir
+    sent_ms: float  # epoch ms when the request was handed on upstream
+    sniffer: ModelSniffer | None = None
+    bufs: list[bytes] = field(default_factory=list)
+    chunks: list[list[float | int]] = field(default_factory=list)
+    first_byte_ms: float | None = None
+    last_activity: float = field(default_factory=time.monotonic)
+    teed: bool = False
+    timed_out: bool = False
+    finished: bool = False
+
+    def elapsed_ms(self) -> float:
+        return round(time.time() * 1000 - self.sent_ms, 3)
+
+    def tee(self, data: bytes) -> bytes:
+        """The ``flow.response.stream`` callable: keep a copy and a time line, pass ``data`` on as is."""
+        if data:
+            now = time.time() * 1000 - self.sent_ms
+            self.bufs.append(data)
+            self.chunks.append([round(now, 3), len(data)])
+            self.last_activity = time.monotonic()
+            if self.sniffer is not None:
+                self.sniffer.feed(data)
+        return data
+
+
+def default_run_dir() -> Path:
+    """``$AGENTCAP_WORKSPACE/.agentcap/proxy-<UTC stamp>`` for a power user who set no directory."""
+    ws = Path(os.environ.get("AGENTCAP_WORKSPACE") or os.getcwd())
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return ws / ".agentcap" / f"proxy-{stamp}-{os.getpid()}"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None
+        self.run_id: str | None = None
+        self.extra_headers: tuple[str, ...] = ()
+        self._dirs: dict[str, store.CaptureDir] = {}
+        self.inflight: dict[str, tuple[http.HTTPFlow, Call]] = {}
+
+    def configure(self, run_dir: str, run_id: str, extra_headers: tuple[str, ...]) -> None:
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.run_id = run_id or None
+        self.extra_headers = tuple(h.lower() for h in extra_headers)
+
+    def _captures_dir(self, attribution: Attribution | None) -> tuple[store.CaptureDir, str | None]:
+        if attribution is not None and attribution.captures_dir:
+            path = Path(attribution.captures_dir)
+            run_id = attribution.run_id
+        else:
+            if self.run_dir is None:
+                self.run_dir = default_run_dir()
+            path = self.run_dir / "captures"
+            run_id = (attribution.run_id if attribution else None) or self.run_id or self.run_dir.name
+        key = str(path)
+        d = self._dirs.get(key)
+        if d is None:
+            d = self._dirs[key] = store.CaptureDir(path)
+        return d, run_id
+
+    def open(
+        self,
+        flow: http.HTTPFlow,
+        attribution: Attribution | None,
+        method: str,
+        body: bytes,
+        stream_hint: bool,
+    ) -> Call:
+        """Write the request record (before anything is forwarded) and start tracking the call."""
+        directory, run_id = self._captures_dir(attribution)
+        api = api_kind(flow.request.path)
+        call = Call(
+            rid=store.new_request_id(),
+            seq=directory.next_seq(),
+            api=api,
+            directory=directory,
+            sent_ms=0.0,
+            sniffer=ModelSniffer(api) if stream_hint else None,
+        )
+        a = attribution or Attribution()
+        record: dict[str, Any] = {
+            "schema": store.SCHEMA,
+            "request_id": call.rid,
+            "seq": call.seq,
+            "captured_at": store.rfc3339_ns(),
+            "method": method,
+            "path": redact_path(flow.request.path),
+            "upstream_url": redact_url(flow.request.url),
+            "api": api,
+            "run_id": run_id,
+            "task_id": a.task_id,
+            "turn": a.turn,
+            "cell": a.cell,
+            "repeat": a.repeat,
+            "headers": filter_headers(flow.request.headers.items(), REQUEST_HEADERS + self.extra_headers),
+        }
+        record.update(store.body_fields(body))
+        directory.write_request(record)
+        call.sent_ms = time.time() * 1000
+        self.inflight[call.rid] = (flow, call)
+        return call
+
+    def close(
+        self,
+        call: Call,
+        status_code: int | None,
+        headers: list[tuple[str, str]],
+        data: bytes,
+        stream: bool,
+        error: dict[str, str] | None,
+    ) -> None:
+        """Write the response record atomically; at most once per call."""
+        if call.finished:
+            return
+        call.finished = True
+        self.inflight.pop(call.rid, None)
+        hdrs = filter_headers(headers, RESPONSE_HEADERS + self.extra_headers)
+        record: dict[str, Any] = {
+            "schema": store.SCHEMA,
+            "request_id": call.rid,
+            "status_code": status_code,
+            "headers": hdrs,
+            "stream": stream,
+        }
+        if stream:
+            record.update(store.raw_fields(data))
+        else:
+            record.update(store.body_fields(decode_content_encoding(data, hdrs.get("content-encoding"))))
+        record["chunks"] = call.chunks
+        record["timings"] = {
+            "sent": round(call.sent_ms, 3),
+            "first_byte": call.first_byte_ms,
+            "done": call.elapsed_ms(),
+        }
+        record["served_model"] = self._served_model(call, record, data, hdrs, stream)
+        record["error"] = error
+        call.directory.write_response(record)
+
+    @staticmethod
+    def _served_model(call: Call, record: dict[str, Any], data: bytes, hdrs: dict[str, str], stream: bool) -> str | None:
+        if call.sniffer is not None and call.sniffer.model:
+            return call.sniffer.model
+        if stream and data:
+            sniff = ModelSniffer(call.api)
+            sniff.feed(decode_content_encoding(data, hdrs.get("content-encoding")))
+            if sniff.model:
+                return sniff.model
+            # a stream whose first events carry no model: look through all of it once
+            for ev in parse_sse(decode_content_encoding(data, hdrs.get("content-encoding"))):
+                if '"model"' in ev.data:
+                    m = ModelSniffer(call.api)
+                    m.look(ev.data)
+                    if m.model:
+                        return m.model
+        model = body_model(record.get("body"))
+        return model or hdrs.get("openai-model")

@@ -1,0 +1,87 @@
+"""WebSocket capture: the Responses API over a WebSocket (codex can speak it) as ordinary captures.
+
+On a WebSocket whose handshake path is a captured LLM path, each message from the client starts
+a capture (its JSON is the request ``body``, ``method`` is ``"WEBSOCKET"``); the server's messages
+that follow are that capture's stream, recorded as SSE (``data: <message>\\n\\n`` each) so the
+same decoders read both transports. The capture ends at a terminal event (``response.completed``,
+``response.failed``, ``response.incomplete``, ``error``), at the next client message, or when the
+WebSocket closes.
+"""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy import ctx, http
+
+from agentcap_addons.keyauth import attribution_of
+from agentcap_addons.recorder import Call, Recorder
+from agentcap_addons.wire.policy import path_matches
+
+WS_CALL = "agentcap.ws_call"
+TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "response.done", "error"})
+
+
+def is_websocket_handshake(flow: http.HTTPFlow) -> bool:
+    return flow.request.headers.get("upgrade", "").lower() == "websocket"
+
+
+def _event_type(text: str) -> str | None:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    return obj.get("type") if isinstance(obj, dict) else None
+
+
+class WebSocketCapture:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def _captured(self, flow: http.HTTPFlow) -> bool:
+        return flow.websocket is not None and path_matches(flow.request.path, ctx.options.agentcap_paths)
+
+    def _finish(self, flow: http.HTTPFlow, call: Call, error: dict[str, str] | None) -> None:
+        status = flow.response.status_code if flow.response else None
+        headers = list(flow.response.headers.items()) if flow.response else []
+        self.recorder.close(call, status, headers, b"".join(call.bufs), True, error)
+        flow.metadata.pop(WS_CALL, None)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        if not self._captured(flow):
+            return
+        assert flow.websocket is not None
+        msg = flow.websocket.messages[-1]
+        call: Call | None = flow.metadata.get(WS_CALL)
+        if msg.from_client:
+            if call is not None:
+                self._finish(flow, call, None)
+            call = self.recorder.open(flow, attribution_of(flow), "WEBSOCKET", msg.content, stream_hint=True)
+            flow.metadata[WS_CALL] = call
+            return
+        if call is None:
+            return  # server chatter before any request (e.g. a session greeting)
+        text = msg.text if msg.is_text else msg.content.decode("utf-8", "replace")
+        if call.first_byte_ms is None:
+            call.first_byte_ms = call.elapsed_ms()
+        call.tee(f"data: {text}\n\n".encode("utf-8"))
+        if _event_type(text) in TERMINAL:
+            self._finish(flow, call, None)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        call: Call | None = flow.metadata.get(WS_CALL)
+        if call is None:
+            return
+        # a call still open here never saw its terminal event: the socket closed under it
+        ws = flow.websocket
+        by_client = bool(ws and ws.closed_by_client)
+        error = {
+            "kind": "client_disconnected" if by_client else "upstream_reset",
+            "message": f"WebSocket closed ({ws.close_code if ws else '?'}) {ws.close_reason if ws else ''}".strip(),
+        }
+        self._finish(flow, call, error)
+
+    def done(self) -> None:
+        for flow, call in list(self.recorder.inflight.values()):
+            if flow.websocket is not None:
+                self._finish(flow, call, {"kind": "proxy_shutdown", "message": "the proxy stopped during the call"})

@@ -1,0 +1,159 @@
+"""Turn a capture into messages and a decoded response, whatever API it spoke."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from . import anthropic, openai
+from .messages import DecodedResponse, Message
+from .policy import API_ANTHROPIC, API_OPENAI_CHAT, API_OPENAI_RESPONSES, header_value
+from .sse import SSEDecoder, SSEEvent, parse_sse
+from .store import Capture
+
+
+def decode_content_encoding(data: bytes, encoding: str | None) -> bytes:
+    """Undo gzip / deflate / br / zstd as named by a Content-Encoding header (best effort:
+    the bytes come back unchanged when they do not decode, e.g. a truncated stream)."""
+    enc = (encoding or "").strip().lower()
+    if not data or enc in ("", "identity"):
+        return data
+    try:
+        if enc in ("gzip", "x-gzip"):
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            return d.decompress(data) + d.flush()
+        if enc == "deflate":
+            try:
+                return zlib.decompress(data)
+            except zlib.error:
+                return zlib.decompress(data, -zlib.MAX_WBITS)
+        if enc == "br":
+            import brotli  # type: ignore[import-not-found]
+
+            return brotli.decompress(data)
+        if enc == "zstd":
+            import zstandard  # type: ignore[import-not-found]
+
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    except Exception:
+        return data
+    return data
+
+
+def request_messages(api: str, body: Any) -> list[Message]:
+    if not isinstance(body, dict):
+        return []
+    if api == API_OPENAI_RESPONSES:
+        return openai.responses_request_messages(body)
+    if api == API_ANTHROPIC:
+        return anthropic.request_messages(body)
+    if "prompt" in body and "messages" not in body:  # legacy completions
+        p = body["prompt"]
+        return [Message(role="user", content=p if isinstance(p, str) else json.dumps(p))]
+    return openai.chat_request_messages(body)
+
+
+def request_tools(body: Any) -> list[str]:
+    """Names of the tools a request offered (all three APIs' shapes)."""
+    names: list[str] = []
+    tools = body.get("tools") if isinstance(body, dict) else None
+    for t in tools or []:
+        if isinstance(t, dict):
+            name = (t.get("function") or {}).get("name") or t.get("name")
+            if name:
+                names.append(str(name))
+    return names
+
+
+def response_body_bytes(capture: Capture) -> bytes:
+    """The response body with any content-encoding undone."""
+    resp = capture.response or {}
+    data = capture.response_bytes()
+    if "raw" in resp or "raw_b64" in resp:
+        return decode_content_encoding(data, header_value(resp.get("headers") or {}, "content-encoding"))
+    return data
+
+
+def decode_events(api: str, events: list[SSEEvent]) -> DecodedResponse:
+    if api == API_OPENAI_RESPONSES:
+        return openai.responses_stream(events)
+    if api == API_ANTHROPIC:
+        return anthropic.stream(events)
+    return openai.chat_stream(events)
+
+
+def decode_body(api: str, body: Any) -> DecodedResponse:
+    if api == API_OPENAI_RESPONSES:
+        return openai.responses_response(body)
+    if api == API_ANTHROPIC:
+        return anthropic.response(body)
+    return openai.chat_response(body)
+
+
+def decode_response(capture: Capture) -> DecodedResponse:
+    api = capture.request.get("api") or API_OPENAI_CHAT
+    resp = capture.response
+    if resp is None:
+        return DecodedResponse(error="no response record (call in flight)")
+    if resp.get("stream"):
+        r = decode_events(api, parse_sse(response_body_bytes(capture)))
+    elif "body" in resp:
+        r = decode_body(api, resp.get("body"))
+    else:
+        r = DecodedResponse()
+    if r.error is None and resp.get("error"):
+        err = resp["error"]
+        r.error = f"{err.get('kind')}: {err.get('message')}" if isinstance(err, dict) else str(err)
+    return r
+
+
+def decode_request(capture: Capture) -> list[Message]:
+    return request_messages(capture.request.get("api") or API_OPENAI_CHAT, capture.request.get("body"))
+
+
+class ModelSniffer:
+    """Finds the served model in a stream as it passes, stopping as soon as it has one.
+
+    Used by the addon for ``served_model``: it looks only at the first events, so a long stream
+    costs nothing after the first chunk."""
+
+    def __init__(self, api: str) -> None:
+        self.api = api
+        self.model: str | None = None
+        self._dec: SSEDecoder | None = SSEDecoder()
+        self._budget = 8
+
+    def feed(self, chunk: bytes) -> None:
+        if self._dec is None:
+            return
+        for ev in self._dec.feed(chunk):
+            self.look(ev.data)
+            if self._dec is None:
+                return
+
+    def look(self, data: str) -> None:
+        self._budget -= 1
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            for holder in (obj, obj.get("response"), obj.get("message")):
+                if isinstance(holder, dict) and isinstance(holder.get("model"), str):
+                    self.model = holder["model"]
+                    self._dec = None
+                    return
+        if self._budget <= 0:
+            self._dec = None
+
+
+def body_model(body: Any) -> str | None:
+    if isinstance(body, dict):
+        m = body.get("model")
+        if isinstance(m, str):
+            return m
+        r = body.get("response")
+        if isinstance(r, dict) and isinstance(r.get("model"), str):
+            return r["model"]
+    return None

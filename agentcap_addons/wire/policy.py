@@ -1,0 +1,154 @@
+"""What gets captured and what of it may reach disk: LLM API paths, the API kind, header and
+query allowlists. Allowlists, not denylists (DESIGN.md "Errors, safety, data"): a header nobody
+thought of stays off disk."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+DEFAULT_PATHS: tuple[str, ...] = (
+    "/chat/completions",
+    "/completions",
+    "/responses",
+    "/messages",
+)
+
+API_OPENAI_CHAT = "openai-chat"
+API_OPENAI_RESPONSES = "openai-responses"
+API_ANTHROPIC = "anthropic-messages"
+API_OTHER = "other"
+
+# Headers that may be written to a capture. Entries ending in "*" are prefixes.
+REQUEST_HEADERS: tuple[str, ...] = (
+    "content-type",
+    "content-encoding",
+    "accept",
+    "accept-encoding",
+    "user-agent",
+    "openai-beta",
+    "anthropic-version",
+    "anthropic-beta",
+    "x-stainless-*",
+    "x-title",
+    "http-referer",
+    "session_id",
+    "originator",
+    "version",
+)
+RESPONSE_HEADERS: tuple[str, ...] = (
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "transfer-encoding",
+    "date",
+    "server",
+    "openai-model",
+    "openai-processing-ms",
+    "openai-version",
+    "x-request-id",
+    "request-id",
+    "x-ratelimit-*",
+    "anthropic-ratelimit-*",
+    "retry-after",
+    "x-inference-provider",
+    "x-robots-tag",
+)
+# Never written, even when a user adds them to the allowlist.
+FORBIDDEN_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "api-key",
+        "cookie",
+        "set-cookie",
+        "x-goog-api-key",
+    }
+)
+QUERY_ALLOWLIST = frozenset({"api-version", "beta", "stream", "alt"})
+
+
+def path_only(path: str) -> str:
+    return path.split("?", 1)[0]
+
+
+def path_matches(path: str, patterns: Iterable[str]) -> bool:
+    """True when ``path`` (query ignored) ends with one of ``patterns``, or matches a glob one.
+
+    Suffix matching lets ``/openai/v1/chat/completions`` and ``/api/v1/chat/completions`` count,
+    while ``/v1/messages/count_tokens`` does not.
+    """
+    p = path_only(path).rstrip("/")
+    for pat in patterns:
+        if any(ch in pat for ch in "*?["):
+            if fnmatch.fnmatchcase(p, pat):
+                return True
+        elif p.endswith(pat.rstrip("/")):
+            return True
+    return False
+
+
+def api_kind(path: str) -> str:
+    p = path_only(path).rstrip("/")
+    if p.endswith("/chat/completions"):
+        return API_OPENAI_CHAT
+    if p.endswith("/responses"):
+        return API_OPENAI_RESPONSES
+    if p.endswith("/messages"):
+        return API_ANTHROPIC
+    return API_OTHER
+
+
+def _allowed(name: str, allow: Iterable[str]) -> bool:
+    if name in FORBIDDEN_HEADERS:
+        return False
+    for a in allow:
+        if a.endswith("*"):
+            if name.startswith(a[:-1]):
+                return True
+        elif name == a:
+            return True
+    return False
+
+
+def filter_headers(
+    headers: Iterable[tuple[str, str]], allow: Iterable[str]
+) -> dict[str, str]:
+    """Allowlisted headers as a dict with lower-case names; repeated headers joined with ", "."""
+    allow = tuple(a.lower() for a in allow)
+    out: dict[str, str] = {}
+    for name, value in headers:
+        n = name.lower()
+        if _allowed(n, allow):
+            out[n] = f"{out[n]}, {value}" if n in out else value
+    return out
+
+
+def redact_url(url: str) -> str:
+    """The URL with userinfo dropped and every query value not on the allowlist replaced."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = parts.query
+    if query:
+        pairs = [
+            (k, v if k.lower() in QUERY_ALLOWLIST else "REDACTED")
+            for k, v in parse_qsl(query, keep_blank_values=True)
+        ]
+        query = urlencode(pairs)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_path(path: str) -> str:
+    """Like :func:`redact_url` for an origin-form request target (``/v1/x?key=…``)."""
+    if "?" not in path:
+        return path
+    return redact_url("http://h" + path)[len("http://h") :]
+
+
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    for k, v in headers.items():
+        if k.lower() == name:
+            return v
+    return None

@@ -1,0 +1,118 @@
+"""Server-sent events, parsed incrementally as the HTML standard describes the event stream.
+
+Handles what real providers put on the wire: UTF-8 split across network chunks, CRLF / CR / LF
+line ends (a CR at the end of one chunk and the LF at the start of the next count once), a BOM,
+comment / keep-alive lines (``: ping``), multi-line ``data``, and ``data: [DONE]`` (an ordinary
+event here; API decoders give it meaning).
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+
+@dataclass
+class SSEEvent:
+    data: str
+    event: str = "message"
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Feed bytes as they arrive; get the complete events each chunk finished."""
+
+    def __init__(self) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buf = ""
+        self._pending_cr = False
+        self._started = False
+        self._data: list[str] = []
+        self._event = ""
+        self._last_id: str | None = None
+        self._retry: int | None = None
+        self.comments = 0
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        return self._feed_text(self._utf8.decode(chunk))
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream. Unlike a browser, dispatch a last event that lacks its blank line: a
+        capture of a truncated stream should still show what arrived."""
+        events = self._feed_text(self._utf8.decode(b"", final=True))
+        if self._buf:
+            line, self._buf = self._buf, ""
+            self._line(line, events)
+        if self._data:
+            self._dispatch(events)
+        return events
+
+    def _feed_text(self, text: str) -> list[SSEEvent]:
+        if not self._started and text:
+            self._started = True
+            if text.startswith("\ufeff"):
+                text = text[1:]
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]
+        self._pending_cr = False
+        events: list[SSEEvent] = []
+        buf = self._buf + text
+        start = 0
+        n = len(buf)
+        i = 0
+        while i < n:
+            ch = buf[i]
+            if ch == "\n" or ch == "\r":
+                self._line(buf[start:i], events)
+                if ch == "\r":
+                    if i + 1 < n:
+                        if buf[i + 1] == "\n":
+                            i += 1
+                    else:
+                        self._pending_cr = True
+                start = i + 1
+            i += 1
+        self._buf = buf[start:]
+        return events
+
+    def _line(self, line: str, events: list[SSEEvent]) -> None:
+        if line == "":
+            self._dispatch(events)
+            return
+        if line.startswith(":"):
+            self.comments += 1
+            return
+        field, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        elif field == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif field == "retry":
+            if value.isdigit():
+                self._retry = int(value)
+
+    def _dispatch(self, events: list[SSEEvent]) -> None:
+        if self._data:
+            events.append(
+                SSEEvent(
+                    data="\n".join(self._data),
+                    event=self._event or "message",
+                    id=self._last_id,
+                    retry=self._retry,
+                )
+            )
+        self._data = []
+        self._event = ""
+
+
+def parse_sse(data: bytes | str) -> list[SSEEvent]:
+    """All events of a complete stream."""
+    dec = SSEDecoder()
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return dec.feed(raw) + dec.close()

@@ -1,0 +1,241 @@
+"""The capture files on disk: the one module that knows their names and their format.
+
+A capture is one model call: ``<rid>.request.json`` written before the request is forwarded and
+``<rid>.response.json`` written when the exchange ends (DESIGN.md, "The capture contract").
+The addon writes through :class:`CaptureDir`; export, inspect and replay read through
+:func:`iter_captures` / :func:`read_capture`. No mitmproxy import here, on purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+REQUEST_SUFFIX = ".request.json"
+RESPONSE_SUFFIX = ".response.json"
+ERROR_KINDS = (
+    "upstream_unreachable",
+    "upstream_reset",
+    "client_disconnected",
+    "timeout",
+    "killed",
+    "proxy_shutdown",
+)
+_RID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_request_id() -> str:
+    """32 lowercase hex digits, unique without coordination between processes."""
+    return uuid.uuid4().hex
+
+
+def rfc3339_ns(ns: int | None = None) -> str:
+    """An RFC 3339 UTC timestamp with nanoseconds, e.g. ``2026-11-22T01:59:14.123456789Z``."""
+    if ns is None:
+        ns = time.time_ns()
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac:09d}Z"
+
+
+def parse_rfc3339_ns(text: str) -> int:
+    """Inverse of :func:`rfc3339_ns` (nanoseconds since the epoch); accepts any fraction length."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", text)
+    if not m:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+    base = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")
+    tz = timezone.utc
+    if m.group(3) != "Z":
+        sign = 1 if m.group(3)[0] == "+" else -1
+        hh, mm = m.group(3)[1:].split(":")
+        tz = timezone(sign * timedelta(hours=int(hh), minutes=int(mm)))
+    secs = int(base.replace(tzinfo=tz).timestamp())
+    frac = (m.group(2) or "0").ljust(9, "0")
+    return secs * 1_000_000_000 + int(frac)
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact UTF-8 JSON; falls back to ASCII escapes when a string holds a lone surrogate."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader sees either the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, dumps(obj))
+
+
+def parse_json_body(data: bytes) -> tuple[bool, Any]:
+    """(True, value) when ``data`` is a JSON document, else (False, None). Key order is kept."""
+    if not data:
+        return False, None
+    try:
+        return True, json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return False, None
+
+
+def body_fields(data: bytes) -> dict[str, Any]:
+    """``{"body": parsed}`` for JSON, ``{"body_b64": …}`` for anything else, ``{"body": None}`` if empty."""
+    if not data:
+        return {"body": None}
+    ok, value = parse_json_body(data)
+    if ok:
+        return {"body": value}
+    return {"body_b64": base64.b64encode(data).decode("ascii")}
+
+
+def raw_fields(data: bytes) -> dict[str, Any]:
+    """``{"raw": text}`` when the bytes are valid UTF-8, else ``{"raw_b64": …}`` (lossless either way)."""
+    try:
+        return {"raw": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"raw_b64": base64.b64encode(data).decode("ascii")}
+
+
+def resolve_captures_dir(path: str | os.PathLike[str]) -> Path:
+    """A run directory (holding ``captures/``) or a captures directory → the captures directory."""
+    p = Path(path)
+    if (p / "captures").is_dir():
+        return p / "captures"
+    return p
+
+
+class CaptureDir:
+    """Writes captures into one directory and hands out the per-run ``seq``.
+
+    ``seq`` continues after the highest one already on disk, so a resumed run (a new proxy on an
+    old run directory) never reuses a number. Thread-safe.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._next_seq: int | None = None
+
+    def _scan_max_seq(self) -> int:
+        best = 0
+        if not self.path.is_dir():
+            return best
+        for entry in os.scandir(self.path):
+            if entry.name.endswith(REQUEST_SUFFIX):
+                try:
+                    with open(entry.path, "rb") as f:
+                        best = max(best, int(json.loads(f.read()).get("seq") or 0))
+                except (OSError, ValueError, TypeError, AttributeError):
+                    continue
+        return best
+
+    def next_seq(self) -> int:
+        with self._lock:
+            if self._next_seq is None:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._next_seq = self._scan_max_seq() + 1
+            seq = self._next_seq
+            self._next_seq += 1
+            return seq
+
+    def write_request(self, record: dict[str, Any]) -> Path:
+        path = self.path / f"{record['request_id']}{REQUEST_SUFFIX}"
+        atomic_write_json(path, record)
+        return path
+
+    def write_response(self, record: dict[str, Any]) -> Path:
+        path = self.path / f"{record['request_id']}{RESPONSE_SUFFIX}"
+        atomic_write_json(path, record)
+        return path
+
+
+@dataclass
+class Capture:
+    """One call read back from disk. ``response`` is None only while the call is still in flight."""
+
+    request: dict[str, Any]
+    response: dict[str, Any] | None
+
+    @property
+    def request_id(self) -> str:
+        return self.request["request_id"]
+
+    @property
+    def seq(self) -> int:
+        return int(self.request.get("seq") or 0)
+
+    def request_body_bytes(self) -> bytes:
+        return _body_bytes(self.request)
+
+    def response_bytes(self) -> bytes:
+        """The response body as bytes: the raw stream, or the JSON body re-encoded, or the b64 body."""
+        if self.response is None:
+            return b""
+        if "raw" in self.response:
+            return self.response["raw"].encode("utf-8")
+        if "raw_b64" in self.response:
+            return base64.b64decode(self.response["raw_b64"])
+        return _body_bytes(self.response)
+
+
+def _body_bytes(record: dict[str, Any]) -> bytes:
+    if "body_b64" in record:
+        return base64.b64decode(record["body_b64"])
+    if record.get("body") is None:
+        return b""
+    return dumps(record["body"])
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def read_capture(directory: str | os.PathLike[str], request_id: str) -> Capture:
+    d = resolve_captures_dir(directory)
+    request = read_json(d / f"{request_id}{REQUEST_SUFFIX}")
+    resp_path = d / f"{request_id}{RESPONSE_SUFFIX}"
+    response = read_json(resp_path) if resp_path.exists() else None
+    return Capture(request, response)
+
+
+def iter_captures(directory: str | os.PathLike[str]) -> Iterator[Capture]:
+    """Every capture of a run or captures directory, in ``seq`` order (not file-name order)."""
+    d = resolve_captures_dir(directory)
+    if not d.is_dir():
+        return
+    items: list[tuple[int, str, dict[str, Any]]] = []
+    for entry in os.scandir(d):
+        name = entry.name
+        if name.endswith(REQUEST_SUFFIX) and _RID.match(name[: -len(REQUEST_SUFFIX)]):
+            req = read_json(Path(entry.path))
+            items.append((int(req.get("seq") or 0), req.get("captured_at", ""), req))
+    items.sort(key=lambda t: (t[0], t[1]))
+    for _, _, req in items:
+        resp_path = d / f"{req['request_id']}{RESPONSE_SUFFIX}"
+        yield Capture(req, read_json(resp_path) if resp_path.exists() else None)

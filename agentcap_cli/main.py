@@ -1,0 +1,28 @@
+"""The ``agentcap`` command: a thin click layer over library functions.
+
+Every option can also be set by an ``AGENTCAP_*`` environment variable (named in ``--help``).
+Bad input exits 2 with one message naming the flag; data goes to stdout, logs to stderr.
+"""
+
+from __future__ import annotations
+
+import click
+
+from agentcap_cli.commands.proxy import proxy
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="agentcap")
+def cli() -> None:
+    """Run coding agents, capture every model call from the wire, publish the captures."""
+
+
+cli.add_command(proxy)
+
+
+def main() -> None:
+    cli(prog_name="agentcap")
+
+
+if __name__ == "__main__":
+    main()

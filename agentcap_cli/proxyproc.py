@@ -1,0 +1,167 @@
+"""The capture proxy as a child process: exactly ``mitmdump -s agentcap_addons/capture.py …``.
+
+The orchestrator never shares state with the proxy except through files the proxy reads per
+request (the key registry) and the capture files it writes. Readiness arrives on a pipe
+(``agentcap_ready_fd``), so there is no port guessing and no polling; stdin is a pipe too
+(``agentcap_parent_watch``), so the proxy stops by itself if its parent dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import agentcap_addons
+
+CAPTURE_SCRIPT = Path(agentcap_addons.__file__).resolve().parent / "capture.py"
+CONTENTVIEW_SCRIPT = Path(agentcap_addons.__file__).resolve().parent / "contentview.py"
+
+
+class ProxyStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class ProxyProcess:
+    proc: subprocess.Popen
+    host: str
+    port: int
+    run_dir: Path
+    web_url: str | None = None
+    argv: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{self.port}"
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """Ask for a clean shutdown (every in-flight capture gets its response record), then wait."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdin:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        return self.proc.returncode
+
+    def __enter__(self) -> "ProxyProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def mitm_command(tool: str) -> list[str]:
+    """``mitmdump`` / ``mitmweb`` run by this interpreter (no reliance on PATH)."""
+    code = f"import sys; from mitmproxy.tools.main import {tool}; sys.argv[0] = {tool!r}; sys.exit({tool}())"
+    return [sys.executable, "-c", code]
+
+
+def start_proxy(
+    upstream: str,
+    run_dir: str | os.PathLike[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    keys_dir: str | os.PathLike[str] | None = None,
+    upstream_key_env: str | None = None,
+    web: bool = False,
+    web_port: int = 8081,
+    sets: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+    log: IO[bytes] | int | None = None,
+    ready_timeout: float = 30.0,
+) -> ProxyProcess:
+    """Start a capture proxy in reverse mode in front of ``upstream`` and wait until it listens."""
+    run_dir = Path(run_dir)
+    r, w = os.pipe()
+    argv = mitm_command("mitmweb" if web else "mitmdump") + [
+        "-s",
+        str(CAPTURE_SCRIPT),
+        "--mode",
+        f"reverse:{upstream}",
+        "--listen-host",
+        host,
+        "--listen-port",
+        str(port),
+        "--set",
+        "connection_strategy=lazy",
+        "--set",
+        f"agentcap_dir={run_dir}",
+        "--set",
+        f"agentcap_ready_fd={w}",
+        "--set",
+        "agentcap_parent_watch=true",
+        "--set",
+        "flow_detail=0",
+    ]
+    if web:
+        if CONTENTVIEW_SCRIPT.exists():
+            argv[argv.index("-s") : argv.index("-s")] = ["-s", str(CONTENTVIEW_SCRIPT)]
+        argv += ["--set", "web_open_browser=false", "--web-host", "127.0.0.1", "--web-port", str(web_port)]
+    if keys_dir is not None:
+        argv += ["--set", f"agentcap_keys={keys_dir}"]
+    if upstream_key_env:
+        argv += ["--set", f"agentcap_upstream_key_env={upstream_key_env}"]
+    for k, v in (sets or {}).items():
+        argv += ["--set", f"{k}={v}"]
+    child_env = dict(os.environ if env is None else env)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=log if log is not None else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+        pass_fds=(w,),
+        env=child_env,
+    )
+    os.close(w)
+    try:
+        info = _wait_ready(r, proc, ready_timeout)
+    finally:
+        os.close(r)
+    listen = info.get("listen") or [[host, port]]
+    return ProxyProcess(
+        proc=proc,
+        host=listen[0][0],
+        port=int(listen[0][1]),
+        run_dir=run_dir,
+        web_url=f"http://127.0.0.1:{web_port}" if web else None,
+        argv=argv,
+    )
+
+
+def _wait_ready(fd: int, proc: subprocess.Popen, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            proc.kill()
+            raise ProxyStartError(f"capture proxy did not come up within {timeout:.0f}s")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:  # the child closed the pipe without a line: it exited
+            code = proc.wait(10)
+            raise ProxyStartError(f"capture proxy exited (code {code}) before listening; see its log")
+        buf += chunk
+    return json.loads(buf.split(b"\n", 1)[0])
