@@ -77,6 +77,9 @@ class Capture:
         )
         loader.add_option("agentcap_headers", Sequence[str], [], "Extra header names to keep in captures.")
         loader.add_option(
+            "agentcap_events_fd", int, -1, "File descriptor to announce each capture on (JSON lines)."
+        )
+        loader.add_option(
             "agentcap_timeout",
             str,
             "600",
@@ -88,6 +91,8 @@ class Capture:
         o = ctx.options
         if updated & {"agentcap_dir", "agentcap_run_id", "agentcap_headers"}:
             self.recorder.configure(o.agentcap_dir, o.agentcap_run_id, tuple(o.agentcap_headers))
+        if "agentcap_events_fd" in updated:
+            self.recorder.set_events_fd(o.agentcap_events_fd)
         if "agentcap_paths" in updated:
             if not o.agentcap_paths:
                 raise exceptions.OptionsError("agentcap_paths: at least one path is needed")

@@ -7,6 +7,8 @@ through :mod:`agentcap_addons.wire.store`, the one place that knows the file for
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,6 +30,8 @@ from agentcap_addons.wire.policy import (
 )
 from agentcap_addons.wire.registry import Attribution
 from agentcap_addons.wire.sse import parse_sse
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,6 +81,27 @@ class Recorder:
         self.extra_headers: tuple[str, ...] = ()
         self._dirs: dict[str, store.CaptureDir] = {}
         self.inflight: dict[str, tuple[http.HTTPFlow, Call]] = {}
+        self.events_fd: int = -1
+        self.events_dropped = 0
+
+    def set_events_fd(self, fd: int) -> None:
+        """A pipe to announce every capture on (one JSON line per request / response record), so
+        a parent process can count calls or wait for one without scanning directories. Never
+        blocks the proxy: when the reader falls behind, events are dropped (and counted)."""
+        self.events_fd = fd
+        if fd >= 0:
+            os.set_blocking(fd, False)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        if self.events_fd < 0:
+            return
+        try:
+            os.write(self.events_fd, json.dumps(event).encode() + b"\n")
+        except BlockingIOError:
+            self.events_dropped += 1
+        except OSError as e:  # the reader went away; stop trying
+            log.warning("agentcap: capture event pipe closed (%s)", e)
+            self.events_fd = -1
 
     def configure(self, run_dir: str, run_id: str, extra_headers: tuple[str, ...]) -> None:
         self.run_dir = Path(run_dir) if run_dir else None
@@ -137,6 +162,9 @@ class Recorder:
         record.update(store.body_fields(body))
         directory.write_request(record)
         call.sent_ms = time.time() * 1000
+        self.emit({"event": "request", "request_id": call.rid, "seq": call.seq, "run_id": run_id,
+                   "task_id": a.task_id, "turn": a.turn, "cell": a.cell, "repeat": a.repeat,
+                   "path": record["path"]})
         self.inflight[call.rid] = (flow, call)
         return call
 
@@ -175,6 +203,8 @@ class Recorder:
         record["served_model"] = self._served_model(call, record, data, hdrs, stream)
         record["error"] = error
         call.directory.write_response(record)
+        self.emit({"event": "response", "request_id": call.rid, "status_code": status_code,
+                   "error": error["kind"] if error else None})
 
     @staticmethod
     def _served_model(call: Call, record: dict[str, Any], data: bytes, hdrs: dict[str, str], stream: bool) -> str | None:

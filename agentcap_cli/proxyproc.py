@@ -29,6 +29,49 @@ class ProxyStartError(RuntimeError):
     pass
 
 
+class CaptureEvents:
+    """The read end of the proxy's capture-event pipe: one dict per request / response record."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buf = b""
+        self._lines: list[dict] = []
+
+    def next(self, timeout: float) -> dict | None:
+        """The next event, or None when none arrives within ``timeout`` seconds (or the proxy exited)."""
+        deadline = time.monotonic() + timeout
+        while not self._lines:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self._buf += chunk
+            *lines, self._buf = self._buf.split(b"\n")
+            self._lines += [json.loads(x) for x in lines if x]
+        return self._lines.pop(0)
+
+    def wait_for(self, timeout: float = 30.0, **match: object) -> dict:
+        """Skip events until one has every ``key=value`` of ``match``; raise TimeoutError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = self.next(max(0.0, deadline - time.monotonic()))
+            if ev is None:
+                raise TimeoutError(f"no capture event matching {match} within {timeout}s")
+            if all(ev.get(k) == v for k, v in match.items()):
+                return ev
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
 @dataclass
 class ProxyProcess:
     proc: subprocess.Popen
@@ -37,6 +80,7 @@ class ProxyProcess:
     run_dir: Path
     web_url: str | None = None
     argv: list[str] = field(default_factory=list)
+    events: CaptureEvents | None = None
 
     @property
     def base_url(self) -> str:
@@ -62,11 +106,22 @@ class ProxyProcess:
                 pass
         return self.proc.returncode
 
+    def close(self) -> None:
+        """Stop, then release the event pipe (events still buffered after a stop can be read until then)."""
+        self.stop()
+        if self.events is not None:
+            self.events.close()
+
+    def kill(self) -> None:
+        """Hard stop (for tests of crash behaviour)."""
+        self.proc.kill()
+        self.proc.wait(10)
+
     def __enter__(self) -> "ProxyProcess":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
 
 def mitm_command(tool: str) -> list[str]:
@@ -88,11 +143,19 @@ def start_proxy(
     sets: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
     log: IO[bytes] | int | None = None,
+    events: bool = False,
     ready_timeout: float = 30.0,
 ) -> ProxyProcess:
-    """Start a capture proxy in reverse mode in front of ``upstream`` and wait until it listens."""
+    """Start a capture proxy in reverse mode in front of ``upstream`` and wait until it listens.
+
+    ``events=True`` opens the capture-event pipe (:class:`CaptureEvents`); its reader must keep
+    reading, or events are dropped (the proxy never blocks on it).
+    """
     run_dir = Path(run_dir)
     r, w = os.pipe()
+    ev_r = ev_w = -1
+    if events:
+        ev_r, ev_w = os.pipe()
     argv = mitm_command("mitmweb" if web else "mitmdump") + [
         "-s",
         str(CAPTURE_SCRIPT),
@@ -121,6 +184,8 @@ def start_proxy(
         argv += ["--set", f"agentcap_keys={keys_dir}"]
     if upstream_key_env:
         argv += ["--set", f"agentcap_upstream_key_env={upstream_key_env}"]
+    if events:
+        argv += ["--set", f"agentcap_events_fd={ev_w}"]
     for k, v in (sets or {}).items():
         argv += ["--set", f"{k}={v}"]
     child_env = dict(os.environ if env is None else env)
@@ -129,12 +194,18 @@ def start_proxy(
         stdin=subprocess.PIPE,
         stdout=log if log is not None else subprocess.DEVNULL,
         stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
-        pass_fds=(w,),
+        pass_fds=(w,) if ev_w < 0 else (w, ev_w),
         env=child_env,
     )
     os.close(w)
+    if ev_w >= 0:
+        os.close(ev_w)
     try:
         info = _wait_ready(r, proc, ready_timeout)
+    except BaseException:
+        if ev_r >= 0:
+            os.close(ev_r)
+        raise
     finally:
         os.close(r)
     listen = info.get("listen") or [[host, port]]
@@ -145,6 +216,7 @@ def start_proxy(
         run_dir=run_dir,
         web_url=f"http://127.0.0.1:{web_port}" if web else None,
         argv=argv,
+        events=CaptureEvents(ev_r) if ev_r >= 0 else None,
     )
 
 
