@@ -118,7 +118,7 @@ class Capture:
         if flow.response is not None or is_websocket_handshake(flow) or not self.captured(flow):
             return
         body = flow.request.get_content(strict=False) or b""
-        call = self.recorder.open(flow, attribution_of(flow), flow.request.method, body, stream_hint=True)
+        call = self.recorder.open(flow, attribution_of(flow), flow.request.method, body)
         flow.metadata[CALL] = call
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -127,8 +127,6 @@ class Capture:
             return
         call.first_byte_ms = round(flow.response.timestamp_start * 1000 - call.sent_ms, 3)
         call.last_activity = time.monotonic()
-        if not _stream_hint(flow.response.headers):
-            call.sniffer = None
         call.teed = True
         flow.response.stream = call.tee
 

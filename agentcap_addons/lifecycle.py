@@ -63,3 +63,4 @@ class Lifecycle:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
+

@@ -19,17 +19,16 @@ from typing import Any
 from mitmproxy import http
 
 from agentcap_addons.wire import store
-from agentcap_addons.wire.decode import ModelSniffer, body_model, decode_content_encoding
+from agentcap_addons.wire.decode import body_model, decode_content_encoding, sniff_model
 from agentcap_addons.wire.policy import (
     REQUEST_HEADERS,
     RESPONSE_HEADERS,
+    HeaderFilter,
     api_kind,
-    filter_headers,
     redact_path,
     redact_url,
 )
 from agentcap_addons.wire.registry import Attribution
-from agentcap_addons.wire.sse import parse_sse
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,6 @@ class Call:
     api: str
     directory: store.CaptureDir
     sent_ms: float  # epoch ms when the request was handed on upstream
-    sniffer: ModelSniffer | None = None
     bufs: list[bytes] = field(default_factory=list)
     chunks: list[list[float | int]] = field(default_factory=list)
     first_byte_ms: float | None = None
@@ -62,8 +60,6 @@ class Call:
             self.bufs.append(data)
             self.chunks.append([round(now, 3), len(data)])
             self.last_activity = time.monotonic()
-            if self.sniffer is not None:
-                self.sniffer.feed(data)
         return data
 
 
@@ -78,7 +74,8 @@ class Recorder:
     def __init__(self) -> None:
         self.run_dir: Path | None = None
         self.run_id: str | None = None
-        self.extra_headers: tuple[str, ...] = ()
+        self.request_headers = HeaderFilter(REQUEST_HEADERS)
+        self.response_headers = HeaderFilter(RESPONSE_HEADERS)
         self._dirs: dict[str, store.CaptureDir] = {}
         self.inflight: dict[str, tuple[http.HTTPFlow, Call]] = {}
         self.events_fd: int = -1
@@ -106,7 +103,8 @@ class Recorder:
     def configure(self, run_dir: str, run_id: str, extra_headers: tuple[str, ...]) -> None:
         self.run_dir = Path(run_dir) if run_dir else None
         self.run_id = run_id or None
-        self.extra_headers = tuple(h.lower() for h in extra_headers)
+        self.request_headers = HeaderFilter(REQUEST_HEADERS + tuple(extra_headers))
+        self.response_headers = HeaderFilter(RESPONSE_HEADERS + tuple(extra_headers))
 
     def _captures_dir(self, attribution: Attribution | None) -> tuple[store.CaptureDir, str | None]:
         if attribution is not None and attribution.captures_dir:
@@ -129,7 +127,6 @@ class Recorder:
         attribution: Attribution | None,
         method: str,
         body: bytes,
-        stream_hint: bool,
     ) -> Call:
         """Write the request record (before anything is forwarded) and start tracking the call."""
         directory, run_id = self._captures_dir(attribution)
@@ -140,7 +137,6 @@ class Recorder:
             api=api,
             directory=directory,
             sent_ms=0.0,
-            sniffer=ModelSniffer(api) if stream_hint else None,
         )
         a = attribution or Attribution()
         record: dict[str, Any] = {
@@ -157,7 +153,7 @@ class Recorder:
             "turn": a.turn,
             "cell": a.cell,
             "repeat": a.repeat,
-            "headers": filter_headers(flow.request.headers.items(), REQUEST_HEADERS + self.extra_headers),
+            "headers": self.request_headers(flow.request.headers.items()),
         }
         record.update(store.body_fields(body))
         directory.write_request(record)
@@ -182,7 +178,8 @@ class Recorder:
             return
         call.finished = True
         self.inflight.pop(call.rid, None)
-        hdrs = filter_headers(headers, RESPONSE_HEADERS + self.extra_headers)
+        done_ms = call.elapsed_ms()
+        hdrs = self.response_headers(headers)
         record: dict[str, Any] = {
             "schema": store.SCHEMA,
             "request_id": call.rid,
@@ -198,29 +195,16 @@ class Recorder:
         record["timings"] = {
             "sent": round(call.sent_ms, 3),
             "first_byte": call.first_byte_ms,
-            "done": call.elapsed_ms(),
+            "done": done_ms,
         }
-        record["served_model"] = self._served_model(call, record, data, hdrs, stream)
+        record["served_model"] = self._served_model(record, data, hdrs, stream)
         record["error"] = error
         call.directory.write_response(record)
         self.emit({"event": "response", "request_id": call.rid, "status_code": status_code,
                    "error": error["kind"] if error else None})
 
     @staticmethod
-    def _served_model(call: Call, record: dict[str, Any], data: bytes, hdrs: dict[str, str], stream: bool) -> str | None:
-        if call.sniffer is not None and call.sniffer.model:
-            return call.sniffer.model
-        if stream and data:
-            sniff = ModelSniffer(call.api)
-            sniff.feed(decode_content_encoding(data, hdrs.get("content-encoding")))
-            if sniff.model:
-                return sniff.model
-            # a stream whose first events carry no model: look through all of it once
-            for ev in parse_sse(decode_content_encoding(data, hdrs.get("content-encoding"))):
-                if '"model"' in ev.data:
-                    m = ModelSniffer(call.api)
-                    m.look(ev.data)
-                    if m.model:
-                        return m.model
-        model = body_model(record.get("body"))
-        return model or hdrs.get("openai-model")
+    def _served_model(record: dict[str, Any], data: bytes, hdrs: dict[str, str], stream: bool) -> str | None:
+        if stream:
+            return sniff_model(decode_content_encoding(data, hdrs.get("content-encoding"))) or hdrs.get("openai-model")
+        return body_model(record.get("body")) or hdrs.get("openai-model")

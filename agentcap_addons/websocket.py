@@ -56,7 +56,7 @@ class WebSocketCapture:
         if msg.from_client:
             if call is not None:
                 self._finish(flow, call, None)
-            call = self.recorder.open(flow, attribution_of(flow), "WEBSOCKET", msg.content, stream_hint=True)
+            call = self.recorder.open(flow, attribution_of(flow), "WEBSOCKET", msg.content)
             flow.metadata[WS_CALL] = call
             return
         if call is None:

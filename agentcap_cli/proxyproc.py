@@ -145,11 +145,13 @@ def start_proxy(
     log: IO[bytes] | int | None = None,
     events: bool = False,
     ready_timeout: float = 30.0,
+    script: Path = CAPTURE_SCRIPT,
 ) -> ProxyProcess:
     """Start a capture proxy in reverse mode in front of ``upstream`` and wait until it listens.
 
     ``events=True`` opens the capture-event pipe (:class:`CaptureEvents`); its reader must keep
-    reading, or events are dropped (the proxy never blocks on it).
+    reading, or events are dropped (the proxy never blocks on it). ``script`` replaces the capture
+    addon (bench/proxy.py's baseline); it must load :class:`agentcap_addons.lifecycle.Lifecycle`.
     """
     run_dir = Path(run_dir)
     r, w = os.pipe()
@@ -158,7 +160,7 @@ def start_proxy(
         ev_r, ev_w = os.pipe()
     argv = mitm_command("mitmweb" if web else "mitmdump") + [
         "-s",
-        str(CAPTURE_SCRIPT),
+        str(script),
         "--mode",
         f"reverse:{upstream}",
         "--listen-host",
@@ -168,14 +170,15 @@ def start_proxy(
         "--set",
         "connection_strategy=lazy",
         "--set",
-        f"agentcap_dir={run_dir}",
-        "--set",
         f"agentcap_ready_fd={w}",
         "--set",
         "agentcap_parent_watch=true",
         "--set",
         "flow_detail=0",
     ]
+    capture = Path(script) == CAPTURE_SCRIPT
+    if capture:
+        argv += ["--set", f"agentcap_dir={run_dir}"]
     if web:
         if CONTENTVIEW_SCRIPT.exists():
             argv[argv.index("-s") : argv.index("-s")] = ["-s", str(CONTENTVIEW_SCRIPT)]

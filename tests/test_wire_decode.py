@@ -3,7 +3,7 @@
 import gzip
 import json
 
-from agentcap_addons.wire.decode import decode_request, decode_response, request_tools, ModelSniffer
+from agentcap_addons.wire.decode import decode_request, decode_response, request_tools, sniff_model
 from agentcap_addons.wire.sse import parse_sse
 from agentcap_addons.wire.store import Capture
 
@@ -208,13 +208,12 @@ def test_anthropic_request_blocks():
     assert msgs[2].reasoning == "hm" and msgs[2].tool_calls[0].parsed_arguments() == {"command": "ls"}
 
 
-def test_model_sniffer_stops_early_and_finds_nested_models():
-    s = ModelSniffer("anthropic-messages")
-    s.feed(sse(*ANTHROPIC_EVENTS[:1], done=False, event_names=True).encode())
-    assert s.model == "claude-x"
-    s2 = ModelSniffer("openai-responses")
-    s2.feed(b"event: response.created\ndata: " + json.dumps(RESPONSES_EVENTS[0]).encode() + b"\n\n")
-    assert s2.model == "gpt-5"
+def test_sniff_model_finds_the_served_model_in_each_api():
+    assert sniff_model(sse(*ANTHROPIC_EVENTS, done=False, event_names=True).encode()) == "claude-x"
+    assert sniff_model(sse(*RESPONSES_EVENTS, done=False, event_names=True).encode()) == "gpt-5"
+    assert sniff_model(CHAT_TOOL_STREAM.encode()) == "gpt-x"
+    assert sniff_model(b'data: {"model": "org/m\\"q\\"", "x": 1}') == 'org/m"q"'
+    assert sniff_model(b"data: {}") is None
 
 
 def test_truncated_tool_arguments_stay_visible():

@@ -101,33 +101,37 @@ def api_kind(path: str) -> str:
     return API_OTHER
 
 
-def _allowed(name: str, allow: Iterable[str]) -> bool:
-    if name in FORBIDDEN_HEADERS:
-        return False
-    for a in allow:
-        if a.endswith("*"):
-            if name.startswith(a[:-1]):
-                return True
-        elif name == a:
+class HeaderFilter:
+    """A compiled allowlist (exact names plus ``prefix*`` entries); FORBIDDEN_HEADERS always lose."""
+
+    def __init__(self, allow: Iterable[str]) -> None:
+        allow = [a.lower() for a in allow]
+        self.exact = frozenset(a for a in allow if not a.endswith("*")) - FORBIDDEN_HEADERS
+        self.prefixes = tuple(a[:-1] for a in allow if a.endswith("*"))
+
+    def allowed(self, name: str) -> bool:
+        if name in self.exact:
             return True
-    return False
+        return bool(self.prefixes) and name.startswith(self.prefixes) and name not in FORBIDDEN_HEADERS
+
+    def __call__(self, headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+        """Allowlisted headers as a dict with lower-case names; repeated headers joined with ", "."""
+        out: dict[str, str] = {}
+        for name, value in headers:
+            n = name.lower()
+            if self.allowed(n):
+                out[n] = f"{out[n]}, {value}" if n in out else value
+        return out
 
 
-def filter_headers(
-    headers: Iterable[tuple[str, str]], allow: Iterable[str]
-) -> dict[str, str]:
-    """Allowlisted headers as a dict with lower-case names; repeated headers joined with ", "."""
-    allow = tuple(a.lower() for a in allow)
-    out: dict[str, str] = {}
-    for name, value in headers:
-        n = name.lower()
-        if _allowed(n, allow):
-            out[n] = f"{out[n]}, {value}" if n in out else value
-    return out
+def filter_headers(headers: Iterable[tuple[str, str]], allow: Iterable[str]) -> dict[str, str]:
+    return HeaderFilter(allow)(headers)
 
 
 def redact_url(url: str) -> str:
     """The URL with userinfo dropped and every query value not on the allowlist replaced."""
+    if "?" not in url and "@" not in url:
+        return url
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     query = parts.query

@@ -102,6 +102,7 @@ def proxy(upstream: tuple[str, str], host: str, port: int, run_dir: Path | None,
         out.print("# your client's own API key is passed through to the upstream unchanged")
     for k, v in agent_env(base_url, key).items():
         out.print(f"export {k}={v}")
+    out.print("# Ctrl-C to stop")
     sys.stdout.flush()
     try:
         p.proc.wait()

@@ -12,6 +12,7 @@ middle of a stream, silence. The first path segment picks the behaviour:
     /bytes/…    SSE whose bytes are not valid UTF-8
     /reset/…    two SSE events, then the connection is dropped
     /hang/…     one SSE event, then silence (until the server stops)
+    /paced/MS/… SSE with MS milliseconds between events
     /ws/…       a WebSocket speaking the Responses API events
     anything else: 200 {"ok": true}
 
@@ -167,8 +168,11 @@ class Upstream:
         if mode == "ws":
             await self._websocket(headers, reader, writer)
             return False
-        if mode in ("sse", "gate", "bytes", "reset", "hang"):
+        if mode in ("sse", "gate", "bytes", "reset", "hang", "paced"):
             events = list(self.sse_events)
+            delay = self.chunk_delay
+            if mode == "paced":
+                delay = int(path.strip("/").split("/")[1]) / 1000
             if mode == "bytes":
                 events = [b"data: {\"x\": \"caf\xe9\"}\n\n", b"data: \xff\xfe\n\n"]
             writer.write(
@@ -187,8 +191,8 @@ class Upstream:
                     await self._wait_stop(60)
                     writer.transport.abort()
                     return False
-                if self.chunk_delay and i:
-                    await asyncio.sleep(self.chunk_delay)
+                if delay and i:
+                    await asyncio.sleep(delay)
                 writer.write(b"%x\r\n%s\r\n" % (len(ev), ev))
                 await writer.drain()
                 if last:
@@ -279,3 +283,16 @@ def _ws_frame(opcode: int, payload: bytes) -> bytes:
     else:
         head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
     return head + payload
+
+
+def main() -> None:
+    """``python -m tests.support.upstream``: serve until stdin closes; print the port first."""
+    import sys
+
+    with Upstream() as up:
+        print(up.port, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
