@@ -148,8 +148,21 @@ class Capture:
 
     def error(self, flow: http.HTTPFlow) -> None:
         call: Call | None = flow.metadata.get(CALL)
-        if call is None or call.finished:
-            return
+        if call is not None and not call.finished:
+            self._close_failed(flow, call, classify_error(flow, call))
+
+    def done(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        for flow, call in list(self.recorder.inflight.values()):
+            if flow.websocket is None:
+                self._close_failed(
+                    flow, call, {"kind": "proxy_shutdown", "message": "the proxy stopped before the call ended"}
+                )
+
+    def _close_failed(self, flow: http.HTTPFlow, call: Call, error: dict[str, str]) -> None:
+        """The response record of a call that did not end normally: whatever arrived, and why."""
         resp = flow.response
         self.recorder.close(
             call,
@@ -157,25 +170,8 @@ class Capture:
             list(resp.headers.items()) if resp is not None else [],
             b"".join(call.bufs),
             bool(resp is not None and _stream_hint(resp.headers)),
-            classify_error(flow, call),
+            error,
         )
-
-    def done(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        for flow, call in list(self.recorder.inflight.values()):
-            if flow.websocket is not None:
-                continue
-            resp = flow.response
-            self.recorder.close(
-                call,
-                resp.status_code if resp is not None else None,
-                list(resp.headers.items()) if resp is not None else [],
-                b"".join(call.bufs),
-                bool(resp is not None and _stream_hint(resp.headers)),
-                {"kind": "proxy_shutdown", "message": "the proxy stopped before the call ended"},
-            )
 
     # ------------------------------------------------------------------ timeouts
 

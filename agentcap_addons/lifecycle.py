@@ -21,9 +21,6 @@ log = logging.getLogger(__name__)
 
 
 class Lifecycle:
-    def __init__(self) -> None:
-        self._watch: asyncio.Task | None = None
-
     def load(self, loader) -> None:
         loader.add_option(
             "agentcap_ready_fd", int, -1, "File descriptor to write a JSON 'ready' line to once listening."
@@ -43,14 +40,19 @@ class Lifecycle:
                 os.close(fd)
             except OSError as e:
                 log.warning("agentcap: could not signal readiness on fd %d: %s", fd, e)
-        if ctx.options.agentcap_parent_watch and self._watch is None:
-            self._watch = asyncio.get_running_loop().create_task(self._watch_stdin())
+            # once only: a script reload calls running() again, and the fd number may be reused by then
+            ctx.options.update(agentcap_ready_fd=-1)
+        # One watcher per process, kept on the master: a script reload makes new addon objects
+        # and calls running() again, and must neither lose nor double the watcher.
+        if ctx.options.agentcap_parent_watch and getattr(ctx.master, "_agentcap_parent_watch", None) is None:
+            ctx.master._agentcap_parent_watch = asyncio.get_running_loop().create_task(self._watch_stdin())
 
     async def _watch_stdin(self) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         try:
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+            pipe = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
         except (OSError, ValueError) as e:
             log.warning("agentcap: parent watch unavailable: %s", e)
             return
@@ -58,9 +60,4 @@ class Lifecycle:
             pass
         log.info("agentcap: parent process gone (stdin closed), shutting down")
         ctx.master.shutdown()
-
-    def done(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
 
