@@ -17,7 +17,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 try:
@@ -80,6 +80,14 @@ class Capture:
             "agentcap_events_fd", int, -1, "File descriptor to announce each capture on (JSON lines)."
         )
         loader.add_option(
+            "agentcap_writer",
+            str,
+            "process",
+            "Who writes capture files: a child 'process' (keeps disk work off the proxy's event loop) "
+            "or the proxy 'inline'.",
+            choices=["process", "inline"],
+        )
+        loader.add_option(
             "agentcap_timeout",
             str,
             "600",
@@ -91,6 +99,8 @@ class Capture:
         o = ctx.options
         if updated & {"agentcap_dir", "agentcap_run_id", "agentcap_headers"}:
             self.recorder.configure(o.agentcap_dir, o.agentcap_run_id, tuple(o.agentcap_headers))
+        if "agentcap_writer" in updated:
+            self.recorder.set_writer(o.agentcap_writer)
         if "agentcap_events_fd" in updated:
             self.recorder.set_events_fd(o.agentcap_events_fd)
         if "agentcap_paths" in updated:
@@ -114,12 +124,14 @@ class Capture:
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch_timeouts())
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Awaitable[bool] | None:
         if flow.response is not None or is_websocket_handshake(flow) or not self.captured(flow):
-            return
+            return None
         body = flow.request.get_content(strict=False) or b""
         call = self.recorder.open(flow, attribution_of(flow), flow.request.method, body)
         flow.metadata[CALL] = call
+        # mitmproxy awaits what a hook returns: the request goes upstream once its record is on disk
+        return call.written
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         call: Call | None = flow.metadata.get(CALL)
@@ -160,6 +172,8 @@ class Capture:
                 self._close_failed(
                     flow, call, {"kind": "proxy_shutdown", "message": "the proxy stopped before the call ended"}
                 )
+        # WebSocketCapture.done ran before this one (it comes first in `addons`): close the writer last
+        self.recorder.shutdown()
 
     def _close_failed(self, flow: http.HTTPFlow, call: Call, error: dict[str, str]) -> None:
         """The response record of a call that did not end normally: whatever arrived, and why."""
@@ -202,4 +216,4 @@ class Capture:
 
 
 recorder = Recorder()
-addons = [Lifecycle(), KeyAuth(), Capture(recorder), WebSocketCapture(recorder)]
+addons = [Lifecycle(), KeyAuth(), WebSocketCapture(recorder), Capture(recorder)]

@@ -11,6 +11,7 @@ WebSocket closes.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 
 from mitmproxy import ctx, http
 
@@ -47,9 +48,9 @@ class WebSocketCapture:
         self.recorder.close(call, status, headers, b"".join(call.bufs), True, error)
         flow.metadata.pop(WS_CALL, None)
 
-    def websocket_message(self, flow: http.HTTPFlow) -> None:
+    def websocket_message(self, flow: http.HTTPFlow) -> Awaitable[bool] | None:
         if not self._captured(flow):
-            return
+            return None
         assert flow.websocket is not None
         msg = flow.websocket.messages[-1]
         call: Call | None = flow.metadata.get(WS_CALL)
@@ -58,15 +59,16 @@ class WebSocketCapture:
                 self._finish(flow, call, None)
             call = self.recorder.open(flow, attribution_of(flow), "WEBSOCKET", msg.content)
             flow.metadata[WS_CALL] = call
-            return
+            return call.written  # the message is relayed once its record is on disk
         if call is None:
-            return  # server chatter before any request (e.g. a session greeting)
+            return None  # server chatter before any request (e.g. a session greeting)
         text = msg.text if msg.is_text else msg.content.decode("utf-8", "replace")
         if call.first_byte_ms is None:
             call.first_byte_ms = call.elapsed_ms()
         call.tee(f"data: {text}\n\n".encode("utf-8"))
         if _event_type(text) in TERMINAL:
             self._finish(flow, call, None)
+        return None
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         call: Call | None = flow.metadata.get(WS_CALL)
