@@ -161,13 +161,17 @@ class InodePool:
         while True:
             self._wake.wait()
             self._wake.clear()
-            for directory, pool in list(self._pools.items()):
-                while len(pool) < self.size:
-                    try:
-                        pool.append(os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o644))
-                    except OSError:
-                        self._pools.pop(directory, None)  # gone, or no O_TMPFILE there: stop trying
-                        break
+            self.refill()
+
+    def refill(self) -> None:
+        """Top every known directory's pool up to ``size`` (the helper thread's work)."""
+        for directory, pool in list(self._pools.items()):
+            while len(pool) < self.size:
+                try:
+                    pool.append(os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o644))
+                except OSError:
+                    self._pools.pop(directory, None)  # gone, or no O_TMPFILE there: stop trying
+                    break
 
 
 def create_file(path: Path, data: bytes, pool: InodePool | None = None) -> None:

@@ -149,7 +149,13 @@ class ProcessWriter:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is None or (self._proc is None and not self._start(loop)) or self._loop is not loop:
+        if (
+            loop is None
+            or self.failed
+            or self.closed
+            or (self._proc is None and not self._start(loop))
+            or self._loop is not loop
+        ):
             create_file(path, data)
             if then is not None:
                 then(True)
