@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from agentcap_cli.commands.model import model
 from agentcap_cli.commands.proxy import proxy
 
 
@@ -18,6 +19,7 @@ def cli() -> None:
 
 
 cli.add_command(proxy)
+cli.add_command(model)
 
 
 def main() -> None:

@@ -107,7 +107,10 @@ class Upstream:
             ready.set()
             loop.run_until_complete(self._stopping.wait())
             self._server.close()
-            loop.run_until_complete(asyncio.sleep(0))
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:  # keep-alive connections still waiting for a next request
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=run, daemon=True, name="test-upstream")

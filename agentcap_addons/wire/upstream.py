@@ -1,0 +1,85 @@
+"""What a local model upstream answers: the one piece shared by ``agentcap model serve`` (an ASGI
+server) and ``agentcap_addons/replay.py`` (a mitmproxy addon), so both behave the same."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from .cassette import Cassette, Miss, miss_response, replay_response
+from .policy import DEFAULT_PATHS, api_kind, path_matches, path_only
+from .render import Rendered, error_body, models_list, render
+from .script import NoReply, Script, choose, seed_of, to_reply
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Forward:
+    """Not answered here: send the request to the live upstream (replay with ``on_miss=forward``)."""
+
+    reason: str
+
+
+class Responder(Protocol):
+    def respond(self, method: str, path: str, body: bytes) -> Rendered | Forward: ...
+
+
+def _common(method: str, path: str, body: bytes, models: list[str]) -> Rendered | tuple[str, object] | None:
+    """Routes every responder shares; returns (api, parsed body) for an LLM call."""
+    p = path_only(path).rstrip("/")
+    if method == "GET" and p.endswith("/models"):
+        return models_list(models)
+    if method != "POST" or not path_matches(p, DEFAULT_PATHS):
+        return error_body("other", 404, f"agentcap model server: no route for {method} {p}", "not_found")
+    api = api_kind(p)
+    try:
+        parsed = json.loads(body) if body else {}
+    except ValueError:
+        return error_body(api, 400, "agentcap model server: the request body is not JSON", "invalid_request_error")
+    return api, parsed
+
+
+class ScriptResponder:
+    def __init__(self, script: Script) -> None:
+        self.script = script
+
+    def respond(self, method: str, path: str, body: bytes) -> Rendered | Forward:
+        r = _common(method, path, body, [self.script.model or "agentcap-scripted"])
+        if not isinstance(r, tuple):
+            return r
+        api, parsed = r
+        try:
+            reply, ctx = choose(self.script, api, parsed)
+        except NoReply as e:
+            log.error("agentcap model server: %s", e)
+            return error_body(api, 404, f"agentcap script: {e}", "agentcap_script_unmatched")
+        seed = seed_of(body, reply.index)
+        return render(api, to_reply(reply, ctx), parsed if isinstance(parsed, dict) else {}, seed, self.script.model)
+
+
+class ReplayResponder:
+    def __init__(self, cassette: Cassette, timing: str = "fast", on_miss: str = "error") -> None:
+        if timing not in ("fast", "recorded"):
+            raise ValueError("timing must be 'fast' or 'recorded'")
+        if on_miss not in ("error", "forward"):
+            raise ValueError("on_miss must be 'error' or 'forward'")
+        self.cassette, self.timing, self.on_miss = cassette, timing, on_miss
+        self.models = sorted({str(r.model) for r in cassette.recordings if r.model})
+
+    def respond(self, method: str, path: str, body: bytes) -> Rendered | Forward:
+        r = _common(method, path, body, self.models)
+        if not isinstance(r, tuple):
+            return r
+        api, parsed = r
+        try:
+            rec = self.cassette.take(method, path, parsed)
+        except Miss as miss:
+            if self.on_miss == "forward":
+                log.warning("agentcap replay: %s; forwarding to the live upstream", miss)
+                return Forward(str(miss))
+            log.error("agentcap replay: %s", miss)
+            return miss_response(api, miss)
+        return replay_response(rec, self.timing)

@@ -1,0 +1,83 @@
+"""YAML files with line numbers, so a bad input is reported as ``file:line: key: what is wrong``.
+
+Every YAML input of agentcap (model scripts, mock.yaml, scenario.yaml …) goes through
+:func:`load`, which keeps the line of every mapping key and list item, and :class:`ConfigError`,
+whose message names the file, the line and the dotted key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Bad input: one message naming the file, the line and the key."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, key: str, message: str) -> None:
+        self.path, self.line, self.key, self.message = str(path), line, key, message
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+class Located:
+    """The parsed document plus the line of each dotted key path (``replies.1.tool_calls.0.name``)."""
+
+    def __init__(self, path: Path, data: Any, lines: dict[str, int]) -> None:
+        self.path, self.data, self.lines = path, data, lines
+
+    def line(self, key: str) -> int | None:
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key.rpartition(".")[0]
+        return self.lines.get("")
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(self.path, self.line(key), key, message)
+
+
+def _build(node: yaml.Node, prefix: str, lines: dict[str, int], loader: yaml.SafeLoader) -> Any:
+    lines.setdefault(prefix, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for knode, vnode in node.value:
+            key = loader.construct_object(knode, deep=True)
+            path = f"{prefix}.{key}" if prefix else str(key)
+            lines[path] = knode.start_mark.line + 1
+            out[key] = _build(vnode, path, lines, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, f"{prefix}.{i}" if prefix else str(i), lines, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def load(path: str | os.PathLike[str]) -> Located:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(p, None, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(p, None, "", f"cannot read: {e}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[str, int] = {}
+        data = _build(node, "", lines, loader) if node is not None else None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise ConfigError(p, mark.line + 1 if mark else None, "", f"not valid YAML: {e.problem or e}") from None
+    finally:
+        loader.dispose()
+    return Located(p, data, lines)
+
+
+def check_keys(doc: Located, obj: dict[str, Any], prefix: str, allowed: set[str]) -> None:
+    for key in obj:
+        if key not in allowed:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            raise doc.error(path, f"unknown key (expected one of: {', '.join(sorted(allowed))})")

@@ -1,0 +1,167 @@
+"""``agentcap model serve``: a small standalone ASGI server answering LLM API calls locally.
+
+A bare ASGI callable (no framework routing: every request goes to the responder, which is the
+code the replay addon shares) served by uvicorn. :class:`ModelServer` runs it on a background
+thread with a socket bound before it starts, so the port is known and no request can arrive
+"too early" — what tests, benches and ``agentcap run``'s embedded default use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from agentcap_addons.wire.cassette import Cassette
+from agentcap_addons.wire.render import Rendered
+from agentcap_addons.wire.script import load_script
+from agentcap_addons.wire.upstream import Forward, ReplayResponder, Responder, ScriptResponder
+
+log = logging.getLogger(__name__)
+
+BUILTIN_SCRIPTS = Path(__file__).resolve().parent / "scripts"
+HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade"}
+
+
+def resolve_script(name_or_path: str) -> Path:
+    """A script file, or the name of one shipped with agentcap (``shell-then-answer``)."""
+    p = Path(name_or_path)
+    if p.exists() or p.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        return p
+    return BUILTIN_SCRIPTS / f"{name_or_path}.yaml"
+
+
+def make_responder(script: str | None = None, replay: str | None = None, *, timing: str = "fast",
+                   on_miss: str = "error", match_on: tuple[str, ...] | None = None,
+                   ignore: tuple[str, ...] | None = None) -> Responder:
+    if (script is None) == (replay is None):
+        raise ValueError("give exactly one of a script or a recording to replay")
+    if script is not None:
+        return ScriptResponder(load_script(resolve_script(script)))
+    kw: dict[str, Any] = {}
+    if match_on:
+        kw["match_on"] = match_on
+    if ignore is not None:
+        kw["ignore"] = ignore
+    return ReplayResponder(Cassette(replay, **kw), timing=timing, on_miss=on_miss)  # type: ignore[arg-type]
+
+
+class ModelApp:
+    """The ASGI application."""
+
+    def __init__(self, responder: Responder, forward_to: str | None = None) -> None:
+        self.responder = responder
+        self.forward_to = forward_to.rstrip("/") if forward_to else None
+        self._client: httpx.AsyncClient | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+        if scope.get("query_string"):
+            path += "?" + scope["query_string"].decode("latin-1")
+        result = self.responder.respond(scope["method"], path, body)
+        if isinstance(result, Forward):
+            await self._forward(scope, path, body, send)
+            return
+        await self._send(result, send)
+
+    @staticmethod
+    async def _send(r: Rendered, send: Any) -> None:
+        headers = [(b"content-type", r.content_type.encode())]
+        headers += [(k.encode(), v.encode()) for k, v in r.headers.items()]
+        streamed = r.content_type.startswith("text/event-stream")
+        if streamed:
+            headers.append((b"cache-control", b"no-cache"))
+        else:
+            headers.append((b"content-length", str(len(r.body)).encode()))
+        await send({"type": "http.response.start", "status": r.status, "headers": headers})
+        if not streamed:
+            await send({"type": "http.response.body", "body": r.body})
+            return
+        for i, chunk in enumerate(r.chunks):
+            pause = r.pauses_ms[i] if r.pauses_ms is not None and i < len(r.pauses_ms) else (r.delay_ms if i else 0)
+            if pause:
+                await asyncio.sleep(pause / 1000)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _forward(self, scope: dict[str, Any], path: str, body: bytes, send: Any) -> None:
+        if not self.forward_to:
+            await self._send(Rendered(502, "application/json", [b'{"error":{"message":"no upstream to forward to"}}']), send)
+            return
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(600, connect=30))
+        headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k.decode().lower() not in HOP_HEADERS]
+        req = self._client.build_request(scope["method"], self.forward_to + path, headers=headers, content=body)
+        try:
+            resp = await self._client.send(req, stream=True)
+        except httpx.HTTPError as e:
+            await self._send(Rendered(502, "application/json", [f'{{"error":{{"message":"forward failed: {e}"}}}}'.encode()]), send)
+            return
+        try:
+            out = [(k.encode(), v.encode()) for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS]
+            await send({"type": "http.response.start", "status": resp.status_code, "headers": out})
+            async for chunk in resp.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await resp.aclose()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_server(app: ModelApp) -> uvicorn.Server:
+    config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning", timeout_keep_alive=30)
+    return uvicorn.Server(config)
+
+
+class ModelServer:
+    """The model server on a background thread (its own event loop)."""
+
+    def __init__(self, responder: Responder, host: str = "127.0.0.1", port: int = 0, forward_to: str | None = None) -> None:
+        self.sock = bind(host, port)
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.server = uvicorn_server(ModelApp(responder, forward_to))
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])),
+                                        name="agentcap-model-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "ModelServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(15)
+        self.sock.close()
+
+    def __enter__(self) -> "ModelServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
