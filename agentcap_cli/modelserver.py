@@ -126,6 +126,9 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # accepted connections inherit this: without it, a response sent as headers + body waits for
+    # the client's delayed ACK (Nagle), capping 32 connections near 800 calls/s
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock

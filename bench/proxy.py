@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from agentcap_addons.wire.store import iter_captures  # noqa: E402
+from loadgen import throughput  # noqa: E402
 from agentcap_cli.proxyproc import start_proxy  # noqa: E402
 
 BODY = {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
@@ -98,43 +100,9 @@ async def measure_pacing(base: str, n: int, events: int) -> tuple[list[float], i
     return errs, seen, sent
 
 
-async def _raw_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes) -> None:
-    """One keep-alive HTTP/1.1 exchange with a chunked response, read to its end."""
-    writer.write(req)
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), head[:40]
-    if b"transfer-encoding: chunked" in head.lower():
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-            await reader.readexactly(size + 2)
-            if size == 0:
-                break
-    else:
-        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-        await reader.readexactly(length)
-
-
 async def measure_throughput(base: str, clients: int, per_client: int) -> tuple[float, int]:
-    """A lean raw-socket client (httpx itself tops out near the proxy's rate on 2 cores, which
-    would measure the client, not the proxy)."""
-    host, port = base.removeprefix("http://").split(":")
     body = json.dumps(BODY).encode()
-    req = (b"POST /sse/v1/chat/completions HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\n"
-           b"content-length: %d\r\n\r\n%s") % (host.encode(), len(body), body)
-    conns = [await asyncio.open_connection(host, int(port)) for _ in range(clients)]
-    await asyncio.gather(*(_raw_request(r, w, req) for r, w in conns))  # warm-up
-
-    async def worker(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> int:
-        for _ in range(per_client):
-            await _raw_request(r, w, req)
-        return per_client
-
-    t0 = time.perf_counter()
-    counts = await asyncio.gather(*(worker(r, w) for r, w in conns))
-    dt = time.perf_counter() - t0
-    for _, w in conns:
-        w.close()
-    return sum(counts) / dt, sum(counts)
+    return await throughput(base, [("/sse/v1/chat/completions", body)], clients, per_client)
 
 
 def run_latency(results: list[Result], bases: list[str], args: argparse.Namespace, events: int) -> None:
@@ -152,7 +120,7 @@ def run_throughput(results: list[Result], bases: list[str], args: argparse.Names
         for i, base in enumerate(bases):
             rps, n = asyncio.run(measure_throughput(base, args.clients, args.per_client))
             rounds[i].append(rps)
-            results[i].requests += n + args.clients
+            results[i].requests += n
     for res, rs in zip(results, rounds):
         res.rps = statistics.median(rs)
         res.rounds = rs

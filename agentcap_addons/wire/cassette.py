@@ -27,12 +27,16 @@ MATCHERS = ("method", "path", "api", "model", "body")
 DEFAULT_MATCH = ("method", "path", "body")
 DEFAULT_IGNORE = ("metadata.user_id", "user", "prompt_cache_key", "safety_identifier")
 
-_VOLATILE = [
-    (re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"), "<uuid>"),
-    (re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?"), "<time>"),
-    (re.compile(r"\b(?:call|toolu|fc|msg|resp|rs|chatcmpl|req)_[A-Za-z0-9]{8,}\b"), "<id>"),
-    (re.compile(r"\b[0-9a-f]{16,}\b"), "<hex>"),
-]
+_VOLATILE = re.compile(
+    r"(?P<uuid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+    r"|(?P<time>\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)"
+    r"|(?P<id>\b(?:call|toolu|fc|msg|resp|rs|chatcmpl|req)_[A-Za-z0-9]{8,}\b)"
+    r"|(?P<hex>\b[0-9a-f]{16,}\b)"
+)
+
+
+def _placeholder(m: re.Match[str]) -> str:
+    return f"<{m.lastgroup}>"
 
 
 def normalise(value: Any, ignore: frozenset[str], path: str = "") -> Any:
@@ -48,9 +52,7 @@ def normalise(value: Any, ignore: frozenset[str], path: str = "") -> Any:
     if isinstance(value, list):
         return [normalise(v, ignore, path) for v in value]
     if isinstance(value, str):
-        for rx, repl in _VOLATILE:
-            value = rx.sub(repl, value)
-        return value
+        return _VOLATILE.sub(_placeholder, value) if len(value) >= 8 else value
     return value
 
 
