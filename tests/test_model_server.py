@@ -310,3 +310,28 @@ def test_replay_addon_in_mitmdump_with_capture(tmp_path, scripted):
     assert miss.status_code == 404 and "agentcap replay" in miss.json()["error"]["message"]
     caps = list(iter_captures(tmp_path / "again"))
     assert [c.response["status_code"] for c in caps] == [200, 404]
+
+
+def test_cli_model_serve_answers_curl_style_and_stops_on_ctrl_c(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "from agentcap_cli.main import main; main()", "model", "serve",
+                             "--script", "examples/scripts/shell-then-answer.yaml", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {}
+    try:
+        for line in proc.stdout:
+            if line.startswith("export "):
+                k, _, v = line[7:].strip().partition("=")
+                env[k] = v
+            elif "Ctrl-C" in line:
+                break
+        r = httpx.post(env["OPENAI_BASE_URL"] + "/chat/completions",
+                       json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+        assert r.json()["choices"][0]["message"]["content"] == "I'll look at the working directory first."
+        m = httpx.post(env["ANTHROPIC_BASE_URL"] + "/v1/messages", json={"model": "c", "max_tokens": 9,
+                       "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+        assert m.json()["content"][0]["text"] == "I'll look at the working directory first."
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
