@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from agentcap_cli.commands.mock import mock
 from agentcap_cli.commands.model import model
 from agentcap_cli.commands.proxy import proxy
 
@@ -20,6 +21,7 @@ def cli() -> None:
 
 cli.add_command(proxy)
 cli.add_command(model)
+cli.add_command(mock)
 
 
 def main() -> None:

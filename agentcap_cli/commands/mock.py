@@ -1,0 +1,145 @@
+"""``agentcap mock``: serve, list and call mock MCP servers built from ``mock.yaml``."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from agentcap_addons.wire.yamlfile import ConfigError
+from mcp_mocks.engine import MockServer
+from mcp_mocks.serve import HTTPMock, serve_stdio
+
+
+def _load(dirs: tuple[str, ...]) -> list[MockServer]:
+    mocks = []
+    for d in dirs:
+        try:
+            mocks.append(MockServer.load(d))
+        except ConfigError as e:
+            Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False)
+            raise SystemExit(2)
+    names = [m.name for m in mocks]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise click.BadParameter(f"two mocks are named {', '.join(sorted(dup))}", param_hint="'DIR'")
+    return mocks
+
+
+@click.group()
+def mock() -> None:
+    """Mock MCP servers whose state a test controls (see docs/mocks.md)."""
+
+
+@mock.command()
+@click.argument("dirs", nargs=-1, required=True, metavar="DIR…")
+@click.option("--host", default="127.0.0.1", envvar="AGENTCAP_MOCK_HOST", help="Address to listen on.  [env AGENTCAP_MOCK_HOST]")
+@click.option("--port", default=0, type=click.IntRange(0, 65535), envvar="AGENTCAP_MOCK_PORT",
+              help="Port of the first server; the next ones take the following ports (0: any free ports).  "
+                   "[env AGENTCAP_MOCK_PORT]")
+@click.option("--stdio", is_flag=True, help="Serve one mock over stdin / stdout instead of HTTP.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_MOCK_OUT",
+              help="On exit, write <server>.state.json and calls.jsonl here.  [env AGENTCAP_MOCK_OUT]")
+def serve(dirs: tuple[str, ...], host: str, port: int, stdio: bool, out: Path | None) -> None:
+    """Serve each DIR (holding a mock.yaml) as an MCP server over streamable HTTP (or stdio)."""
+    mocks = _load(dirs)
+    if stdio:
+        if len(mocks) != 1:
+            raise click.BadParameter("--stdio serves exactly one mock", param_hint="'--stdio'")
+        try:
+            asyncio.run(serve_stdio(mocks[0]))
+        finally:
+            if out:
+                mocks[0].write(out)
+        return
+    servers = []
+    try:
+        for i, m in enumerate(mocks):
+            try:
+                servers.append(HTTPMock(m, host, port + i if port else 0).start())
+            except OSError as e:
+                raise click.BadParameter(f"cannot listen on {host}:{port + i}: {e.strerror}", param_hint="'--port'")
+        out_console = Console(highlight=False, soft_wrap=True)
+        for s in servers:
+            out_console.print(f"{s.mock.name}\t{s.url}")
+        out_console.print("# state: GET <url without /mcp>/_agentcap/state, calls: …/_agentcap/calls; Ctrl-C to stop")
+        sys.stdout.flush()
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        try:
+            done.wait()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        for s in servers:
+            s.stop()
+        if out:
+            for m in mocks:
+                m.write(out)
+
+
+@mock.command()
+@click.argument("directory", metavar="DIR")
+def tools(directory: str) -> None:
+    """List the tools of the mock in DIR."""
+    [m] = _load((directory,))
+    t = Table(title=f"{m.name}: {len(m.spec.tools)} tools")
+    for col in ("tool", "arguments", "answered by", "description"):
+        t.add_column(col)
+    for tool in m.spec.tools:
+        schema = tool.get("inputSchema") or {}
+        req = set(schema.get("required") or [])
+        args = ", ".join(f"{k}{'*' if k in req else ''}" for k in (schema.get("properties") or {}))
+        how = "handler" if tool["name"] in m.spec.handlers else (
+            f"{len(m.spec.rules[tool['name']])} rule(s)" if tool["name"] in m.spec.rules else f"fallback ({m.spec.fallback})")
+        t.add_row(tool["name"], args, how, (tool.get("description") or "").split("\n")[0][:80])
+    Console().print(t)
+
+
+@mock.command()
+@click.argument("directory", metavar="DIR")
+@click.argument("tool")
+@click.option("--args", "args_json", default="{}", help="The arguments, as a JSON object.")
+def call(directory: str, tool: str, args_json: str) -> None:
+    """Call TOOL once through a real MCP client; print the result and how the state changed."""
+    try:
+        args = json.loads(args_json)
+    except ValueError as e:
+        raise click.BadParameter(f"not JSON: {e}", param_hint="'--args'") from None
+    if not isinstance(args, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="'--args'")
+    [m] = _load((directory,))
+    before = m.snapshot()
+    with HTTPMock(m) as server:
+        result = asyncio.run(_call(server.url, tool, args))
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(json.dumps(result, indent=2, ensure_ascii=False))
+    diff = difflib.unified_diff(_lines(before), _lines(m.snapshot()), "state before", "state after", lineterm="")
+    text = "\n".join(diff)
+    out.print(text if text else "# state unchanged")
+    if result.get("isError"):
+        raise SystemExit(1)
+
+
+def _lines(obj: Any) -> list[str]:
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+async def _call(url: str, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with streamable_http_client(url) as (read, write, _):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            res = await session.call_tool(tool, args)
+            return res.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,174 @@
+"""Mock servers on the official ``mcp`` SDK: streamable HTTP (one port per server) and stdio.
+
+Over HTTP, the MCP endpoint is ``/mcp``; beside it, for debugging, ``GET /_agentcap/state`` and
+``GET /_agentcap/calls`` return the live state and call log, ``POST /_agentcap/reset`` resets.
+The SDK's DNS-rebinding protection stays on, allowing the names a container uses to reach the
+host (``10.0.2.2``, ``host.containers.internal``) besides loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp import types
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+
+from .engine import MockServer
+
+class _QuietClosedStream(logging.Filter):
+    """The SDK logs a traceback whenever a client goes away with its GET stream open; that is a
+    normal end of a session here, not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (record.getMessage().startswith("Error in standalone SSE writer")
+                    and isinstance(exc, anyio.ClosedResourceError))
+
+
+logging.getLogger("mcp.server.streamable_http").addFilter(_QuietClosedStream())
+
+REACHABLE_HOSTS = ["127.0.0.1", "localhost", "[::1]", "10.0.2.2", "host.containers.internal", "host.docker.internal"]
+
+
+def mcp_server(mock: MockServer) -> Server:
+    """The SDK's low-level server answering from ``mock``; tools are listed verbatim."""
+    server: Server = Server(mock.name)
+    tools = [types.Tool.model_validate(t) for t in mock.spec.tools]
+
+    @server.list_tools()
+    async def list_tools() -> list[types.Tool]:
+        return tools
+
+    # validate_input=False: every call reaches the mock and is recorded, malformed ones included
+    @server.call_tool(validate_input=False)
+    async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        outcome = await anyio.to_thread.run_sync(mock.call, name, arguments)
+        return to_result(outcome.result, outcome.is_error)
+
+    return server
+
+
+def to_result(result: Any, is_error: bool) -> types.CallToolResult:
+    """A mock's answer as MCP content: text stays text, anything else is JSON text (and, for an
+    object, ``structuredContent`` too)."""
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+    structured = result if isinstance(result, dict) and not is_error else None
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
+                                structuredContent=structured, isError=is_error)
+
+
+class MockApp:
+    """ASGI: the MCP endpoint plus the debugging side routes."""
+
+    def __init__(self, mock: MockServer, extra_hosts: list[str] | None = None) -> None:
+        self.mock = mock
+        hosts = REACHABLE_HOSTS + list(extra_hosts or [])
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=hosts + [f"{h}:*" for h in hosts],
+            allowed_origins=[f"http://{h}:*" for h in hosts],
+        )
+        self.manager = StreamableHTTPSessionManager(mcp_server(mock), json_response=True, security_settings=security)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"].rstrip("/")
+        if path.startswith("/_agentcap/"):
+            await self._side(scope, path, send)
+        elif path == "/mcp":
+            await self.manager.handle_request(scope, receive, send)
+        else:
+            await _json(send, 404, {"error": f"no route {path}; the MCP endpoint is /mcp"})
+
+    async def _side(self, scope: dict[str, Any], path: str, send: Any) -> None:
+        if path == "/_agentcap/state" and scope["method"] == "GET":
+            await _json(send, 200, self.mock.snapshot())
+        elif path == "/_agentcap/calls" and scope["method"] == "GET":
+            await _json(send, 200, self.mock.records())
+        elif path == "/_agentcap/reset" and scope["method"] == "POST":
+            self.mock.reset()
+            await _json(send, 200, {"ok": True})
+        else:
+            await _json(send, 404, {"error": f"no route {scope['method']} {path}"})
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        started = False
+        async with self.manager.run():
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup" and not started:
+                    started = True
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+
+async def _json(send: Any, status: int, obj: Any) -> None:
+    body = json.dumps(obj, ensure_ascii=False).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
+    sock.bind((host, port))
+    sock.listen(512)
+    return sock
+
+
+class HTTPMock:
+    """A mock served over streamable HTTP on a background thread; the port is bound up front."""
+
+    def __init__(self, mock: MockServer, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.mock = mock
+        self.sock = bind(host, port)
+        self.host, self.port = self.sock.getsockname()[:2]
+        config = uvicorn.Config(MockApp(mock), lifespan="on", access_log=False, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])),
+                                        name=f"mock-{mock.name}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/mcp"
+
+    def start(self) -> "HTTPMock":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(15)
+        self.sock.close()
+
+    def __enter__(self) -> "HTTPMock":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def serve_stdio(mock: MockServer) -> None:
+    """Serve one mock over stdin / stdout until the client closes it."""
+    from mcp.server.stdio import stdio_server
+
+    server = mcp_server(mock)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())

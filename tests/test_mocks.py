@@ -1,0 +1,246 @@
+"""MCP mocks: templating, state, dispatch, recording — and the official `mcp` SDK on both sides."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_cli.main import cli
+from mcp_mocks import HTTPMock, MockServer, load_spec
+from mcp_mocks import state as statelib
+from mcp_mocks import templating
+
+REPO = Path(__file__).resolve().parent.parent
+SLACK = REPO / "examples" / "mocks" / "slack"
+
+
+def make(tmp_path: Path, yaml_text: str, handler: str | None = None, name: str = "m") -> Path:
+    d = tmp_path / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "mock.yaml").write_text(textwrap.dedent(yaml_text))
+    if handler is not None:
+        (d / "handler.py").write_text(textwrap.dedent(handler))
+    return d
+
+
+BASIC = """
+    name: basic
+    tools:
+      - {name: add, inputSchema: {type: object}}
+      - {name: note, inputSchema: {type: object}}
+      - {name: escape, inputSchema: {type: object}}
+      - {name: echoed, inputSchema: {type: object}}
+      - {name: boom, inputSchema: {type: object}}
+      - {name: deep, inputSchema: {type: object}}
+    seed: {notes: [], count: 0, box: {items: [{text: a}]}}
+    responses:
+      add: {result: "{{ args.a + args.b }}"}
+      note:
+        - match: {text: "bad"}
+          error: "no bad notes"
+        - match: {text: "{{ state.box['items'][0].text }}"}
+          result: {matched_template: true}
+        - mutate:
+            - {op: append, path: notes, value: "{{ args.text }}"}
+            - {op: increment, path: count}
+            - {op: set, path: box.items.0.text, value: "{{ args.text }}"}
+            - {op: set, path: new.nested.key, value: "{{ [1, 2] }}"}
+          result: {n: "{{ state.count }}", label: "{{ args.text }}-{{ state.count }}", list: "{{ state.notes }}"}
+      escape: {result: "{{ ''.__class__.__mro__ }}"}
+      deep:
+        mutate: [{op: append, path: count.x, value: 1}]
+        result: never
+    """
+HANDLER = """
+    def tool_boom(args, ctx):
+        raise RuntimeError("kaboom")
+    """
+
+
+@pytest.fixture
+def basic(tmp_path):
+    return MockServer.load(make(tmp_path, BASIC, HANDLER))
+
+
+def test_templates_keep_native_types_and_mixed_text_is_a_string():
+    ctx = {"args": {"a": 2, "b": 3, "xs": [1, 2]}, "state": {}, "now": "t", "uuid": "u"}
+    assert templating.render("{{ args.a + args.b }}", ctx) == 5
+    assert templating.render("{{ args.xs }}", ctx) == [1, 2]
+    assert templating.render(" {{ args.a > 1 }} ", ctx) is True
+    assert templating.render("{{ args.a }}-{{ args.b }}", ctx) == "2-3"  # two expressions: a string
+    assert templating.render("n={{ args.a }}", ctx) == "n=2"
+    assert templating.render({"k": ["{{ args.b }}"]}, ctx) == {"k": [3]}
+    with pytest.raises(templating.TemplateError, match="sandbox"):
+        templating.render("{{ ''.__class__.__mro__ }}", ctx)
+    with pytest.raises(templating.TemplateError, match="sandbox"):
+        templating.render("{{ args.__class__.__init__.__globals__ }}", ctx)
+    with pytest.raises(templating.TemplateError):
+        templating.render("{{ args.missing.deeper }}", ctx)
+
+
+def test_state_paths_and_mutations():
+    doc = {"a": {"list": [{"t": 1}]}, "n": 1}
+    statelib.mutate(doc, "set", "a.list.0.t", 2)
+    statelib.mutate(doc, "append", "a.list", {"t": 3})
+    statelib.mutate(doc, "extend", "made.on.the.way", [1, 2])  # missing dict segments are created
+    statelib.mutate(doc, "increment", "n", 5)
+    statelib.mutate(doc, "increment", "fresh")
+    statelib.mutate(doc, "remove", "a.list.0")
+    assert doc == {"a": {"list": [{"t": 3}]}, "n": 6, "made": {"on": {"the": {"way": [1, 2]}}}, "fresh": 1}
+    assert statelib.get(doc, "a.list.-1.t") == 3
+    for op, path, val, msg in [("append", "n", 1, "cannot append to a int"), ("set", "a.list.9", 1, "out of range"),
+                               ("set", "a.list.x", 1, "not a list index"), ("set", "n.deeper", 1, "cannot look inside"),
+                               ("remove", "nokey", None, "no key"), ("explode", "n", 1, "unknown mutation")]:
+        with pytest.raises(statelib.PathError, match=msg):
+            statelib.mutate(doc, op, path, val)
+
+
+def test_dispatch_rules_handler_fallback_errors_and_records(basic):
+    assert basic.call("add", {"a": 2, "b": 40}).result == 42
+    r = basic.call("note", {"text": "hi"})
+    assert r.result == {"n": 1, "label": "hi-1", "list": ["hi"]} and not r.is_error
+    assert basic.state["box"]["items"][0]["text"] == "hi" and basic.state["new"] == {"nested": {"key": [1, 2]}}
+    assert basic.call("note", {"text": "hi"}).result == {"matched_template": True}  # match value was a template
+    assert basic.call("note", {"text": "bad"}).result == "no bad notes" and basic.calls[-1].is_error
+    esc = basic.call("escape", {})
+    assert esc.is_error and "sandbox" in esc.result  # refused safely, answered as a tool error
+    deep = basic.call("deep", {})
+    assert deep.is_error and "count.x" in deep.result and basic.state["count"] == 1  # state untouched
+    boom = basic.call("boom", {})
+    assert boom.is_error and "handler crashed: RuntimeError: kaboom" in boom.result
+    assert basic.call("echoed", {"x": 1}).result == {"ok": True, "tool": "echoed", "args": {"x": 1}}
+    unknown = basic.call("nope", {})
+    assert unknown.is_error and "unknown tool" in unknown.result
+    recs = basic.records()
+    assert [r["tool"] for r in recs] == ["add", "note", "note", "note", "escape", "deep", "boom", "echoed", "nope"]
+    assert [r["seq"] for r in recs] == list(range(1, 10))
+    assert set(recs[0]) >= {"seq", "at", "server", "tool", "args", "result", "is_error", "duration_ms"}
+    assert recs[-1]["is_error"] and recs[0]["server"] == "basic"
+
+
+def test_reset_write_and_seed_is_never_mutated(basic, tmp_path):
+    basic.call("note", {"text": "x"})
+    basic.write(tmp_path / "out")
+    other = MockServer.load(make(tmp_path, BASIC.replace("name: basic", "name: other"), HANDLER, name="o"))
+    other.call("add", {"a": 1, "b": 1})
+    other.write(tmp_path / "out")
+    basic.write(tmp_path / "out")  # rewriting one server keeps the other's lines
+    lines = [json.loads(x) for x in (tmp_path / "out" / "calls.jsonl").read_text().splitlines()]
+    assert sorted(r["server"] for r in lines) == ["basic", "other"]
+    assert json.loads((tmp_path / "out" / "basic.state.json").read_text())["notes"] == ["x"]
+    basic.reset()
+    assert basic.state["notes"] == [] and basic.calls == [] and basic.spec.seed["notes"] == []
+
+
+def test_faults_are_seeded(tmp_path):
+    text = textwrap.dedent(BASIC) + "fault_seed: 7\nfaults: {add: {error_rate: 0.5}}\n"
+    runs = []
+    for _ in range(2):
+        m = MockServer.load(make(tmp_path, text, HANDLER))
+        runs.append([m.call("add", {"a": 1, "b": 1}).is_error for _ in range(40)])
+    assert runs[0] == runs[1] and 5 < sum(runs[0]) < 35
+    assert all(r["fault"] for r in m.records() if r["is_error"])
+
+
+@pytest.mark.parametrize("yaml_text,handler,where", [
+    ("tools: [{name: a}]\nresponses: {b: {result: 1}}\n", None, "mock.yaml:2: responses.b: no such tool in the schema"),
+    ("tools: [{name: a}]\nresponses:\n  a:\n    mutate: [{op: explode, path: x}]\n", None, "mock.yaml:4: responses.a.mutate.0.op: unknown mutation 'explode'"),
+    ("tools: [{name: a}]\nresponses:\n  a: {result: '{{ args. }}'}\n", None, "mock.yaml:3: responses.a.result: bad template"),
+    ("tools: [{name: a}]\n", "def tool_a(args, ctx)\n    return 1\n", "handler.py:1: handler does not import: SyntaxError"),
+    ("tools: [{name: a}]\n", "import no_such_module_here\n", "handler.py:1: handler does not import: ModuleNotFoundError"),
+    ("tools: [{name: a}]\n", "HANDLERS = {'zzz': print}\n", "HANDLERS.zzz: handles a tool that is not in the schema"),
+    ("schema: nope.json\n", None, "mock.yaml:1: schema: "),
+    ("tools: [{name: a}]\ncolour: red\n", None, "mock.yaml:2: colour: unknown key"),
+    ("tools: [{name: a}]\nfaults: {a: {error_rate: 2}}\n", None, "faults.a.error_rate: must be a number from 0 to 1"),
+])
+def test_bad_mock_yaml_names_file_line_and_key(tmp_path, yaml_text, handler, where):
+    d = make(tmp_path, yaml_text, handler)
+    with pytest.raises(ConfigError) as e:
+        load_spec(d)
+    assert where in str(e.value), str(e.value)
+    r = CliRunner().invoke(cli, ["mock", "tools", str(d)])
+    assert r.exit_code == 2 and where.split(":")[0] in r.output
+
+
+async def _session_calls(url: str) -> dict:
+    async with streamable_http_client(url) as (read, write, _):
+        async with ClientSession(read, write) as s:
+            init = await s.initialize()
+            tools = await s.list_tools()
+            post = await s.call_tool("slack_post_message", {"channel_id": "C01GENERAL", "text": "deploy done"})
+            archived = await s.call_tool("slack_post_message", {"channel_id": "C02RANDOM", "text": "x"})
+            ts = post.structuredContent["ts"]
+            react = await s.call_tool("slack_add_reaction", {"channel_id": "C01GENERAL", "timestamp": ts, "reaction": "tada"})
+            missing = await s.call_tool("slack_add_reaction", {"channel_id": "C01GENERAL", "timestamp": "0", "reaction": "x"})
+            unknown = await s.call_tool("slack_delete_everything", {})
+            return {"init": init, "tools": tools, "post": post, "archived": archived, "react": react,
+                    "missing": missing, "unknown": unknown}
+
+
+def test_slack_mock_over_streamable_http_with_the_sdk_client():
+    mock = MockServer.load(SLACK)
+    with HTTPMock(mock) as server:
+        got = asyncio.run(_session_calls(server.url))
+        base = server.url.removesuffix("/mcp")
+        side_state = httpx.get(base + "/_agentcap/state").json()
+        side_calls = httpx.get(base + "/_agentcap/calls").json()
+        # a container reaches the host as 10.0.2.2: allowed by the DNS-rebinding protection; others are not
+        ok = httpx.post(server.url, headers={"host": f"10.0.2.2:{server.port}", "accept": "application/json, text/event-stream"},
+                        json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        evil = httpx.post(server.url, headers={"host": "attacker.example", "accept": "application/json, text/event-stream"},
+                          json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert got["init"].serverInfo.name == "slack"
+    listed = [t.model_dump(mode="json", exclude_none=True) for t in got["tools"].tools]
+    assert listed == json.loads((SLACK / "tools.json").read_text())["tools"]  # verbatim
+    assert not got["post"].isError and got["post"].structuredContent["channel"] == "C01GENERAL"
+    assert got["archived"].isError and "is_archived" in got["archived"].content[0].text
+    assert not got["react"].isError
+    assert got["missing"].isError and "message_not_found" in got["missing"].content[0].text
+    assert got["unknown"].isError and "unknown tool" in got["unknown"].content[0].text
+    msgs = side_state["channels"]["C01GENERAL"]["messages"]
+    assert msgs[-1]["text"] == "deploy done" and msgs[-1]["reactions"] == ["tada"]
+    assert [c["tool"] for c in side_calls] == ["slack_post_message", "slack_post_message", "slack_add_reaction",
+                                              "slack_add_reaction", "slack_delete_everything"]
+    assert ok.status_code != 421 and evil.status_code == 421
+
+
+def test_stdio_with_the_sdk_client_writes_state_and_calls(tmp_path):
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-c", "from agentcap_cli.main import main; main()", "mock", "serve", "--stdio",
+                                         str(SLACK), "--out", str(tmp_path / "mocks")],
+                                   cwd=str(REPO), env=dict(os.environ))
+
+    async def go():
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as s:
+                await s.initialize()
+                assert len((await s.list_tools()).tools) == 6
+                r = await s.call_tool("slack_post_message", {"channel_id": "C01GENERAL", "text": "via stdio"})
+                assert not r.isError
+
+    asyncio.run(go())
+    state = json.loads((tmp_path / "mocks" / "slack.state.json").read_text())
+    assert state["channels"]["C01GENERAL"]["messages"][-1]["text"] == "via stdio"
+    [rec] = [json.loads(x) for x in (tmp_path / "mocks" / "calls.jsonl").read_text().splitlines()]
+    assert rec["tool"] == "slack_post_message" and rec["is_error"] is False
+
+
+def test_cli_mock_call_prints_result_and_state_diff():
+    r = CliRunner().invoke(cli, ["mock", "call", str(SLACK), "slack_post_message", "--args",
+                                 '{"channel_id": "C01GENERAL", "text": "hi"}'])
+    assert r.exit_code == 0, r.output
+    assert '"isError": false' in r.output and '+          "text": "hi",' in r.output
+    r = CliRunner().invoke(cli, ["mock", "call", str(SLACK), "slack_post_message", "--args", "{nope"])
+    assert r.exit_code == 2 and "--args" in r.output
