@@ -154,21 +154,18 @@ class MockServer:
         return True
 
     def _apply(self, rule: Rule, tctx: dict[str, Any]) -> Outcome:
-        # mutations run on a copy, so a failing one leaves the state as it was
-        new_state = copy.deepcopy(self.state)
-        tctx = {**tctx, "state": new_state}
-        for m in rule.mutate:
-            path = templating.render(m.path, tctx)
-            statelib.mutate(new_state, m.op, str(path), templating.render(m.value, tctx))
-        if rule.has_error:
-            err = templating.render(rule.error, tctx)
-            self.state.clear()
-            self.state.update(new_state)
-            return Outcome(err, True)
-        result = templating.render(rule.result, tctx)
-        self.state.clear()
-        self.state.update(new_state)
-        return Outcome(result, False)
+        # mutations are journaled: if one fails (or a template does), the state is rolled back
+        undo: statelib.Undo = []
+        try:
+            for m in rule.mutate:
+                path = templating.render(m.path, tctx)
+                statelib.mutate(self.state, m.op, str(path), copy.deepcopy(templating.render(m.value, tctx)), undo)
+            if rule.has_error:
+                return Outcome(templating.render(rule.error, tctx), True)
+            return Outcome(templating.render(rule.result, tctx), False)
+        except BaseException:
+            statelib.rollback(undo)
+            raise
 
     # ------------------------------------------------------------------ output
 

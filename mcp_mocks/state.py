@@ -42,45 +42,74 @@ def get(doc: Any, path: str) -> Any:
     return cur
 
 
-def _parent(doc: Any, path: str, leaf_default: Any) -> tuple[Any, str]:
+Undo = list  # of zero-argument callables, run in reverse to take mutations back
+
+
+def _created(undo: Undo | None, parent: dict[str, Any], key: str) -> None:
+    if undo is not None:
+        undo.append(lambda: parent.pop(key, None))
+
+
+def _parent(doc: Any, path: str, leaf_default: Any, undo: Undo | None = None) -> tuple[Any, str]:
     """The container holding the last segment, creating missing dict segments on the way."""
     segs = _segments(path)
     cur = doc
     for seg in segs[:-1]:
         if isinstance(cur, dict):
+            if seg not in cur:
+                _created(undo, cur, seg)
             cur = cur.setdefault(seg, {})
         elif isinstance(cur, list):
             cur = cur[_index(cur, seg, path)]
         else:
             raise PathError(f"{path}: cannot look inside a {type(cur).__name__} at {seg!r}")
-    if isinstance(cur, dict) and leaf_default is not None:
-        cur.setdefault(segs[-1], leaf_default)
+    if isinstance(cur, dict) and leaf_default is not None and segs[-1] not in cur:
+        _created(undo, cur, segs[-1])
+        cur[segs[-1]] = leaf_default
     return cur, segs[-1]
 
 
-def mutate(doc: dict[str, Any], op: str, path: str, value: Any = None) -> None:
-    """Apply one mutation in place; :class:`PathError` when the path cannot hold it."""
+def rollback(undo: Undo) -> None:
+    while undo:
+        undo.pop()()
+
+
+def mutate(doc: dict[str, Any], op: str, path: str, value: Any = None, undo: Undo | None = None) -> None:
+    """Apply one mutation in place; :class:`PathError` when the path cannot hold it.
+
+    With ``undo``, each change is recorded so :func:`rollback` can take it back (cheap even when
+    the state is large: nothing is copied)."""
     if op not in OPS:
         raise PathError(f"unknown mutation {op!r} (one of {', '.join(OPS)})")
     default = [] if op in ("append", "extend") else (0 if op == "increment" else None)
-    parent, last = _parent(doc, path, default)
+    parent, last = _parent(doc, path, default, undo)
+    note = undo.append if undo is not None else (lambda fn: None)
     if isinstance(parent, list):
         i = _index(parent, last, path)
         if op == "set":
+            old = parent[i]
             parent[i] = value
+            note(lambda: parent.__setitem__(i, old))
             return
         if op == "remove":
-            del parent[i]
+            old = parent.pop(i)
+            note(lambda: parent.insert(i if i >= 0 else len(parent) + i + 1, old))
             return
         target = parent[i]
     elif isinstance(parent, dict):
         if op == "set":
+            if last in parent:
+                old = parent[last]
+                note(lambda: parent.__setitem__(last, old))
+            else:
+                _created(undo, parent, last)
             parent[last] = value
             return
         if op == "remove":
             if last not in parent:
                 raise PathError(f"{path}: no key {last!r} to remove")
-            del parent[last]
+            old = parent.pop(last)
+            note(lambda: parent.__setitem__(last, old))
             return
         target = parent[last]
     else:
@@ -90,16 +119,18 @@ def mutate(doc: dict[str, Any], op: str, path: str, value: Any = None) -> None:
             raise PathError(f"{path}: cannot {op} to a {type(target).__name__}")
         if op == "append":
             target.append(value)
+            note(target.pop)
         else:
             if not isinstance(value, list):
                 raise PathError(f"{path}: extend needs a list, got {type(value).__name__}")
+            n = len(target)
             target.extend(value)
+            note(lambda: target.__delitem__(slice(n, None)))
     else:  # increment
         by = 1 if value is None else value
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not isinstance(by, (int, float)):
             raise PathError(f"{path}: cannot increment a {type(target).__name__} by {by!r}")
         new = target + by
-        if isinstance(parent, list):
-            parent[_index(parent, last, path)] = new
-        else:
-            parent[last] = new
+        key = _index(parent, last, path) if isinstance(parent, list) else last
+        parent[key] = new
+        note(lambda: parent.__setitem__(key, target))

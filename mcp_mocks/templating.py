@@ -8,6 +8,7 @@ refuses attribute tricks such as ``{{ ''.__class__.__mro__ }}`` with a :class:`T
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -21,6 +22,16 @@ _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
 
 class TemplateError(ValueError):
     pass
+
+
+@functools.lru_cache(maxsize=4096)
+def _expression(expr: str) -> Any:
+    return _ENV.compile_expression(expr, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _template(text: str) -> Any:
+    return _ENV.from_string(text)
 
 
 def is_template(value: Any) -> bool:
@@ -57,8 +68,8 @@ def render(value: Any, context: dict[str, Any]) -> Any:
     try:
         m = _SINGLE.match(value)
         if m:
-            return _ENV.compile_expression(m.group("expr"), undefined_to_none=False)(**context)
-        return _ENV.from_string(value).render(**context)
+            return _expression(m.group("expr"))(**context)
+        return _template(value).render(**context)
     except SecurityError as e:
         raise TemplateError(f"template refused by the sandbox: {e}") from None
     except UndefinedError as e:

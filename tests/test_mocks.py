@@ -44,6 +44,7 @@ BASIC = """
       - {name: echoed, inputSchema: {type: object}}
       - {name: boom, inputSchema: {type: object}}
       - {name: deep, inputSchema: {type: object}}
+      - {name: half, inputSchema: {type: object}}
     seed: {notes: [], count: 0, box: {items: [{text: a}]}}
     responses:
       add: {result: "{{ args.a + args.b }}"}
@@ -61,6 +62,14 @@ BASIC = """
       escape: {result: "{{ ''.__class__.__mro__ }}"}
       deep:
         mutate: [{op: append, path: count.x, value: 1}]
+        result: never
+      half:
+        mutate:
+          - {op: append, path: notes, value: first}
+          - {op: set, path: fresh.key, value: 1}
+          - {op: increment, path: count}
+          - {op: remove, path: box.items.0}
+          - {op: append, path: count.x, value: 1}
         result: never
     """
 HANDLER = """
@@ -118,14 +127,17 @@ def test_dispatch_rules_handler_fallback_errors_and_records(basic):
     assert esc.is_error and "sandbox" in esc.result  # refused safely, answered as a tool error
     deep = basic.call("deep", {})
     assert deep.is_error and "count.x" in deep.result and basic.state["count"] == 1  # state untouched
+    before = json.loads(json.dumps(basic.state))
+    half = basic.call("half", {})  # four mutations succeed, the fifth cannot: all are rolled back
+    assert half.is_error and basic.state == before
     boom = basic.call("boom", {})
     assert boom.is_error and "handler crashed: RuntimeError: kaboom" in boom.result
     assert basic.call("echoed", {"x": 1}).result == {"ok": True, "tool": "echoed", "args": {"x": 1}}
     unknown = basic.call("nope", {})
     assert unknown.is_error and "unknown tool" in unknown.result
     recs = basic.records()
-    assert [r["tool"] for r in recs] == ["add", "note", "note", "note", "escape", "deep", "boom", "echoed", "nope"]
-    assert [r["seq"] for r in recs] == list(range(1, 10))
+    assert [r["tool"] for r in recs] == ["add", "note", "note", "note", "escape", "deep", "half", "boom", "echoed", "nope"]
+    assert [r["seq"] for r in recs] == list(range(1, 11))
     assert set(recs[0]) >= {"seq", "at", "server", "tool", "args", "result", "is_error", "duration_ms"}
     assert recs[-1]["is_error"] and recs[0]["server"] == "basic"
 

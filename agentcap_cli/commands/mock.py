@@ -68,10 +68,9 @@ def serve(dirs: tuple[str, ...], host: str, port: int, stdio: bool, out: Path | 
                 servers.append(HTTPMock(m, host, port + i if port else 0).start())
             except OSError as e:
                 raise click.BadParameter(f"cannot listen on {host}:{port + i}: {e.strerror}", param_hint="'--port'")
-        out_console = Console(highlight=False, soft_wrap=True)
-        for s in servers:
-            out_console.print(f"{s.mock.name}\t{s.url}")
-        out_console.print("# state: GET <url without /mcp>/_agentcap/state, calls: …/_agentcap/calls; Ctrl-C to stop")
+        for s in servers:  # tab-separated on purpose: `cut -f2` gives the URLs
+            click.echo(f"{s.mock.name}\t{s.url}")
+        click.echo("# state: GET <url without /mcp>/_agentcap/state, calls: .../_agentcap/calls; Ctrl-C to stop")
         sys.stdout.flush()
         done = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: done.set())
