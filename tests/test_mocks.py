@@ -256,3 +256,30 @@ def test_cli_mock_call_prints_result_and_state_diff():
     assert '"isError": false' in r.output and '+          "text": "hi",' in r.output
     r = CliRunner().invoke(cli, ["mock", "call", str(SLACK), "slack_post_message", "--args", "{nope"])
     assert r.exit_code == 2 and "--args" in r.output
+
+
+def test_cli_mock_serve_over_http_then_ctrl_c_writes_out(tmp_path):
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", "from agentcap_cli.main import main; main()", "mock", "serve",
+                             str(SLACK), "--port", "0", "--out", str(tmp_path / "mocks")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        name, url = proc.stdout.readline().rstrip("\n").split("\t")
+        assert name == "slack" and url.endswith("/mcp")
+
+        async def go():
+            async with streamable_http_client(url) as (read, write, _):
+                async with ClientSession(read, write) as s:
+                    await s.initialize()
+                    return await s.call_tool("slack_get_users", {})
+
+        res = asyncio.run(go())
+        assert [u["name"] for u in res.structuredContent["members"]] == ["alice", "bob", "agent"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    [rec] = [json.loads(x) for x in (tmp_path / "mocks" / "calls.jsonl").read_text().splitlines()]
+    assert rec["tool"] == "slack_get_users" and (tmp_path / "mocks" / "slack.state.json").exists()
