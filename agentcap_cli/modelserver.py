@@ -2,26 +2,24 @@
 
 A bare ASGI callable (no framework routing: every request goes to the responder, which is the
 code the replay addon shares) served by uvicorn. :class:`ModelServer` runs it on a background
-thread with a socket bound before it starts, so the port is known and no request can arrive
-"too early" — what tests, benches and ``agentcap run``'s embedded default use.
+thread (``mcp_mocks.threaded``: port bound before start) — what tests, benches and
+``agentcap run``'s embedded default use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import threading
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from agentcap_addons.wire.cassette import Cassette
 from agentcap_addons.wire.render import Rendered
 from agentcap_addons.wire.script import load_script
 from agentcap_addons.wire.upstream import Forward, ReplayResponder, Responder, ScriptResponder
+from mcp_mocks.threaded import ThreadedServer
 
 log = logging.getLogger(__name__)
 
@@ -121,50 +119,8 @@ class ModelApp:
             await resp.aclose()
 
 
-def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    # accepted connections inherit this: without it, a response sent as headers + body waits for
-    # the client's delayed ACK (Nagle), capping 32 connections near 800 calls/s
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    return sock
-
-
-def uvicorn_server(app: ModelApp) -> uvicorn.Server:
-    config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning", timeout_keep_alive=30)
-    return uvicorn.Server(config)
-
-
-class ModelServer:
+class ModelServer(ThreadedServer):
     """The model server on a background thread (its own event loop)."""
 
     def __init__(self, responder: Responder, host: str = "127.0.0.1", port: int = 0, forward_to: str | None = None) -> None:
-        self.sock = bind(host, port)
-        self.host, self.port = self.sock.getsockname()[:2]
-        self.server = uvicorn_server(ModelApp(responder, forward_to))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])),
-                                        name="agentcap-model-server", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "ModelServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(15)
-        self.sock.close()
-
-    def __enter__(self) -> "ModelServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(ModelApp(responder, forward_to), host, port, name="agentcap-model-server")

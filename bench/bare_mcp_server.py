@@ -12,7 +12,7 @@ from mcp import types  # noqa: E402
 from mcp.server.lowlevel import Server  # noqa: E402
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager  # noqa: E402
 
-from mcp_mocks.serve import bind  # noqa: E402
+from mcp_mocks.threaded import bind  # noqa: E402
 
 server: Server = Server("bare")
 TOOL = types.Tool(name="ping", description="fixed answer", inputSchema={"type": "object"})

@@ -8,21 +8,18 @@ host (``10.0.2.2``, ``host.containers.internal``) besides loopback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import socket
-import threading
 from typing import Any
 
 import anyio
-import uvicorn
 from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
 from .engine import MockServer
+from .threaded import ThreadedServer
 
 class _QuietClosedStream(logging.Filter):
     """The SDK logs a traceback whenever a client goes away with its GET stream open; that is a
@@ -124,45 +121,16 @@ async def _json(send: Any, status: int, obj: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
-    sock.bind((host, port))
-    sock.listen(512)
-    return sock
-
-
-class HTTPMock:
+class HTTPMock(ThreadedServer):
     """A mock served over streamable HTTP on a background thread; the port is bound up front."""
 
     def __init__(self, mock: MockServer, host: str = "127.0.0.1", port: int = 0) -> None:
         self.mock = mock
-        self.sock = bind(host, port)
-        self.host, self.port = self.sock.getsockname()[:2]
-        config = uvicorn.Config(MockApp(mock), lifespan="on", access_log=False, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])),
-                                        name=f"mock-{mock.name}", daemon=True)
+        super().__init__(MockApp(mock), host, port, lifespan="on", name=f"mock-{mock.name}")
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/mcp"
-
-    def start(self) -> "HTTPMock":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(15)
-        self.sock.close()
-
-    def __enter__(self) -> "HTTPMock":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 async def serve_stdio(mock: MockServer) -> None:

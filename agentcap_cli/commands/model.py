@@ -11,7 +11,8 @@ from rich.console import Console
 from agentcap_addons.wire.cassette import DEFAULT_IGNORE, MATCHERS
 from agentcap_addons.wire.yamlfile import ConfigError
 from agentcap_cli.commands.proxy import agent_env, split_upstream
-from agentcap_cli.modelserver import ModelApp, bind, make_responder, uvicorn_server
+from agentcap_cli.modelserver import ModelApp, make_responder
+from mcp_mocks.threaded import bind, uvicorn_server
 
 
 @click.group()
