@@ -16,7 +16,7 @@ from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
 from agentcap_addons.wire.store import read_capture
 from agentcap_cli.proxyproc import start_proxy
 from tests.conftest import closed_port
-from tests.support.upstream import _ws_read, responses_ws_events
+from tests.support.upstream import responses_ws_events
 
 BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
