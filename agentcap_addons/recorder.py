@@ -42,7 +42,6 @@ class Call:
 
     rid: str
     seq: int
-    api: str
     directory: store.CaptureDir
     sent_ms: float  # epoch ms when the request was handed on upstream
     bufs: list[bytes] = field(default_factory=list)
@@ -182,7 +181,6 @@ class Recorder:
         call = Call(
             rid=store.new_request_id(),
             seq=directory.next_seq(),
-            api=api,
             directory=directory,
             sent_ms=0.0,
         )

@@ -80,15 +80,14 @@ class ModelApp:
     async def _send(r: Rendered, send: Any) -> None:
         headers = [(b"content-type", r.content_type.encode())]
         headers += [(k.encode(), v.encode()) for k, v in r.headers.items()]
-        streamed = r.content_type.startswith("text/event-stream")
-        if streamed:
-            headers.append((b"cache-control", b"no-cache"))
-        else:
-            headers.append((b"content-length", str(len(r.body)).encode()))
-        await send({"type": "http.response.start", "status": r.status, "headers": headers})
-        if not streamed:
-            await send({"type": "http.response.body", "body": r.body})
+        if not r.content_type.startswith("text/event-stream"):
+            body = r.body
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": r.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
             return
+        headers.append((b"cache-control", b"no-cache"))
+        await send({"type": "http.response.start", "status": r.status, "headers": headers})
         for i, chunk in enumerate(r.chunks):
             pause = r.pauses_ms[i] if r.pauses_ms is not None and i < len(r.pauses_ms) else (r.delay_ms if i else 0)
             if pause:

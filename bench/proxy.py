@@ -11,6 +11,9 @@ and through mitmdump + the capture addon:
 
     python bench/proxy.py            # full run (~1 min)
     python bench/proxy.py --quick    # a smaller run
+
+Environment: BENCH_TMP=DIR puts the capture directories there (e.g. /dev/shm, to take the disk
+out of the picture); WRITER=inline runs the capture proxy with agentcap_writer=inline.
 """
 
 from __future__ import annotations

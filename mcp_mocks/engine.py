@@ -81,7 +81,7 @@ class MockServer:
 
     def reset(self) -> None:
         """Fresh state from the seed (deep-copied) and an empty call log."""
-        with getattr(self, "_lock", threading.Lock()):
+        with self._lock:
             self.state = copy.deepcopy(self.spec.seed)
             self.calls = []
             self._rng = random.Random(self.spec.fault_seed)

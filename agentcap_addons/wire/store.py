@@ -289,12 +289,12 @@ class CaptureDir:
 
     def write_request(self, record: dict[str, Any]) -> Path:
         path = self.request_path(record["request_id"])
-        atomic_write_json(path, record)
+        create_file(path, dumps(record))
         return path
 
     def write_response(self, record: dict[str, Any]) -> Path:
         path = self.response_path(record["request_id"])
-        atomic_write_json(path, record)
+        create_file(path, dumps(record))
         return path
 
 
