@@ -1,0 +1,145 @@
+"""The small interface every agent adapter has.
+
+An adapter is pure knowledge about one agent CLI: its image, how to point it at a base URL and a key,
+the headless command for a first and a resumed turn, how to read the session id and the final reply
+from what it printed, how to give it MCP servers and a base prompt, and where its native trace is.
+It never starts a container itself (sandbox/turn.py does); it only writes files into the turn's
+workspace / home and says what to run, so an adapter is testable without podman.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..images import ImageSpec
+
+AGENTS_DIR = Path(__file__).parent
+
+
+@dataclass
+class TurnInput:
+    """One turn, as the adapter needs it. URLs are as the container sees them."""
+
+    prompt: str
+    turn: int  # 1-based
+    base_url: str  # the capture proxy's root, e.g. http://127.0.0.1:41234 (no /v1)
+    api_key: str  # the per-turn key (never the real upstream key)
+    model: str
+    workspace: Path  # the agent's working directory (same path inside and out)
+    home: Path  # the agent's state dir, HOME inside the container (sessions survive across turns)
+    session_id: str | None = None  # from the previous turn, for agents that resume by id
+    provider: str = "agentcap"  # the provider name written into the agent's own config
+    mcp_servers: dict[str, str] = field(default_factory=dict)  # name → streamable HTTP URL
+    base_prompt: str | None = None  # written where the agent reads project instructions
+
+    @property
+    def v1(self) -> str:
+        return self.base_url.rstrip("/") + "/v1"
+
+
+@dataclass
+class TurnOutput:
+    session_id: str | None
+    reply: str | None
+
+
+class Agent:
+    """Subclass, set the class attributes, override what differs; register with ``register``."""
+
+    name: ClassVar[str]
+    package: ClassVar[str]  # "npm:…" or "pypi:…"
+    version: ClassVar[str]
+    api: ClassVar[str]  # openai-chat | openai-responses | anthropic-messages
+    supports_mcp: ClassVar[bool] = False
+    supports_resume: ClassVar[bool] = False
+    trace_format: ClassVar[str] = ""
+    parent_image: ClassVar[str] = "base"  # "node" for npm agents
+    #: the file the agent reads project instructions from, in the workspace
+    instructions_file: ClassVar[str | None] = "AGENTS.md"
+
+    @property
+    def image(self) -> ImageSpec:
+        return ImageSpec(self.name, self.image_dir(), parent=self.parent_image)
+
+    @classmethod
+    def image_dir(cls) -> Path:
+        """The dir holding this agent's Containerfile (beside the builtin adapters by default)."""
+        return AGENTS_DIR / cls.name
+
+    # -- before the container starts -----------------------------------------------------------
+
+    def configure(self, t: TurnInput) -> None:
+        """Write the agent's config (base URL, key, MCP servers, base prompt) into home / workspace."""
+        if t.base_prompt and self.instructions_file:
+            (t.workspace / self.instructions_file).write_text(t.base_prompt)
+
+    def command(self, t: TurnInput) -> list[str]:
+        raise NotImplementedError
+
+    def env(self, t: TurnInput) -> dict[str, str]:
+        return {}
+
+    # -- after it ended -------------------------------------------------------------------------
+
+    def parse(self, stdout: str, stderr: str, t: TurnInput) -> TurnOutput:
+        text = stdout.strip()
+        return TurnOutput(session_id=t.session_id, reply=text or None)
+
+    def trace_files(self, t: TurnInput, session_id: str | None) -> list[Path]:
+        """The agent's native session files for this task, under ``t.home`` / ``t.workspace``."""
+        return []
+
+    def export_trace(self, t: TurnInput, session_id: str | None, dest: Path) -> list[Path]:
+        """Copy the native trace into ``dest`` (``traces/<task>/``), keeping paths relative to home."""
+        written = []
+        for src in self.trace_files(t, session_id):
+            if not src.is_file():
+                continue
+            base = t.home if src.is_relative_to(t.home) else t.workspace
+            target = dest / src.relative_to(base)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+            written.append(target)
+        return written
+
+
+# -- helpers adapters share -------------------------------------------------------------------------
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects among the lines of ``text`` (agents mix them with plain log lines)."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                out.append(value)
+    return out
+
+
+def last_json(text: str) -> Any:
+    """The last complete JSON value in ``text`` (an object or array printed at the end)."""
+    text = text.strip()
+    for start in [i for i, ch in enumerate(text) if ch in "[{"][:200]:
+        try:
+            return json.loads(text[start:])
+        except ValueError:
+            continue
+    return None
+
+
+def newest(paths: list[Path]) -> Path | None:
+    files = [p for p in paths if p.is_file()]
+    return max(files, key=lambda p: p.stat().st_mtime_ns) if files else None
