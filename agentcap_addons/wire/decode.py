@@ -67,6 +67,21 @@ def request_tools(body: Any) -> list[str]:
     return names
 
 
+def request_tool_schemas(body: Any) -> dict[str, dict[str, Any]]:
+    """Tool name → its JSON schema for the arguments (chat, Responses and Anthropic shapes)."""
+    out: dict[str, dict[str, Any]] = {}
+    tools = body.get("tools") if isinstance(body, dict) else None
+    for t in tools or []:
+        if not isinstance(t, dict):
+            continue
+        fn = t.get("function") if isinstance(t.get("function"), dict) else t
+        name = fn.get("name")
+        schema = fn.get("parameters") or fn.get("input_schema") or {}
+        if name:
+            out[str(name)] = schema if isinstance(schema, dict) else {}
+    return out
+
+
 def response_body_bytes(capture: Capture) -> bytes:
     """The response body with any content-encoding undone."""
     resp = capture.response or {}

@@ -10,6 +10,7 @@
           - name: [bash, Bash, shell]          # the first one the request offers
             arguments: {command: "ls"}
             arguments_for: {shell: {command: [bash, -lc, ls]}}
+            # a list of argument objects: the first that fits the tool's JSON schema wins
       - match: {tool_result: true}
         text: "Done."
 
@@ -30,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decode import request_messages, request_tools
+from .decode import request_messages, request_tool_schemas, request_tools
 from .messages import Message
 from .render import Reply, ToolCallSpec
 from .yamlfile import ConfigError, Located, check_keys, load
@@ -153,6 +154,7 @@ class Context:
     system: str
     tool_result: bool
     tools: list[str]
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def context_of(api: str, body: Any) -> Context:
@@ -165,7 +167,8 @@ def context_of(api: str, body: Any) -> Context:
         prev = m.role
     user = next((m.content for m in reversed(msgs) if m.role == "user"), "")
     system = next((m.content for m in msgs if m.role in ("system", "developer")), "")
-    return Context(step, user, system, bool(msgs) and msgs[-1].role == "tool", request_tools(body))
+    return Context(step, user, system, bool(msgs) and msgs[-1].role == "tool", request_tools(body),
+                   request_tool_schemas(body))
 
 
 def _matches(match: dict[str, Any], ctx: Context) -> bool:
@@ -197,12 +200,31 @@ def choose(script: Script, api: str, body: Any) -> tuple[ScriptReply, Context]:
     )
 
 
+def fits(args: Any, schema: dict[str, Any]) -> bool:
+    """Whether ``args`` has every required key of ``schema`` and no key it does not declare."""
+    if not isinstance(args, dict):
+        return False
+    props = schema.get("properties")
+    required = schema.get("required") or []
+    if any(k not in args for k in required):
+        return False
+    return not isinstance(props, dict) or not props or all(k in props for k in args)
+
+
+def fit_arguments(args: Any, schema: dict[str, Any]) -> Any:
+    """A list of argument objects is a list of alternatives: the first that fits the offered schema
+    (two agents may name different tools alike, e.g. ``write`` with ``path`` or ``filePath``)."""
+    if not isinstance(args, list):
+        return args
+    return next((a for a in args if fits(a, schema)), args[0] if args else {})
+
+
 def to_reply(r: ScriptReply, ctx: Context) -> Reply:
     calls = []
     if ctx.tools:  # a request without tools (a title / summary side call) gets the text only
         for c in r.tool_calls:
             name = next((n for n in c.names if n in ctx.tools), c.names[0])
-            args = c.arguments_for.get(name, c.arguments)
+            args = fit_arguments(c.arguments_for.get(name, c.arguments), ctx.schemas.get(name) or {})
             calls.append(ToolCallSpec(name, args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)))
     text = r.text
     if not text and not calls and not r.reasoning:
