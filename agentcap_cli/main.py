@@ -11,6 +11,7 @@ import click
 from agentcap_cli.commands.mock import mock
 from agentcap_cli.commands.model import model
 from agentcap_cli.commands.proxy import proxy
+from agentcap_cli.commands.sandbox import doctor, sandbox
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -22,6 +23,8 @@ def cli() -> None:
 cli.add_command(proxy)
 cli.add_command(model)
 cli.add_command(mock)
+cli.add_command(sandbox)
+cli.add_command(doctor)
 
 
 def main() -> None:

@@ -57,6 +57,8 @@ class ModelApp:
         self.responder = responder
         self.forward_to = forward_to.rstrip("/") if forward_to else None
         self._client: httpx.AsyncClient | None = None
+        #: (method, path) of every request served, in order (tests compare it with the captures)
+        self.seen: list[tuple[str, str]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -70,6 +72,7 @@ class ModelApp:
         path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
+        self.seen.append((scope["method"], path))
         result = self.responder.respond(scope["method"], path, body)
         if isinstance(result, Forward):
             await self._forward(scope, path, body, send)
@@ -122,4 +125,5 @@ class ModelServer(ThreadedServer):
     """The model server on a background thread (its own event loop)."""
 
     def __init__(self, responder: Responder, host: str = "127.0.0.1", port: int = 0, forward_to: str | None = None) -> None:
-        super().__init__(ModelApp(responder, forward_to), host, port, name="agentcap-model-server")
+        self.app = ModelApp(responder, forward_to)
+        super().__init__(self.app, host, port, name="agentcap-model-server")

@@ -48,7 +48,7 @@ class ImageSpec:
     extra_files: tuple[tuple[str, str], ...] = field(default=())  # (name in context, host path)
 
 
-def _host_ca() -> str:
+def host_ca() -> str:
     explicit = os.environ.get("AGENTCAP_HOST_CA")
     for path in ([explicit] if explicit else HOST_CA_CANDIDATES):
         if path and os.path.exists(path):
@@ -80,7 +80,7 @@ def _hash_files(digest: Any, root: Path) -> None:
 
 
 def _extra_path(host_path: str) -> str:
-    return _host_ca() if host_path == "@host-ca" else host_path
+    return host_ca() if host_path == "@host-ca" else host_path
 
 
 # -- the rootfs -------------------------------------------------------------------------------------

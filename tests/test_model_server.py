@@ -171,7 +171,34 @@ def test_cli_bad_script_exits_2_with_the_message(tmp_path):
 def test_shipped_scripts_load():
     for name in ("shell-then-answer", "write-file-then-answer"):
         s = load_script(resolve_script(name))
-        assert s.replies[0].tool_calls and s.replies[1].match == {"tool_result": True}
+        assert any(r.tool_calls for r in s.replies)
+        assert any(r.match == {"tool_result": True} for r in s.replies)
+
+
+def test_argument_alternatives_fit_the_offered_tool_schema():
+    s = ScriptResponder(load_script(resolve_script("write-file-then-answer")))
+
+    def call(tools):
+        body = {"messages": [{"role": "user", "content": "go"}], "tools": tools}
+        out = json.loads(s.respond("POST", "/v1/chat/completions", json.dumps(body).encode()).body)
+        fn = out["choices"][0]["message"]["tool_calls"][0]["function"]
+        return fn["name"], json.loads(fn["arguments"])
+
+    def tool(name, props, required):
+        return {"type": "function", "function": {"name": name, "parameters": {
+            "type": "object", "properties": {p: {"type": "string"} for p in props}, "required": required}}}
+
+    # pi-like and opencode-like `bash`: the second also requires a description
+    assert call([tool("bash", ["command"], ["command"])])[1] == {"command": "printf 'hello from agentcap\\n' > hello.txt"}
+    name, args = call([tool("bash", ["command", "description"], ["command", "description"])])
+    assert name == "bash" and args["description"] == "Write hello.txt"
+    # a write tool only: the first alternative whose keys the schema declares
+    assert call([tool("write", ["filePath", "content"], ["filePath", "content"])]) == (
+        "write", {"filePath": "hello.txt", "content": "hello from agentcap\n"})
+    # an agent with no tools gets the whole-file edit block (aider)
+    body = {"messages": [{"role": "user", "content": "Create hello.txt"}]}
+    text = json.loads(s.respond("POST", "/v1/chat/completions", json.dumps(body).encode()).body)
+    assert text["choices"][0]["message"]["content"].startswith("hello.txt\n```\n")
 
 
 def test_match_rules_by_user_text_and_step(tmp_path):

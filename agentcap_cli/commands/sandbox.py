@@ -1,0 +1,116 @@
+"""``agentcap sandbox build|ls|prune`` and ``agentcap doctor``: thin commands over ``sandbox``."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sandbox.agents import UnknownAgent, agent_names, get_agent
+from sandbox.doctor import FAIL, OK, run_checks
+from sandbox.images import ensure_image, list_images
+from sandbox.podman import SandboxError, get_podman
+from sandbox.turn import remove_containers
+
+STYLE = {OK: "green", "warn": "yellow", FAIL: "red"}
+
+
+def _names(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    for name in value:
+        if name in ("base", "node"):
+            continue
+        try:
+            get_agent(name)
+        except UnknownAgent as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+def _fail(exc: SandboxError) -> None:
+    Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+    sys.exit(1)
+
+
+@click.group()
+def sandbox() -> None:
+    """Podman images for the agents, and their leftovers."""
+
+
+@sandbox.command()
+@click.argument("agents", nargs=-1, callback=_names)
+@click.option("--rebuild", is_flag=True, help="Build again even when the inputs are unchanged.")
+def build(agents: tuple[str, ...], rebuild: bool) -> None:
+    """Build the images of AGENTS (default: every agent), each only when its inputs changed.
+
+    Also takes the names of the shared layers: base, node.
+    """
+    err = Console(stderr=True)
+    names = agents or tuple(agent_names())
+    try:
+        podman = get_podman()
+        with err.status("") as status:
+            for name in names:
+                started = time.monotonic()
+                status.update(f"[bold]{name}[/]")
+                tag = ensure_image(podman, name, progress=lambda line: status.update(f"[bold]{name}[/] {line}"),
+                                   rebuild=rebuild)
+                err.print(f"[green]✓[/] {name:<15} {tag}  [dim]{time.monotonic() - started:.1f} s[/]")
+                click.echo(tag)
+    except SandboxError as exc:
+        _fail(exc)
+
+
+@sandbox.command(name="ls")
+def ls_() -> None:
+    """The images agentcap built (current = what the Containerfiles ask for now)."""
+    try:
+        rows = list_images(get_podman())
+    except SandboxError as exc:
+        _fail(exc)
+    table = Table(box=None, header_style="bold")
+    for col in ("image", "tag", "current", "size", "created"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.name, r.tag, "✓" if r.current else "", f"{r.size / 1e6:.0f} MB", r.created[:19])
+    Console().print(table)
+
+
+@sandbox.command()
+@click.option("--all", "everything", is_flag=True, help="Also remove the current images (they rebuild on use).")
+def prune(everything: bool) -> None:
+    """Remove leftover agentcap containers and the images no Containerfile asks for any more."""
+    err = Console(stderr=True)
+    try:
+        podman = get_podman()
+        gone = remove_containers(podman)
+        for name in gone:
+            err.print(f"removed container {name}")
+        for r in list_images(podman):
+            if r.current and not everything:
+                continue
+            done = podman.cli(["rmi", r.tag], check=False)
+            if done.returncode == 0:
+                err.print(f"removed image {r.tag}")
+            else:
+                err.print(f"[yellow]kept[/] {r.tag}: {done.stderr.strip().splitlines()[-1:] or ''}")
+    except SandboxError as exc:
+        _fail(exc)
+
+
+@click.command()
+def doctor() -> None:
+    """Check what the sandbox needs; each problem comes with the command that fixes it.
+
+    Exit status 0 when nothing failed (warnings are things built on first use).
+    """
+    checks = run_checks()
+    table = Table(box=None, header_style="bold")
+    for col in ("check", "", "detail", "fix"):
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        table.add_row(c.name, f"[{STYLE[c.status]}]{c.status}[/]", c.detail, c.fix or "")
+    Console().print(table)
+    sys.exit(1 if any(c.status == FAIL for c in checks) else 0)
