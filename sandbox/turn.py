@@ -141,12 +141,10 @@ def _remove(client: object, name: str) -> None:
 
 def remove_containers(podman: Podman, **labels: str) -> list[str]:
     """Force-remove every agentcap container matching ``labels`` (all of them when none given)."""
-    filters = [f"{LABEL}=1", *(f"{LABEL}.{k}={v}" for k, v in labels.items())]
-    removed = []
-    for c in podman.client().containers.list(all=True, filters={"label": filters}):
-        try:
-            c.remove(force=True)
-            removed.append(c.name)
-        except Exception as exc:
-            log.debug("remove %s: %s", c.name, exc)
-    return removed
+    args = ["ps", "-a", "--format", "{{.Names}}", "--filter", f"label={LABEL}=1"]
+    for k, v in labels.items():
+        args += ["--filter", f"label={LABEL}.{k}={v}"]  # podman ANDs label filters
+    names = podman.cli(args).stdout.split()
+    if names:
+        podman.cli(["rm", "-f", "-t", "0", *names], check=False)
+    return names
