@@ -55,8 +55,14 @@ def build(agents: tuple[str, ...], rebuild: bool) -> None:
             for name in names:
                 started = time.monotonic()
                 status.update(f"[bold]{name}[/]")
-                tag = ensure_image(podman, name, progress=lambda line: status.update(f"[bold]{name}[/] {line}"),
-                                   rebuild=rebuild)
+
+                def progress(line: str, name: str = name) -> None:
+                    if err.is_terminal:
+                        status.update(f"[bold]{name}[/] {line}")
+                    else:  # a log (CI): one line per build step instead of a spinner
+                        err.print(f"  {line}", highlight=False, soft_wrap=True)
+
+                tag = ensure_image(podman, name, progress=progress, rebuild=rebuild)
                 err.print(f"[green]✓[/] {name:<15} {tag}  [dim]{time.monotonic() - started:.1f} s[/]")
                 click.echo(tag)
     except SandboxError as exc:
@@ -72,7 +78,7 @@ def ls_() -> None:
         _fail(exc)
     table = Table(box=None, header_style="bold")
     for col in ("image", "tag", "current", "size", "created"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col != "tag", overflow="fold")
     for r in rows:
         table.add_row(r.name, r.tag, "✓" if r.current else "", f"{r.size / 1e6:.0f} MB", r.created[:19])
     Console().print(table)
