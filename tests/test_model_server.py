@@ -362,3 +362,26 @@ def test_cli_model_serve_answers_curl_style_and_stops_on_ctrl_c(tmp_path):
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_namespaced_responses_tools_are_called_by_their_flat_name(tmp_path):
+    """codex lists each MCP server as a Responses `namespace` tool; a call names the tool and its namespace."""
+    from agentcap_addons.wire.decode import decode_body, request_tools
+
+    p = write(tmp_path, """
+        replies:
+          - text: "Posting."
+            tool_calls:
+              - name: mcp__slack__post
+                arguments: {text: hi}
+        """)
+    body = {"model": "m", "input": "go", "tools": [
+        {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+        {"type": "namespace", "name": "mcp__slack", "tools": [
+            {"type": "function", "name": "post", "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}]}]}
+    assert request_tools(body) == ["exec_command", "mcp__slack__post"]
+    out = json.loads(ScriptResponder(load_script(p)).respond("POST", "/v1/responses", json.dumps(body).encode()).body)
+    call = next(i for i in out["output"] if i["type"] == "function_call")
+    assert (call["namespace"], call["name"], json.loads(call["arguments"])) == ("mcp__slack", "post", {"text": "hi"})
+    decoded = decode_body("openai-responses", out)
+    assert [c.name for c in decoded.tool_calls] == ["mcp__slack__post"]

@@ -8,7 +8,7 @@ import zlib
 from typing import Any
 
 from . import anthropic, openai
-from .messages import DecodedResponse, Message
+from .messages import DecodedResponse, Message, qualified_name
 from .policy import API_ANTHROPIC, API_OPENAI_CHAT, API_OPENAI_RESPONSES, header_value
 from .sse import SSEEvent, parse_sse
 from .store import Capture
@@ -55,31 +55,42 @@ def request_messages(api: str, body: Any) -> list[Message]:
     return openai.chat_request_messages(body)
 
 
+def _tool_entries(body: Any) -> list[tuple[str, str | None, str, dict[str, Any]]]:
+    """(flat name, namespace, name, argument schema) of every tool a request offers, all three APIs."""
+    out: list[tuple[str, str | None, str, dict[str, Any]]] = []
+
+    def walk(tools: Any, namespace: str | None) -> None:
+        for t in tools or []:
+            if not isinstance(t, dict):
+                continue
+            if t.get("type") == "namespace" and isinstance(t.get("tools"), list):
+                walk(t["tools"], str(t.get("name") or ""))
+                continue
+            fn = t.get("function") if isinstance(t.get("function"), dict) else t
+            name = fn.get("name")
+            if not name:
+                continue
+            schema = fn.get("parameters") or fn.get("input_schema") or {}
+            out.append((qualified_name(namespace, str(name)), namespace, str(name),
+                        schema if isinstance(schema, dict) else {}))
+
+    walk(body.get("tools") if isinstance(body, dict) else None, None)
+    return out
+
+
 def request_tools(body: Any) -> list[str]:
-    """Names of the tools a request offered (all three APIs' shapes)."""
-    names: list[str] = []
-    tools = body.get("tools") if isinstance(body, dict) else None
-    for t in tools or []:
-        if isinstance(t, dict):
-            name = (t.get("function") or {}).get("name") or t.get("name")
-            if name:
-                names.append(str(name))
-    return names
+    """Names of the tools a request offered (all three APIs' shapes; namespaced ones flattened)."""
+    return [flat for flat, _, _, _ in _tool_entries(body)]
 
 
 def request_tool_schemas(body: Any) -> dict[str, dict[str, Any]]:
     """Tool name → its JSON schema for the arguments (chat, Responses and Anthropic shapes)."""
-    out: dict[str, dict[str, Any]] = {}
-    tools = body.get("tools") if isinstance(body, dict) else None
-    for t in tools or []:
-        if not isinstance(t, dict):
-            continue
-        fn = t.get("function") if isinstance(t.get("function"), dict) else t
-        name = fn.get("name")
-        schema = fn.get("parameters") or fn.get("input_schema") or {}
-        if name:
-            out[str(name)] = schema if isinstance(schema, dict) else {}
-    return out
+    return {flat: schema for flat, _, _, schema in _tool_entries(body)}
+
+
+def request_tool_namespaces(body: Any) -> dict[str, tuple[str, str]]:
+    """Flat name → (namespace, name) for the tools a Responses request offers inside a namespace."""
+    return {flat: (ns, name) for flat, ns, name, _ in _tool_entries(body) if ns}
 
 
 def response_body_bytes(capture: Capture) -> bytes:

@@ -112,3 +112,11 @@ def text_of(content: Any) -> str:
 
 def as_int(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def qualified_name(namespace: str | None, name: str) -> str:
+    """A tool's flat name: Responses API tools may sit in a namespace (codex's MCP servers:
+    namespace ``mcp__slack``, tool ``post`` → ``mcp__slack__post``, the name the agent shows)."""
+    if not namespace:
+        return name
+    return namespace + name if namespace.endswith("__") else f"{namespace}__{name}"

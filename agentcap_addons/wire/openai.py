@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .messages import DecodedResponse, Message, ToolCall, Usage, as_int, text_of
+from .messages import DecodedResponse, Message, ToolCall, Usage, as_int, qualified_name, text_of
 from .sse import SSEEvent
 
 
@@ -163,7 +163,7 @@ def responses_request_messages(body: dict[str, Any]) -> list[Message]:
         elif kind == "function_call" or kind == "custom_tool_call":
             call = ToolCall(
                 id=it.get("call_id") or it.get("id"),
-                name=it.get("name"),
+                name=_call_name(it),
                 arguments=it.get("arguments") or it.get("input") or "",
             )
             if out and out[-1].role == "assistant" and not out[-1].tool_call_id:
@@ -215,7 +215,7 @@ def _apply_output_items(r: DecodedResponse, items: list[Any]) -> None:
             calls.append(
                 ToolCall(
                     id=it.get("call_id") or it.get("id"),
-                    name=it.get("name"),
+                    name=_call_name(it),
                     arguments=it.get("arguments") or it.get("input") or "",
                     index=len(calls),
                 )
@@ -278,7 +278,7 @@ def responses_stream(events: list[SSEEvent]) -> DecodedResponse:
             if it.get("type") in ("function_call", "custom_tool_call"):
                 a = it.get("arguments") or "".join(args.get(idx, []))
                 calls.append(
-                    ToolCall(id=it.get("call_id") or it.get("id"), name=it.get("name"), arguments=a, index=len(calls))
+                    ToolCall(id=it.get("call_id") or it.get("id"), name=_call_name(it), arguments=a, index=len(calls))
                 )
         r.tool_calls = calls
         r.content = "".join(text)
@@ -293,3 +293,9 @@ def _error_text(err: Any) -> str:
     if isinstance(err, dict):
         return str(err.get("message") or err.get("type") or json.dumps(err))
     return str(err)
+
+
+def _call_name(item: dict[str, Any]) -> str | None:
+    """A Responses call item's tool name, qualified by its namespace when it has one."""
+    name = item.get("name")
+    return qualified_name(item.get("namespace"), name) if name else name

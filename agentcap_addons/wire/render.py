@@ -22,6 +22,7 @@ CREATED = 1_767_225_600  # 2026-01-01T00:00:00Z: fixed, so responses are byte-id
 class ToolCallSpec:
     name: str
     arguments: str  # JSON text, sent as is (and in fragments when streamed)
+    namespace: str | None = None  # Responses API: the tool sits in this namespace (``name`` is its own)
 
 
 @dataclass
@@ -145,8 +146,11 @@ def _responses(reply: Reply, request: dict[str, Any], seed: str, model: str, usa
         items.append({"id": "msg_" + _id(seed, "msg"), "type": "message", "status": "completed", "role": "assistant",
                       "content": [{"type": "output_text", "text": reply.text, "annotations": []}]})
     for i, t in enumerate(reply.tool_calls):
-        items.append({"id": "fc_" + _id(seed, f"fc{i}"), "type": "function_call", "status": "completed",
-                      "call_id": "call_" + _id(seed, f"call{i}"), "name": t.name, "arguments": t.arguments})
+        item = {"id": "fc_" + _id(seed, f"fc{i}"), "type": "function_call", "status": "completed",
+                "call_id": "call_" + _id(seed, f"call{i}"), "name": t.name, "arguments": t.arguments}
+        if t.namespace:
+            item["namespace"] = t.namespace
+        items.append(item)
     u = {"input_tokens": usage[0], "input_tokens_details": {"cached_tokens": 0},
          "output_tokens": usage[1], "output_tokens_details": {"reasoning_tokens": 0},
          "total_tokens": usage[0] + usage[1]}

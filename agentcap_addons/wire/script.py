@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decode import request_messages, request_tool_schemas, request_tools
+from .decode import request_messages, request_tool_namespaces, request_tool_schemas, request_tools
 from .messages import Message
 from .render import Reply, ToolCallSpec
 from .yamlfile import ConfigError, Located, check_keys, load
@@ -155,6 +155,7 @@ class Context:
     tool_result: bool
     tools: list[str]
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def context_of(api: str, body: Any) -> Context:
@@ -168,7 +169,7 @@ def context_of(api: str, body: Any) -> Context:
     user = next((m.content for m in reversed(msgs) if m.role == "user"), "")
     system = next((m.content for m in msgs if m.role in ("system", "developer")), "")
     return Context(step, user, system, bool(msgs) and msgs[-1].role == "tool", request_tools(body),
-                   request_tool_schemas(body))
+                   request_tool_schemas(body), request_tool_namespaces(body))
 
 
 def _matches(match: dict[str, Any], ctx: Context) -> bool:
@@ -225,7 +226,9 @@ def to_reply(r: ScriptReply, ctx: Context) -> Reply:
         for c in r.tool_calls:
             name = next((n for n in c.names if n in ctx.tools), c.names[0])
             args = fit_arguments(c.arguments_for.get(name, c.arguments), ctx.schemas.get(name) or {})
-            calls.append(ToolCallSpec(name, args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)))
+            text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+            namespace, own = ctx.namespaces.get(name, (None, name))
+            calls.append(ToolCallSpec(own, text, namespace))
     text = r.text
     if not text and not calls and not r.reasoning:
         text = "OK."  # a tool-only reply asked without tools: say something rather than nothing
