@@ -101,17 +101,28 @@ def debian_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
+def _debootstrap_inputs() -> str:
+    return f"{SUITE} {debian_mirror()} {','.join(PACKAGES)}"
+
+
 def rootfs_source() -> tuple[str, str]:
     """("pull", image) or ("debootstrap", "suite mirror packages"): what the rootfs is made from."""
     pulled = os.environ.get("AGENTCAP_BASE_IMAGE")
     if pulled:
         return "pull", pulled
-    return "debootstrap", f"{SUITE} {debian_mirror()} {','.join(PACKAGES)}"
+    return "debootstrap", _debootstrap_inputs()
+
+
+def _source_hash(kind: str, what: str) -> str:
+    return hashlib.sha256(f"rootfs\0{kind}\0{what}".encode()).hexdigest()[:16]
 
 
 def _rootfs_hash() -> str:
-    kind, what = rootfs_source()
-    return hashlib.sha256(f"rootfs\0{kind}\0{what}".encode()).hexdigest()[:16]
+    return _source_hash(*rootfs_source())
+
+
+def _debootstrap_hash() -> str:
+    return _source_hash("debootstrap", _debootstrap_inputs())
 
 
 def _exists(podman: Podman, tag: str) -> bool:
@@ -119,6 +130,12 @@ def _exists(podman: Podman, tag: str) -> bool:
 
 
 def ensure_rootfs(podman: Podman, progress: Progress | None = None) -> str:
+    """The root filesystem image's tag: pulled when configured and reachable, else debootstrapped.
+
+    A failed pull falls back to debootstrap, and the result is tagged as the configured source too,
+    so the images built on it keep one hash and the pull is not retried on every call (``agentcap
+    sandbox prune --all`` forgets it).
+    """
     tag = f"localhost/agentcap-rootfs:{_rootfs_hash()}"
     if _exists(podman, tag):
         return tag
@@ -127,19 +144,18 @@ def ensure_rootfs(podman: Podman, progress: Progress | None = None) -> str:
             return tag
         kind, what = rootfs_source()
         if kind == "pull":
-            say = progress or log.info
-            say(f"pulling {what}")
+            (progress or log.info)(f"pulling {what}")
             done = podman.cli(["pull", what], check=False, timeout=600)
             if done.returncode == 0:
                 podman.cli(["tag", what, tag])
                 return tag
-            log.warning("pulling %s failed (%s); building the rootfs with debootstrap instead",
-                        what, done.stderr.strip().splitlines()[-1:] or "no output")
-            # fall back, under the debootstrap tag so the next call finds it
-            os.environ.pop("AGENTCAP_BASE_IMAGE", None)
-            tag = f"localhost/agentcap-rootfs:{_rootfs_hash()}"
-            if _exists(podman, tag):
-                return tag
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            log.warning("pulling %s failed (%s); building the root filesystem with debootstrap", what, last)
+            local = f"localhost/agentcap-rootfs:{_debootstrap_hash()}"
+            if not _exists(podman, local):
+                _debootstrap_import(podman, local, progress)
+            podman.cli(["tag", local, tag])
+            return tag
         _debootstrap_import(podman, tag, progress)
         return tag
 

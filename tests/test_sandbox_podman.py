@@ -19,9 +19,10 @@ from click.testing import CliRunner
 import sandbox.agents as agents_mod
 from agentcap_cli.main import cli
 from sandbox.bridge import Bridge
-from sandbox.images import ensure_image, image_tag
+from sandbox.images import ensure_image, ensure_rootfs, image_tag
 from sandbox.podman import get_podman
 from sandbox.turn import TIMEOUT_RC, ContainerSpec, run_container
+from tests.conftest import closed_port
 from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.slow
@@ -205,3 +206,24 @@ def test_doctor_is_green_here(podman):
     result = CliRunner().invoke(cli, ["doctor"])
     assert result.exit_code == 0, result.output
     assert "container run" in result.output and "fail" not in result.output
+
+
+def test_an_unreachable_registry_falls_back_to_the_local_root(podman, monkeypatch):
+    # a registry on a closed loopback port: the pull fails at once and nothing leaves this machine
+    local = podman.cli(["image", "inspect", "--format", "{{.Id}}", ensure_rootfs(podman)]).stdout.strip()
+    monkeypatch.setenv("AGENTCAP_BASE_IMAGE", f"127.0.0.1:{closed_port()}/agentcap/none:1")
+    tag = ensure_rootfs(podman)
+    try:
+        assert podman.cli(["image", "inspect", "--format", "{{.Id}}", tag]).stdout.strip() == local
+    finally:
+        podman.cli(["untag", tag, tag], check=False)  # just that name (no name: every name)
+
+
+def test_sandbox_cli_build_ls_and_bad_names(podman):
+    runner = CliRunner()
+    built = runner.invoke(cli, ["sandbox", "build", "base"])
+    assert built.exit_code == 0 and built.stdout.strip() == image_tag("base")
+    listed = runner.invoke(cli, ["sandbox", "ls"])
+    assert listed.exit_code == 0 and "base" in listed.output and "✓" in listed.output
+    bad = runner.invoke(cli, ["sandbox", "build", "no-such-agent"])
+    assert bad.exit_code == 2 and "unknown agent 'no-such-agent'" in bad.output
