@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 
 import pytest
 
@@ -47,3 +48,21 @@ def closed_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """The plugin agent of tests/support/plugin_agent.py, registered the way users do (an env var),
+    with a Containerfile dir of its own the test may edit."""
+    import sandbox.agents as agents_mod
+
+    ctx = tmp_path / "plugin-image"
+    ctx.mkdir()
+    (ctx / "Containerfile").write_text("ARG BASE\nFROM ${BASE}\nRUN echo one > /marker\n")
+    monkeypatch.setenv("AGENTCAP_TEST_PLUGIN_DIR", str(ctx))
+    monkeypatch.setenv("AGENTCAP_AGENT_MODULES", "tests.support.plugin_agent")
+    monkeypatch.setattr(agents_mod, "_plugins_loaded", False)
+    monkeypatch.setattr(agents_mod, "_registered", {})
+    sys.modules.pop("tests.support.plugin_agent", None)
+    yield ctx
+    sys.modules.pop("tests.support.plugin_agent", None)

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import sandbox.agents as agents_mod
 from sandbox import images
 from sandbox.agents import TurnInput, UnknownAgent, agent_names, get_agent
 
@@ -137,24 +136,6 @@ def test_export_trace_copies_native_files_keeping_their_paths(tmp_path):
 
 
 # -- plugins and image hashes -------------------------------------------------------------------------
-
-@pytest.fixture
-def plugin(tmp_path, monkeypatch):
-    ctx = tmp_path / "plugin-image"
-    ctx.mkdir()
-    (ctx / "Containerfile").write_text("ARG BASE\nFROM ${BASE}\nRUN echo one > /marker\n")
-    monkeypatch.setenv("AGENTCAP_TEST_PLUGIN_DIR", str(ctx))
-    monkeypatch.setenv("AGENTCAP_AGENT_MODULES", "tests.support.plugin_agent")
-    monkeypatch.setattr(agents_mod, "_plugins_loaded", False)
-    monkeypatch.setattr(agents_mod, "_registered", {})
-    import importlib
-    import sys
-
-    sys.modules.pop("tests.support.plugin_agent", None)
-    yield ctx
-    sys.modules.pop("tests.support.plugin_agent", None)
-    importlib.invalidate_caches()
-
 
 def test_a_plugin_module_adds_an_agent_without_core_changes(plugin):
     assert "plugin-echo" in agent_names()

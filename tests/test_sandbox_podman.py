@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import sandbox.agents as agents_mod
 from agentcap_cli.main import cli
 from sandbox.bridge import Bridge
 from sandbox.images import ensure_image, ensure_rootfs, image_tag
@@ -158,20 +157,6 @@ def test_prune_removes_leftover_containers(podman):
     result = CliRunner().invoke(cli, ["sandbox", "prune"])
     assert result.exit_code == 0, result.output
     assert containers(podman, run=run) == []
-
-
-@pytest.fixture
-def plugin(tmp_path, monkeypatch):
-    ctx = tmp_path / "plugin-image"
-    ctx.mkdir()
-    (ctx / "Containerfile").write_text("ARG BASE\nFROM ${BASE}\nRUN echo one > /marker\n")
-    monkeypatch.setenv("AGENTCAP_TEST_PLUGIN_DIR", str(ctx))
-    monkeypatch.setenv("AGENTCAP_AGENT_MODULES", "tests.support.plugin_agent")
-    monkeypatch.setattr(agents_mod, "_plugins_loaded", False)
-    monkeypatch.setattr(agents_mod, "_registered", {})
-    sys.modules.pop("tests.support.plugin_agent", None)
-    yield ctx
-    sys.modules.pop("tests.support.plugin_agent", None)
 
 
 def test_an_edited_containerfile_rebuilds_and_an_unchanged_one_does_not(podman, plugin, tmp_path):
