@@ -76,7 +76,6 @@ def run_container(podman: Podman, spec: ContainerSpec) -> ContainerResult:
     env = {**spec.env, "AGENTCAP_STDOUT": str(spec.stdout), "AGENTCAP_STDERR": str(spec.stderr),
            "AGENTCAP_FORWARDS": " ".join(f"{port}={sock}" for port, sock in spec.forwards.items())}
     started = time.monotonic()
-    container = None
     timed_out = False
     try:
         container = client.containers.create(
