@@ -10,7 +10,9 @@ import click
 
 from agentcap_cli.commands.mock import mock
 from agentcap_cli.commands.model import model
+from agentcap_cli.commands.ls import ls
 from agentcap_cli.commands.proxy import proxy
+from agentcap_cli.commands.run import run
 from agentcap_cli.commands.sandbox import doctor, sandbox
 
 
@@ -20,6 +22,8 @@ def cli() -> None:
     """Run coding agents, capture every model call from the wire, publish the captures."""
 
 
+cli.add_command(run)
+cli.add_command(ls)
 cli.add_command(proxy)
 cli.add_command(model)
 cli.add_command(mock)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -59,6 +60,8 @@ class ModelApp:
         self._client: httpx.AsyncClient | None = None
         #: (method, path) of every request served, in order (tests compare it with the captures)
         self.seen: list[tuple[str, str]] = []
+        #: called with (method, path) as each request arrives (tests synchronise on it)
+        self.on_request: Callable[[str, str], None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -73,6 +76,8 @@ class ModelApp:
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
         self.seen.append((scope["method"], path))
+        if self.on_request is not None:
+            self.on_request(scope["method"], path)
         result = self.responder.respond(scope["method"], path, body)
         if isinstance(result, Forward):
             await self._forward(scope, path, body, send)

@@ -42,8 +42,13 @@ def run_agent_turn(
     timeout_s: float = 600.0,
     labels: Mapping[str, str] | None = None,
     read_only: Sequence[Path] = (),
+    tool_dirs: Sequence[Path] = (),
 ) -> TurnResult:
-    """Run turn ``t`` of ``agent``; ``forwards`` (port → unix socket) are its only network."""
+    """Run turn ``t`` of ``agent``; ``forwards`` (port → unix socket) are its only network.
+
+    ``read_only`` dirs (and ``t.skills``) are mounted read-only at their own paths; ``tool_dirs`` too,
+    and they come first on the agent's PATH.
+    """
     image = ensure_image(podman, agent.name)
     for d in (t.workspace, t.home, trace_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -54,8 +59,10 @@ def run_agent_turn(
         workdir=t.workspace,
         stdout=stdout,
         stderr=stderr,
-        env={"HOME": str(t.home), "PWD": str(t.workspace), "TERM": "dumb", "NO_COLOR": "1", **agent.env(t)},
-        mounts=[Mount(t.workspace), Mount(t.home), Mount(trace_dir), *(Mount(p, read_only=True) for p in read_only)],
+        env={"HOME": str(t.home), "PWD": str(t.workspace), "TERM": "dumb", "NO_COLOR": "1",
+             **({"AGENTCAP_PATH_PREPEND": ":".join(map(str, tool_dirs))} if tool_dirs else {}), **agent.env(t)},
+        mounts=[Mount(t.workspace), Mount(t.home), Mount(trace_dir),
+                *(Mount(p, read_only=True) for p in (*read_only, *t.skills, *tool_dirs))],
         forwards=forwards,
         labels={f"{LABEL}.agent": agent.name, f"{LABEL}.turn": str(t.turn),
                 **{(k if k.startswith(LABEL) else f"{LABEL}.{k}"): v for k, v in (labels or {}).items()}},

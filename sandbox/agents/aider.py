@@ -17,6 +17,7 @@ class Aider(Agent):
     api = "openai-chat"
     supports_mcp = False
     supports_resume = True  # --restore-chat-history replays the task's earlier turns
+    resumes_by_id = False
     trace_format = "aider chat history markdown + input history"
     parent_image = "base"
     instructions_file = "CONVENTIONS.md"

@@ -35,6 +35,7 @@ class TurnInput:
     provider: str = "agentcap"  # the provider name written into the agent's own config
     mcp_servers: dict[str, str] = field(default_factory=dict)  # name → streamable HTTP URL
     base_prompt: str | None = None  # written where the agent reads project instructions
+    skills: list[Path] = field(default_factory=list)  # read-only skill dirs (agents that load skills get them)
 
     @property
     def v1(self) -> str:
@@ -56,6 +57,8 @@ class Agent:
     api: ClassVar[str]  # openai-chat | openai-responses | anthropic-messages
     supports_mcp: ClassVar[bool] = False
     supports_resume: ClassVar[bool] = False
+    #: a resumed turn needs the session id the first turn printed (aider resumes from its history file)
+    resumes_by_id: ClassVar[bool] = True
     trace_format: ClassVar[str] = ""
     parent_image: ClassVar[str] = "base"  # "node" for npm agents
     #: the file the agent reads project instructions from, in the workspace

@@ -17,6 +17,7 @@ class MiniSweAgent(Agent):
     api = "openai-chat"
     supports_mcp = False  # no MCP client
     supports_resume = False  # every `mini` run is a fresh task; a follow-up starts a new trajectory
+    resumes_by_id = False
     trace_format = "mini-swe-agent trajectory JSON"
     parent_image = "base"
     instructions_file = None  # mini reads no project instructions file

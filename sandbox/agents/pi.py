@@ -28,6 +28,8 @@ class Pi(Agent):
         cmd = ["pi", "--provider", t.provider, "--model", t.model, "--mode", "json", "--offline"]
         if t.turn > 1 and t.session_id:
             cmd += ["--session", t.session_id]
+        for skill in t.skills:
+            cmd += ["--skill", str(skill)]
         return [*cmd, "-p", t.prompt]
 
     def env(self, t: TurnInput) -> dict[str, str]:

@@ -1,0 +1,202 @@
+"""``agentcap run``: a corpus of prompts × turns through one or more agents, each turn in a sandbox."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+from click.core import ParameterSource
+from rich.console import Console
+from rich.logging import RichHandler
+
+from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_cli.commands.proxy import split_upstream
+from agentcap_cli.corpus import load_tasks, parse_shard
+from agentcap_cli.corpus import shard as take_shard
+from agentcap_cli.followup import MODES
+from agentcap_cli.runner import CorpusRun, RunOptions, new_record, summary_table
+from agentcap_cli.runrecord import RUN_JSON, load_run
+from agentcap_cli.services import EMBEDDED_MODEL, Services, UpstreamUnreachable, provider_of
+from agentcap_cli.workspace import agentcap_home, new_run_dir
+from sandbox.agents import UnknownAgent, get_agent
+from sandbox.podman import SandboxError
+
+
+def _agents(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
+    names = [n.strip() for v in value for n in v.split(",") if n.strip()]
+    for name in names:
+        try:
+            get_agent(name)
+        except UnknownAgent as exc:
+            raise click.BadParameter(str(exc)) from None
+    return names
+
+
+def _upstream(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        split_upstream(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} {exc}") from None
+    return value.rstrip("/")
+
+
+def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _resume_dir(value: str) -> Path:
+    for candidate in (Path(value), agentcap_home() / value):
+        if (candidate / RUN_JSON).is_file():
+            return candidate
+    raise click.BadParameter(f"{value!r}: no {RUN_JSON} there nor under {agentcap_home()}", param_hint="--resume")
+
+
+def _api_key(api_key: str | None, upstream: str | None) -> str | None:
+    if api_key or not upstream:
+        return api_key or None
+    host = urlsplit(upstream).hostname or ""
+    if host.endswith("huggingface.co"):
+        return os.environ.get("HF_TOKEN") or None  # the HF router takes a Hugging Face token
+    return None
+
+
+def _setup_logging(verbose: int, console: Console) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)],
+                        force=True)
+
+
+@click.command()
+@click.option("--agent", "agents", multiple=True, callback=_agents, envvar="AGENTCAP_AGENT", metavar="NAME[,NAME]",
+              help="The agent (repeat, or a comma list: one run per agent over the same corpus).  [env AGENTCAP_AGENT]")
+@click.option("--model", envvar="AGENTCAP_MODEL",
+              help=f"Model name sent to the upstream (default with the embedded upstream: {EMBEDDED_MODEL}).  "
+                   "[env AGENTCAP_MODEL]")
+@click.option("--upstream", callback=_upstream, envvar="AGENTCAP_UPSTREAM", metavar="URL",
+              help="Model API, e.g. https://router.huggingface.co/v1 (default: the embedded scripted model, "
+                   "no network needed).  [env AGENTCAP_UPSTREAM]")
+@click.option("--api-key", envvar="AGENTCAP_API_KEY", metavar="KEY",
+              help="Upstream key (HF_TOKEN for the HF router when unset). Only the proxy sees it.  [env AGENTCAP_API_KEY]")
+@click.option("--tasks", "tasks_file", type=click.Path(dir_okay=False, path_type=Path), envvar="AGENTCAP_TASKS",
+              help="The corpus: .txt (a prompt per line), .yaml or .jsonl ({id?, prompt, turns?, followups?}).  "
+                   "[env AGENTCAP_TASKS]")
+@click.option("--turns", default=1, type=click.IntRange(1, 100), envvar="AGENTCAP_TURNS",
+              help="Turns per task (a task's own 'turns' wins).  [env AGENTCAP_TURNS]")
+@click.option("--followup", default="continue", type=click.Choice(MODES), envvar="AGENTCAP_FOLLOWUP",
+              help="What the user says after turn 1 (a task's own 'followups' win).  [env AGENTCAP_FOLLOWUP]")
+@click.option("--timeout", "timeout_s", default=600.0, type=click.FloatRange(1), envvar="AGENTCAP_TIMEOUT",
+              help="Seconds per turn before its container is killed.  [env AGENTCAP_TIMEOUT]")
+@click.option("--label", envvar="AGENTCAP_LABEL", help="A free label kept in run.json.  [env AGENTCAP_LABEL]")
+@click.option("--sandbox", "sandbox_dir", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_SANDBOX",
+              help="Put task workspaces under DIR/<task> instead of the run dir.  [env AGENTCAP_SANDBOX]")
+@click.option("--skills", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              envvar="AGENTCAP_SKILLS", help="A skills dir, mounted read-only (repeatable).  [env AGENTCAP_SKILLS]")
+@click.option("--tool-dir", "tool_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              envvar="AGENTCAP_TOOL_DIR", help="A dir of tools, read-only and first on PATH (repeatable).  "
+                                                "[env AGENTCAP_TOOL_DIR]")
+@click.option("-j", "--jobs", default=1, type=click.IntRange(1, 64), envvar="AGENTCAP_JOBS",
+              help="Tasks in parallel.  [env AGENTCAP_JOBS]")
+@click.option("--resume", "resume", metavar="RUN", envvar="AGENTCAP_RESUME",
+              help="Continue an interrupted run (its dir or its name) from each task's first incomplete turn.  "
+                   "[env AGENTCAP_RESUME]")
+@click.option("--shard", callback=_shard, envvar="AGENTCAP_SHARD", metavar="I/N",
+              help="Only shard I of N of the corpus (every N-th task from the I-th).  [env AGENTCAP_SHARD]")
+@click.option("-v", "--verbose", count=True, help="More logs on stderr (-vv: debug, and the proxy's own log).")
+@click.pass_context
+def run(ctx: click.Context, agents: list[str], model: str | None, upstream: str | None, api_key: str | None,
+        tasks_file: Path | None, turns: int, followup: str, timeout_s: float, label: str | None,
+        sandbox_dir: Path | None, skills: tuple[Path, ...], tool_dirs: tuple[Path, ...], jobs: int,
+        resume: str | None, shard: tuple[int, int] | None, verbose: int) -> None:
+    """Run AGENT over a corpus of prompts, every turn in a fresh sandbox, every model call captured.
+
+    Prints each run's directory on stdout; progress and the summary go to stderr.
+    Exit 0 when every task completed all its turns, 1 otherwise, 2 on bad input.
+    """
+    err = Console(stderr=True)
+    _setup_logging(verbose, err)
+    plans: list[tuple[Path, object, RunOptions, bool]] = []
+    if resume:
+        run_dir = _resume_dir(resume)
+        record = load_run(run_dir)
+        o = record.options
+        opts = RunOptions(agent=record.agent, model=record.model, turns=record.turns_per_task, followup=record.followup,
+                          timeout_s=float(o.get("timeout_s") or 600), jobs=int(o.get("jobs") or 1), label=record.label,
+                          sandbox_dir=Path(o["sandbox_dir"]) if o.get("sandbox_dir") else None,
+                          skills=[Path(p) for p in o.get("skills") or []],
+                          tool_dirs=[Path(p) for p in o.get("tool_dirs") or []])
+        if ctx.get_parameter_source("jobs") != ParameterSource.DEFAULT:
+            opts.jobs = jobs
+        if ctx.get_parameter_source("timeout_s") != ParameterSource.DEFAULT:
+            opts.timeout_s = timeout_s
+        upstream = None if record.provider == "scripted" else record.upstream
+        plans.append((run_dir, record, opts, True))
+    else:
+        if not agents:
+            raise click.UsageError("give --agent (or --resume RUN)")
+        if tasks_file is None:
+            raise click.UsageError("give --tasks FILE (or --resume RUN)")
+        if upstream and not model:
+            raise click.UsageError("give --model with --upstream (the embedded upstream needs none)")
+        try:
+            tasks = load_tasks(tasks_file)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--tasks") from None
+        shard_text = None
+        if shard:
+            tasks, shard_text = take_shard(tasks, *shard), f"{shard[0]}/{shard[1]}"
+            if not tasks:
+                raise click.BadParameter(f"shard {shard_text} of {len(load_tasks(tasks_file))} tasks is empty",
+                                         param_hint="--shard")
+        for name in agents:
+            opts = RunOptions(agent=name, model=model or EMBEDDED_MODEL, turns=turns, followup=followup,
+                              timeout_s=timeout_s, jobs=jobs, label=label, sandbox_dir=sandbox_dir,
+                              skills=list(skills), tool_dirs=list(tool_dirs))
+            plans.append((Path(), (tasks, shard_text), opts, False))
+
+    try:
+        services = Services(upstream, _api_key(api_key, upstream), verbose=verbose >= 2)
+    except UpstreamUnreachable as exc:
+        raise click.BadParameter(f"{upstream}: {exc}", param_hint="--upstream") from None
+    ok = True
+    try:
+        shown_upstream = upstream or "embedded:scripted"
+        for run_dir, what, opts, resuming in plans:
+            if resuming:
+                record = what
+            else:
+                tasks, shard_text = what
+                run_dir = new_run_dir(opts.agent, provider_of(upstream))
+                record = new_record(run_dir, opts, tasks, provider_of(upstream), shown_upstream, shard_text)
+            corpus = CorpusRun(services, run_dir, record, opts, err)
+            if resuming:
+                corpus.prepare_resume()
+            try:
+                result = corpus.execute()
+            except SandboxError as exc:
+                corpus.file.finish("failed")
+                err.print(f"[red]error:[/] {exc}", highlight=False)
+                sys.exit(1)
+            except KeyboardInterrupt:  # before the tasks started (e.g. while the image builds)
+                corpus.file.finish("interrupted")
+                err.print("[yellow]interrupted[/]")
+                click.echo(str(run_dir))
+                sys.exit(1)
+            err.print(summary_table(result))
+            click.echo(str(run_dir))
+            ok = ok and result.status == "done"
+            if result.status == "interrupted":
+                break
+    finally:
+        services.close()
+    sys.exit(0 if ok else 1)

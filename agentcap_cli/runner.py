@@ -1,0 +1,232 @@
+"""``agentcap run``'s engine: a corpus × turns for one agent, tasks in parallel, resumable.
+
+Each task is one agent session over its turns, each turn a fresh container with its own key. run.json
+is rewritten after every turn. Ctrl-C stops the turns in flight (their containers are removed), marks
+them ``interrupted`` and the run ``interrupted``; ``--resume`` continues each task from its first
+incomplete turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, \
+    TimeRemainingColumn
+from rich.table import Table
+
+from agentcap_addons.wire.registry import Attribution
+from agentcap_cli.corpus import Task
+from agentcap_cli.followup import Synthesizer, next_prompt
+from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord, TurnRecord
+from agentcap_cli.services import Services
+from sandbox.agents import Agent, TurnInput, get_agent
+from sandbox.images import ensure_image
+from sandbox.podman import Podman, SandboxError, get_podman
+from sandbox.session import run_agent_turn
+from sandbox.turn import remove_containers
+
+log = logging.getLogger("agentcap.run")
+
+
+@dataclass
+class RunOptions:
+    agent: str
+    model: str
+    turns: int = 1
+    followup: str = "continue"
+    timeout_s: float = 600.0
+    jobs: int = 1
+    label: str | None = None
+    sandbox_dir: Path | None = None  # task workspaces go under it instead of the run dir
+    skills: list[Path] = field(default_factory=list)
+    tool_dirs: list[Path] = field(default_factory=list)
+    base_prompt: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"timeout_s": self.timeout_s, "jobs": self.jobs,
+                "sandbox_dir": str(self.sandbox_dir) if self.sandbox_dir else None,
+                "skills": [str(p) for p in self.skills], "tool_dirs": [str(p) for p in self.tool_dirs]}
+
+
+def new_record(run_dir: Path, opts: RunOptions, tasks: list[Task], provider: str, upstream: str,
+               shard: str | None) -> RunRecord:
+    from agentcap_addons.wire.store import rfc3339_ns
+
+    return RunRecord(
+        run_id=run_dir.name, kind="corpus", agent=opts.agent, model=opts.model, provider=provider,
+        upstream=upstream, label=opts.label, turns_per_task=opts.turns, followup=opts.followup,
+        started_at=rfc3339_ns(), shard=shard, options=opts.to_dict(),
+        tasks=[TaskRecord(t.task_id, t.prompt, t.turns or opts.turns, list(t.followups)) for t in tasks])
+
+
+class CorpusRun:
+    """One run directory: its tasks through one agent, ``opts.jobs`` at a time."""
+
+    def __init__(self, services: Services, run_dir: Path, record: RunRecord, opts: RunOptions,
+                 console: Console, podman: Podman | None = None) -> None:
+        self.services, self.run_dir, self.opts, self.console = services, run_dir, opts, console
+        self.file = RunFile(run_dir, record)
+        self.record = record
+        self.agent: Agent = get_agent(opts.agent)
+        self.podman = podman or get_podman()
+        self.stop = threading.Event()
+        self.running: set[str] = set()
+        self.synth = (Synthesizer(services.direct_base_url, opts.model, services.api_key)
+                      if opts.followup == "synthesized" else None)
+
+    # -- one task -------------------------------------------------------------------------------
+
+    def _paths(self, task_id: str) -> dict[str, Path]:
+        root = self.run_dir
+        return {"workspace": (self.opts.sandbox_dir or root / "workspaces") / task_id,
+                "home": root / "state" / task_id, "traces": root / "traces" / task_id,
+                "sessions": root / "sessions"}
+
+    def run_task(self, rec: TaskRecord) -> None:
+        run_id = self.record.run_id
+        paths = self._paths(rec.task_id)
+        task = Task(rec.task_id, rec.prompt, rec.turns_planned, rec.followups)
+        last_reply: str | None = None
+        for turn in range(rec.completed_turns + 1, rec.turns_planned + 1):
+            if self.stop.is_set():
+                return
+            prompt = rec.prompt if turn == 1 else next_prompt(self.opts.followup, task, turn, last_reply, self.synth)
+            key = self.services.turn_key(Attribution(run_id=run_id, task_id=rec.task_id, turn=turn,
+                                                     captures_dir=str(self.run_dir / "captures")))
+            t = TurnInput(prompt=prompt, turn=turn, base_url=self.services.agent_base_url, api_key=key,
+                          model=self.opts.model, workspace=paths["workspace"], home=paths["home"],
+                          session_id=rec.session_id, base_prompt=self.opts.base_prompt, skills=self.opts.skills)
+            stem = paths["sessions"] / f"{rec.task_id}_turn_{turn:02d}"
+            started = time.monotonic()
+            returncode: int | None = None
+            reason: str | None = None
+            session_id, reply = None, None
+            try:
+                r = run_agent_turn(self.podman, self.agent, t, stdout=stem.with_suffix(".out"),
+                                   stderr=stem.with_suffix(".err"), trace_dir=paths["traces"], forwards=self.services.forwards,
+                                   timeout_s=self.opts.timeout_s, labels={"run": run_id, "task": rec.task_id},
+                                   tool_dirs=self.opts.tool_dirs)
+                returncode, session_id, reply = r.returncode, r.session_id, r.reply
+                if self.stop.is_set():
+                    reason = "interrupted"
+                elif r.timed_out:
+                    reason = "timeout"
+                elif r.returncode != 0 and turn == 1:
+                    reason = "failed"
+                elif (turn == 1 and rec.turns_planned > 1 and self.agent.supports_resume
+                      and self.agent.resumes_by_id and not r.session_id):
+                    reason = "no_session_id"
+            except SandboxError as exc:
+                reason = f"error: {str(exc).splitlines()[0]}"
+            finally:
+                self.services.keys.unregister(key)
+            calls = self.services.tracker.settle(run_id, rec.task_id, turn)
+            with self.file.lock:
+                rec.turns.append(TurnRecord(turn, prompt, returncode, round(time.monotonic() - started, 3), calls, reason))
+                if reason:
+                    rec.aborted_reason = reason
+                else:
+                    rec.completed_turns = turn
+                    rec.session_id = session_id or rec.session_id
+                self.file.save()
+            if reason:
+                log.warning("task %s turn %d: %s", rec.task_id, turn, reason)
+                return
+            last_reply = reply
+
+    # -- the corpus -----------------------------------------------------------------------------
+
+    def prepare_resume(self) -> None:
+        """Forget the turns that did not complete, so each task goes on from its first incomplete turn."""
+        removed = remove_containers(self.podman, run=self.record.run_id)  # left by a killed agentcap
+        if removed:
+            log.info("removed %d container(s) left by the interrupted run", len(removed))
+        for rec in self.record.tasks:
+            rec.turns = [x for x in rec.turns if x.turn <= rec.completed_turns and not x.aborted_reason]
+            rec.aborted_reason = None
+        self.record.status, self.record.finished_at = "running", None
+
+    def execute(self) -> RunRecord:
+        todo = [rec for rec in self.record.tasks if not rec.done]
+        self.file.save()
+        with self.console.status(f"image for {self.opts.agent}"):
+            ensure_image(self.podman, self.opts.agent)
+        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("turns"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                            console=self.console, transient=False)
+        total_turns = sum(r.turns_planned for r in self.record.tasks)
+        bar = progress.add_task("", total=total_turns, completed=self._turns_done())
+        pool = ThreadPoolExecutor(max_workers=max(1, self.opts.jobs), thread_name_prefix="agentcap-task")
+        futures: dict[Future[None], TaskRecord] = {}
+        status = "done"
+        try:
+            with progress:
+                for rec in todo:
+                    futures[pool.submit(self._guarded, rec)] = rec
+                pending = set(futures)
+                while pending:
+                    _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                    progress.update(bar, completed=self._turns_done(), description=self._describe())
+                progress.update(bar, completed=self._turns_done(), description=self._describe())
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self.console.print("[yellow]interrupted: stopping the turns in flight …[/]")
+            self._interrupt(futures)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if status != "interrupted":
+            status = "done" if all(r.done for r in self.record.tasks) else "failed"
+        self.file.finish(status)
+        return self.record
+
+    def _guarded(self, rec: TaskRecord) -> None:
+        self.running.add(rec.task_id)
+        try:
+            self.run_task(rec)
+        except Exception as exc:  # a bug must not take the other tasks down
+            log.exception("task %s failed", rec.task_id)
+            with self.file.lock:
+                rec.aborted_reason = f"error: {exc}"
+                self.file.save()
+        finally:
+            self.running.discard(rec.task_id)
+
+    def _interrupt(self, futures: dict[Future[None], TaskRecord]) -> None:
+        self.stop.set()
+        deadline = time.monotonic() + 60
+        # a worker may be creating its container right now: remove until every worker has returned
+        while any(not f.done() for f in futures) and time.monotonic() < deadline:
+            remove_containers(self.podman, run=self.record.run_id)
+            wait([f for f in futures if not f.done()], timeout=0.5)
+        # each stopped turn was recorded "interrupted" by its worker; tasks not started stay incomplete
+
+    def _turns_done(self) -> int:
+        return sum(r.completed_turns for r in self.record.tasks)
+
+    def _describe(self) -> str:
+        tasks = self.record.tasks
+        done = sum(1 for r in tasks if r.done)
+        failed = sum(1 for r in tasks if r.aborted_reason)
+        calls = self.services.tracker.total(self.record.run_id)
+        return (f"[bold]{self.opts.agent}[/] {done}/{len(tasks)} tasks done · {len(self.running)} running · "
+                f"{failed} failed · {calls} calls")
+
+
+def summary_table(record: RunRecord, limit: int = 20) -> Table:
+    table = Table(title=f"{record.run_id} — {record.status}", header_style="bold")
+    for col in ("task", "turns", "calls", "session", "result"):
+        table.add_column(col, justify="right" if col in ("turns", "calls") else "left", overflow="fold")
+    rows = sorted(record.tasks, key=lambda r: (r.done, r.task_id))  # problems first
+    for rec in rows[:limit]:
+        result = "[green]ok[/]" if rec.done else f"[red]{rec.aborted_reason or 'incomplete'}[/]"
+        table.add_row(rec.task_id, f"{rec.completed_turns}/{rec.turns_planned}", str(sum(t.calls for t in rec.turns)),
+                      (rec.session_id or "")[:24], result)
+    if len(rows) > limit:
+        table.add_row(f"… {len(rows) - limit} more", "", "", "", "")
+    return table

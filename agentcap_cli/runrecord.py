@@ -1,0 +1,106 @@
+"""``run.json``: what a run is and how far it got, rewritten atomically after every turn.
+
+A reader (``agentcap ls``, export, a resumed run) may open it at any moment and always sees a
+complete document; a crash loses at most the turns in flight. Never holds a key.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from agentcap_addons.wire.store import atomic_write_bytes, read_json, rfc3339_ns
+
+SCHEMA = 1
+RUN_JSON = "run.json"
+
+
+@dataclass
+class TurnRecord:
+    turn: int
+    prompt: str
+    returncode: int | None
+    duration_s: float
+    calls: int
+    aborted_reason: str | None = None  # timeout | failed | no_session_id | interrupted | error: …
+
+
+@dataclass
+class TaskRecord:
+    task_id: str
+    prompt: str
+    turns_planned: int
+    followups: list[str] = field(default_factory=list)
+    session_id: str | None = None
+    completed_turns: int = 0
+    aborted_reason: str | None = None
+    turns: list[TurnRecord] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.completed_turns >= self.turns_planned and not self.aborted_reason
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    kind: str  # corpus | suite
+    agent: str
+    model: str
+    provider: str
+    upstream: str  # never a key
+    label: str | None
+    turns_per_task: int
+    followup: str
+    started_at: str
+    finished_at: str | None = None
+    status: str = "running"  # running | done | interrupted | failed
+    shard: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # what --resume needs to continue alike
+    tasks: list[TaskRecord] = field(default_factory=list)
+    schema: int = SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {"schema": data.pop("schema"), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
+        known = {f.name for f in fields(cls)}
+        rec = cls(**{k: v for k, v in data.items() if k in known and k != "tasks"})
+        for t in data.get("tasks") or []:
+            turns = [TurnRecord(**{k: v for k, v in x.items() if k in {f.name for f in fields(TurnRecord)}})
+                     for x in t.get("turns") or []]
+            task_known = {f.name for f in fields(TaskRecord)} - {"turns"}
+            rec.tasks.append(TaskRecord(**{k: v for k, v in t.items() if k in task_known}, turns=turns))
+        return rec
+
+    def task(self, task_id: str) -> TaskRecord:
+        return next(t for t in self.tasks if t.task_id == task_id)
+
+
+class RunFile:
+    """The run record plus the lock and the atomic rewrite every worker thread goes through."""
+
+    def __init__(self, run_dir: Path, record: RunRecord) -> None:
+        self.path = Path(run_dir) / RUN_JSON
+        self.record = record
+        self.lock = threading.RLock()
+
+    def save(self) -> None:
+        with self.lock:
+            data = json.dumps(self.record.to_dict(), indent=2, ensure_ascii=False) + "\n"
+            atomic_write_bytes(self.path, data.encode("utf-8"))
+
+    def finish(self, status: str) -> None:
+        with self.lock:
+            self.record.status = status
+            self.record.finished_at = rfc3339_ns()
+            self.save()
+
+
+def load_run(run_dir: str | Path) -> RunRecord:
+    return RunRecord.from_dict(read_json(Path(run_dir) / RUN_JSON))

@@ -1,0 +1,161 @@
+"""What one ``agentcap run`` invocation starts once and every turn shares.
+
+The upstream (the embedded scripted model server when none is given), one capture proxy child process
+with a key registry (attribution travels with each request's key, never through shared state), the
+sandbox bridge to it, and a tracker that counts each turn's captures from the proxy's event pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
+from agentcap_cli.commands.proxy import split_upstream
+from agentcap_cli.modelserver import ModelServer, make_responder
+from agentcap_cli.proxyproc import CaptureEvents, ProxyProcess, start_proxy
+from sandbox.bridge import Bridge
+
+log = logging.getLogger("agentcap.run")
+
+EMBEDDED_SCRIPT = "shell-then-answer"
+EMBEDDED_MODEL = "agentcap-scripted"
+KEY_ENV = "AGENTCAP_UPSTREAM_KEY"  # only in the proxy child's environment, never on disk
+
+
+class UpstreamUnreachable(RuntimeError):
+    pass
+
+
+def provider_of(upstream: str | None) -> str:
+    """A short provider name for the run directory: ``scripted``, ``huggingface``, ``local`` …"""
+    if not upstream:
+        return "scripted"
+    host = urlsplit(upstream).hostname or "upstream"
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return "local"
+    parts = [p for p in host.split(".") if p not in ("www", "api", "router")]
+    return parts[-2] if len(parts) >= 2 else parts[0]
+
+
+def check_reachable(origin: str, timeout: float = 5.0) -> None:
+    """Fail fast (before any container starts) when nothing answers at the upstream's address."""
+    parts = urlsplit(origin)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UpstreamUnreachable(f"cannot connect to {parts.hostname}:{port} ({exc.strerror or exc})") from None
+
+
+class CallTracker:
+    """Counts captures per (run, task, turn) from the proxy's events; ``settle`` waits for stragglers."""
+
+    def __init__(self, events: CaptureEvents, proxy: ProxyProcess) -> None:
+        self.events, self.proxy = events, proxy
+        self.calls: Counter[tuple[str, str, int]] = Counter()
+        self.pending: dict[str, tuple[str, str, int]] = {}
+        self.cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentcap-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ev = self.events.next(0.5)
+            if ev is None:
+                if self.proxy.proc.poll() is not None:
+                    return
+                continue
+            with self.cond:
+                if ev.get("event") == "request":
+                    key = (str(ev.get("run_id")), str(ev.get("task_id")), int(ev.get("turn") or 0))
+                    self.calls[key] += 1
+                    self.pending[ev["request_id"]] = key
+                elif ev.get("event") == "response":
+                    self.pending.pop(ev.get("request_id"), None)
+                self.cond.notify_all()
+
+    def settle(self, run_id: str, task_id: str, turn: int, timeout: float = 15.0) -> int:
+        """The turn's capture count once none of its calls waits for its response record."""
+        key = (run_id, task_id, turn)
+        with self.cond:
+            self.cond.wait_for(lambda: key not in self.pending.values(), timeout)
+            return self.calls[key]
+
+    def total(self, run_id: str) -> int:
+        with self.cond:
+            return sum(n for (r, _, _), n in self.calls.items() if r == run_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class Services:
+    """Upstream + capture proxy + bridge + tracker, for the whole invocation (a context manager)."""
+
+    def __init__(self, upstream: str | None, api_key: str | None, *, verbose: bool = False) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="agentcap-run-"))
+        os.chmod(self.work, 0o700)
+        self.model_server: ModelServer | None = None
+        try:
+            if upstream is None:
+                self.model_server = ModelServer(make_responder(script=EMBEDDED_SCRIPT)).start()
+                upstream = self.model_server.url + "/v1"
+            self.upstream = upstream
+            origin, prefix = split_upstream(upstream)
+            check_reachable(origin)
+            self.api_key = api_key
+            self.keys = KeyRegistry(self.work / "keys")
+            self.keys.ensure()
+            env = dict(os.environ)
+            if api_key:
+                env[KEY_ENV] = api_key
+            self.proxy = start_proxy(origin, self.work / "unattributed", keys_dir=self.keys.directory,
+                                     upstream_key_env=KEY_ENV if api_key else None, env=env, events=True,
+                                     log=2 if verbose else None)
+            assert self.proxy.events is not None
+            self.tracker = CallTracker(self.proxy.events, self.proxy)
+            self.bridge = Bridge(self.work / "sock")
+            self.forwards = self.bridge.forwards({"proxy": self.proxy.port})
+            # what an agent in a container is given: the proxy, plus the upstream's path without /v1
+            self.agent_base_url = f"http://127.0.0.1:{self.proxy.port}{prefix.removesuffix('/v1')}"
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def direct_base_url(self) -> str:
+        """The upstream itself (for the follow-up synthesizer: its calls never pass the proxy)."""
+        return self.upstream.rstrip("/")
+
+    def turn_key(self, attribution: Attribution) -> str:
+        key = new_key()
+        self.keys.register(key, attribution)
+        return key
+
+    def close(self) -> None:
+        for step in ("tracker", "bridge", "proxy", "model_server"):
+            obj = getattr(self, step, None)
+            if obj is None:
+                continue
+            try:
+                obj.stop() if step in ("tracker", "model_server") else obj.close()
+            except Exception as exc:  # best effort: the others must still stop
+                log.debug("stopping %s: %s", step, exc)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def __enter__(self) -> "Services":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
