@@ -20,7 +20,7 @@ from agentcap_cli.main import cli
 from sandbox.bridge import Bridge
 from sandbox.images import ensure_image, ensure_rootfs, image_tag
 from sandbox.podman import get_podman
-from sandbox.turn import TIMEOUT_RC, ContainerSpec, run_container
+from sandbox.turn import TIMEOUT_RC, ContainerSpec, Mount, run_container
 from tests.conftest import closed_port
 from tests.support.upstream import Upstream
 
@@ -212,3 +212,15 @@ def test_sandbox_cli_build_ls_and_bad_names(podman):
     assert listed.exit_code == 0 and "base" in listed.output and "✓" in listed.output
     bad = runner.invoke(cli, ["sandbox", "build", "no-such-agent"])
     assert bad.exit_code == 2 and "unknown agent 'no-such-agent'" in bad.output
+
+
+def test_tool_dirs_are_read_only_and_first_on_path(podman, tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "ls").write_text("#!/bin/sh\necho agentcap-tool\n")
+    (tools / "ls").chmod(0o755)
+    spec = ContainerSpec(image=image_tag("base"), workdir=Path("/"), stdout=tmp_path / "out", stderr=tmp_path / "err",
+                         command=["bash", "-c", f"ls; touch {tools}/new 2>/dev/null && echo WRITABLE || echo READONLY"],
+                         env={"AGENTCAP_PATH_PREPEND": str(tools)}, mounts=[Mount(tools, read_only=True)], timeout_s=60)
+    assert run_container(podman, spec).returncode == 0
+    assert (tmp_path / "out").read_text().split() == ["agentcap-tool", "READONLY"]

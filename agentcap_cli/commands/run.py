@@ -159,9 +159,11 @@ def run(ctx: click.Context, agents: list[str], model: str | None, upstream: str 
                 raise click.BadParameter(f"shard {shard_text} of {len(load_tasks(tasks_file))} tasks is empty",
                                          param_hint="--shard")
         for name in agents:
+            # mounts need absolute paths: the same path inside the container as here
             opts = RunOptions(agent=name, model=model or EMBEDDED_MODEL, turns=turns, followup=followup,
-                              timeout_s=timeout_s, jobs=jobs, label=label, sandbox_dir=sandbox_dir,
-                              skills=list(skills), tool_dirs=list(tool_dirs))
+                              timeout_s=timeout_s, jobs=jobs, label=label,
+                              sandbox_dir=sandbox_dir.resolve() if sandbox_dir else None,
+                              skills=[p.resolve() for p in skills], tool_dirs=[p.resolve() for p in tool_dirs])
             plans.append((Path(), (tasks, shard_text), opts, False))
 
     try:
