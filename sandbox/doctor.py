@@ -71,7 +71,7 @@ def run_checks(podman: Podman | None = None) -> list[Check]:
             checks.append(Check(f"image {name}", FAIL, str(exc)))
             continue
         checks.append(Check(f"image {name}", OK if built else WARN,
-                            image_tag(name) + ("" if built else " (not built yet; built on first use)"),
+                            image_tag(name) + ("" if built else " (built on first use)"),
                             None if built else f"agentcap sandbox build {name}"))
     return checks
 

@@ -63,7 +63,7 @@ def ls(workspace: Path | None, long: bool, as_json: bool) -> None:
     if long:
         cols += ["provider", "upstream", "label", "started", "finished"]
     for c in cols:
-        table.add_column(c, overflow="fold", justify="right" if c in ("tasks ok", "captures") else "left")
+        table.add_column(c, overflow="fold", no_wrap=c == "run", justify="right" if c in ("tasks ok", "captures") else "left")
     style = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
     for r in rows:
         status = r.get("status") or "-"
