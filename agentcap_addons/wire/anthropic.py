@@ -7,6 +7,7 @@ from typing import Any
 
 from .messages import DecodedResponse, Message, ToolCall, Usage, as_int, text_of
 from .sse import SSEEvent
+from .store import fast_loads
 
 
 def request_messages(body: dict[str, Any]) -> list[Message]:
@@ -122,7 +123,7 @@ def stream(events: list[SSEEvent]) -> DecodedResponse:
     partial: dict[int, list[str]] = {}
     for ev in events:
         try:
-            obj = json.loads(ev.data)
+            obj = fast_loads(ev.data)
         except ValueError:
             continue
         if not isinstance(obj, dict):

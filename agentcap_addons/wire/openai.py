@@ -7,6 +7,7 @@ from typing import Any
 
 from .messages import DecodedResponse, Message, ToolCall, Usage, as_int, qualified_name, text_of
 from .sse import SSEEvent
+from .store import fast_loads
 
 
 def _events_json(events: list[SSEEvent]) -> list[dict[str, Any]]:
@@ -15,7 +16,7 @@ def _events_json(events: list[SSEEvent]) -> list[dict[str, Any]]:
         if ev.data.strip() == "[DONE]":
             continue
         try:
-            obj = json.loads(ev.data)
+            obj = fast_loads(ev.data)
         except ValueError:
             continue
         if isinstance(obj, dict):

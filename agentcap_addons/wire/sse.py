@@ -9,7 +9,11 @@ event here; API decoders give it meaning).
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
+
+
+_EOL = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass
@@ -58,22 +62,14 @@ class SSEDecoder:
         self._pending_cr = False
         events: list[SSEEvent] = []
         buf = self._buf + text
-        start = 0
-        n = len(buf)
-        i = 0
-        while i < n:
-            ch = buf[i]
-            if ch == "\n" or ch == "\r":
-                self._line(buf[start:i], events)
-                if ch == "\r":
-                    if i + 1 < n:
-                        if buf[i + 1] == "\n":
-                            i += 1
-                    else:
-                        self._pending_cr = True
-                start = i + 1
-            i += 1
-        self._buf = buf[start:]
+        # split at CRLF, CR or LF (the standard's line ends; str.splitlines would also split at
+        # form feeds and Unicode separators inside data). The last piece is an unfinished line.
+        lines = _EOL.split(buf)
+        self._buf = lines.pop()
+        if buf.endswith("\r"):
+            self._pending_cr = True  # its LF may open the next chunk: that LF ends nothing
+        for line in lines:
+            self._line(line, events)
         return events
 
     def _line(self, line: str, events: list[SSEEvent]) -> None:

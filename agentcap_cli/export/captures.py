@@ -1,0 +1,232 @@
+"""Captures → parquet: one row per capture in ``seq`` order, written in row groups (memory stays flat).
+
+The request and response go in as they were on the wire (the request body as JSON text, the response
+body as JSON text or the raw SSE text); the derived columns (tokens, ttft, finish reason, tool calls)
+are computed with the wire decoders. A run whose calls name several models is **split per model**:
+one file per (run, model), each saying its model in the footer — agents make side calls to small
+models (claude-code's titles, for one), so refusing such runs would refuse most real data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a dependency
+    orjson = None  # type: ignore[assignment]
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from agentcap_addons.wire.decode import decode_response
+from agentcap_addons.wire.store import (REQUEST_SUFFIX, RESPONSE_SUFFIX, Capture, capture_order, parse_rfc3339_ns,
+                                        read_json, resolve_captures_dir)
+
+ROW_GROUP = 2000
+FOOTER_KEY = b"agentcap"
+EXPORT_SCHEMA = 1
+
+SCHEMA = pa.schema([
+    ("request_id", pa.string()), ("seq", pa.int64()), ("run_id", pa.string()), ("task_id", pa.string()),
+    ("turn", pa.int32()), ("cell", pa.string()), ("repeat", pa.int32()), ("agent", pa.string()),
+    ("model", pa.string()), ("served_model", pa.string()), ("provider", pa.string()), ("label", pa.string()),
+    ("upstream_url", pa.string()), ("method", pa.string()), ("path", pa.string()), ("api", pa.string()),
+    ("captured_at", pa.timestamp("ns", tz="UTC")), ("status_code", pa.int32()), ("stream", pa.bool_()),
+    ("request", pa.string()), ("response", pa.string()), ("request_headers", pa.string()),
+    ("response_headers", pa.string()), ("error", pa.string()),
+    ("ttft_ms", pa.float64()), ("duration_ms", pa.float64()),
+    ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()), ("cached_tokens", pa.int64()),
+    ("reasoning_tokens", pa.int64()), ("finish_reason", pa.string()), ("n_tool_calls", pa.int32()),
+])
+
+
+@dataclass
+class RunInfo:
+    """What the rows of one run share (from run.json; a proxy-only dir has just its id)."""
+
+    run_id: str
+    agent: str | None = None
+    provider: str | None = None
+    label: str | None = None
+    upstream: str | None = None
+    started_at: str | None = None
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # {id, turns, prompt ≤ 200 chars}
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _request_text(cap: Capture) -> str:
+    """The request body as JSON text (compact, key order kept; orjson when the body allows it)."""
+    req = cap.request
+    if "body" in req and "body_b64" not in req and orjson is not None:
+        try:
+            return orjson.dumps(req["body"]).decode()
+        except TypeError:  # integers over 64 bits
+            pass
+    return _text(cap.request_body_bytes())
+
+
+def capture_row(cap: Capture, run: RunInfo) -> dict[str, Any]:
+    req, resp = cap.request, cap.response or {}
+    decoded = decode_response(cap)
+    timings = resp.get("timings") or {}
+    err = resp.get("error")
+    body = req.get("body")
+    model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
+    return {
+        "request_id": req["request_id"], "seq": int(req.get("seq") or 0), "run_id": req.get("run_id") or run.run_id,
+        "task_id": req.get("task_id"), "turn": req.get("turn"), "cell": req.get("cell"), "repeat": req.get("repeat"),
+        "agent": run.agent, "model": model, "served_model": resp.get("served_model"), "provider": run.provider,
+        "label": run.label, "upstream_url": req.get("upstream_url"), "method": req.get("method"),
+        "path": req.get("path"), "api": req.get("api"), "captured_at": parse_rfc3339_ns(req["captured_at"]),
+        "status_code": resp.get("status_code"), "stream": resp.get("stream"),
+        "request": _request_text(cap), "response": _text(cap.response_bytes()) if resp else None,
+        "request_headers": json.dumps(req.get("headers") or {}, ensure_ascii=False),
+        "response_headers": json.dumps(resp.get("headers") or {}, ensure_ascii=False) if resp else None,
+        "error": (f"{err.get('kind')}: {err.get('message')}" if isinstance(err, dict) else err) if err else
+                 (None if cap.response is not None else "no response record (call in flight)"),
+        "ttft_ms": timings.get("first_byte"), "duration_ms": timings.get("done"),
+        "prompt_tokens": decoded.usage.prompt_tokens, "completion_tokens": decoded.usage.completion_tokens,
+        "cached_tokens": decoded.usage.cached_tokens, "reasoning_tokens": decoded.usage.reasoning_tokens,
+        "finish_reason": decoded.finish_reason, "n_tool_calls": len(decoded.tool_calls),
+    }
+
+
+def slug(text: str | None) -> str:
+    return re.sub(r"[^A-Za-z0-9._]+", "-", text or "none").strip("-").lower()[:80] or "none"
+
+
+@dataclass
+class _Part:
+    """One output file being written: the rows of one model of one run."""
+
+    model: str | None
+    tmp: Path
+    writer: pq.ParquetWriter
+    count: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.writer.write_batch(batch)
+        self.count += batch.num_rows
+        ids = batch.column("request_id").to_pylist()
+        req = pc.utf8_length(batch.column("request")).to_pylist()
+        resp = pc.utf8_length(batch.column("response")).to_pylist()
+        self.digest.update("".join(f"{i}:{a}:{b or 0}\n" for i, a, b in zip(ids, req, resp)).encode())
+
+
+@dataclass
+class WrittenFile:
+    path: Path
+    model: str | None
+    rows: int
+    new: bool  # False: an identical export of these captures was already there
+
+
+def footer(run: RunInfo, model: str | None, rows: int, version: str) -> dict[bytes, bytes]:
+    meta = {"schema": EXPORT_SCHEMA, "agentcap_version": version, "run_id": run.run_id, "agent": run.agent,
+            "model": model, "provider": run.provider, "label": run.label, "upstream": run.upstream,
+            "started_at": run.started_at, "rows": rows, "tasks": run.tasks,
+            "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {FOOTER_KEY: json.dumps(meta, ensure_ascii=False).encode()}
+
+
+def _batch(job: tuple[str, list[str], RunInfo]) -> pa.RecordBatch:
+    """Rows for a block of request ids (runs in a worker process for big runs)."""
+    directory, rids, run = job
+    d = Path(directory)
+    rows = []
+    for rid in rids:
+        try:
+            req = read_json(d / f"{rid}{REQUEST_SUFFIX}")
+        except FileNotFoundError:  # removed since the scan
+            continue
+        resp_path = d / f"{rid}{RESPONSE_SUFFIX}"
+        rows.append(capture_row(Capture(req, read_json(resp_path) if resp_path.exists() else None), run))
+    return pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
+
+
+def _batches(captures_dir: Path, run: RunInfo, block: int, workers: int) -> Iterator[pa.RecordBatch]:
+    order = [rid for _, _, rid in capture_order(captures_dir)]
+    jobs = [(str(captures_dir), order[i:i + block], run) for i in range(0, len(order), block)]
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(_batch, jobs)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[pa.RecordBatch]] = deque()
+        for job in jobs:  # at most 2 blocks per worker in flight: memory stays flat
+            pending.append(pool.submit(_batch, job))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def write_run(captures_dir: Path, run: RunInfo, out_dir: Path, version: str, progress: Any = None,
+              row_group: int = ROW_GROUP, workers: int | None = None) -> list[WrittenFile]:
+    """Write ``<out_dir>/<run_id>--<model>--<digest>.parquet`` per model of the run.
+
+    Rows are made in blocks of ``row_group`` by ``workers`` processes (default: one per core) and
+    written in ``seq`` order. The digest covers request ids and body sizes, so exporting the same
+    captures again finds the same name (nothing written twice, nothing overwritten) and new captures
+    give a new file.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts: dict[str | None, _Part] = {}
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    try:
+        for batch in _batches(resolve_captures_dir(captures_dir), run, row_group, workers):
+            models = batch.column("model")
+            for model in pc.unique(models).to_pylist():
+                part = parts.get(model)
+                if part is None:
+                    tmp = out_dir / f".{run.run_id}--{slug(model)}.{os.getpid()}.tmp"
+                    part = parts[model] = _Part(model, tmp, pq.ParquetWriter(tmp, SCHEMA, compression="zstd"))
+                mask = pc.is_null(models) if model is None else pc.equal(models, model)
+                part.write(batch.filter(pc.fill_null(mask, False)))
+            if progress is not None:
+                progress(batch.num_rows)
+        written = []
+        for part in parts.values():
+            part.writer.add_key_value_metadata(footer(run, part.model, part.count, version))
+            part.writer.close()
+            final = out_dir / f"{run.run_id}--{slug(part.model)}--{part.digest.hexdigest()[:12]}.parquet"
+            new = not final.exists()
+            if new:
+                os.replace(part.tmp, final)
+            else:
+                part.tmp.unlink()
+            written.append(WrittenFile(final, part.model, part.count, new))
+        return written
+    finally:
+        for part in parts.values():
+            if part.tmp.exists():
+                try:
+                    part.writer.close()
+                except Exception:
+                    pass
+                part.tmp.unlink(missing_ok=True)
+
+
+def read_footer(path: str | Path) -> dict[str, Any]:
+    """The agentcap footer of an exported file (no data pages read)."""
+    meta = pq.read_metadata(path).metadata or {}
+    return json.loads(meta[FOOTER_KEY]) if FOOTER_KEY in meta else {}
+
+
+def rows_written(files: Iterable[WrittenFile]) -> int:
+    return sum(f.rows for f in files)
