@@ -1,0 +1,137 @@
+"""What ``agentcap export`` does, as library functions: targets → scan → staged datasets → out / Hub.
+
+Staged layout (``--out DIR`` is exactly this; ``--push`` stages it in a temp dir and uploads):
+
+    DIR/captures/README.md, DIR/captures/data/<run>--<model>--<digest>.parquet        → OWNER/BASE
+    DIR/<agent>-traces/README.md, DIR/<agent>-traces/data/<run>--<digest>.parquet     → OWNER/BASE-<agent>-traces
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from agentcap_cli.export.captures import RunInfo, WrittenFile, write_run
+from agentcap_cli.export.cards import CardInfo
+from agentcap_cli.export.traces import write_traces
+from agentcap_cli.runrecord import RUN_JSON
+
+REPO_RE = re.compile(r"^(?:hf://datasets/)?([A-Za-z0-9][\w.-]{0,95})/([A-Za-z0-9][\w.-]{0,95})/?$")
+
+
+class TargetError(ValueError):
+    pass
+
+
+@dataclass
+class Target:
+    run_dir: Path
+    run: RunInfo
+    captures: int = 0
+
+
+def version() -> str:
+    return pkg_version("agentcap")
+
+
+def run_info(run_dir: Path) -> RunInfo:
+    try:
+        rec = json.loads((run_dir / RUN_JSON).read_text())
+    except (OSError, ValueError):
+        return RunInfo(run_dir.name)
+    tasks = [{"id": t.get("task_id"), "turns": t.get("completed_turns"), "prompt": (t.get("prompt") or "")[:200]}
+             for t in rec.get("tasks") or []]
+    return RunInfo(rec.get("run_id") or run_dir.name, agent=rec.get("agent"), provider=rec.get("provider"),
+                   label=rec.get("label"), upstream=rec.get("upstream"), started_at=rec.get("started_at"), tasks=tasks)
+
+
+def _count(run_dir: Path) -> int:
+    d = run_dir / "captures"
+    return sum(1 for p in d.iterdir() if p.name.endswith(".request.json")) if d.is_dir() else 0
+
+
+def resolve_targets(names: list[str], everything: bool, workspace: Path) -> list[Target]:
+    """Run dirs, captures dirs or run ids (under ``workspace/.agentcap``); ``everything``: all runs there."""
+    home = workspace / ".agentcap"
+    dirs: list[Path] = []
+    if everything:
+        dirs = sorted(p for p in home.iterdir() if (p / "captures").is_dir()) if home.is_dir() else []
+        if not dirs:
+            raise TargetError(f"no runs with captures under {home}")
+    for name in names:
+        p = Path(name)
+        if p.name == "captures" and p.is_dir():
+            p = p.parent
+        elif not (p / "captures").is_dir() and (home / name / "captures").is_dir():
+            p = home / name
+        if not (p / "captures").is_dir():
+            raise TargetError(f"{name}: not a run directory, a captures directory or a run id under {home}")
+        dirs.append(p)
+    if not dirs:
+        raise TargetError("give runs to export (directories or run ids), or --all")
+    seen: dict[Path, Target] = {}
+    for d in dirs:
+        seen.setdefault(d.resolve(), Target(d.resolve(), run_info(d), _count(d)))
+    return list(seen.values())
+
+
+def parse_repo(value: str) -> tuple[str, str]:
+    m = REPO_RE.match(value.strip())
+    if not m:
+        raise TargetError(f"{value!r} is not OWNER/BASE (or hf://datasets/OWNER/BASE)")
+    return m.group(1), m.group(2)
+
+
+@dataclass
+class Staged:
+    name: str  # captures | <agent>-traces
+    kind: str  # captures | traces
+    agent: str | None
+    files: list[WrittenFile] = field(default_factory=list)
+    runs: list[Target] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+
+def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | None = None) -> list[Staged]:
+    """Write every target's parquet files under ``out`` (the layout in the module docstring)."""
+    captures = Staged("captures", "captures", None)
+    traces: dict[str, Staged] = {}
+    for t in targets:
+        captures.files += write_run(t.run_dir / "captures", t.run, out / "captures" / "data", version(), progress)
+        captures.runs.append(t)
+        if t.run.agent:
+            written = write_traces(t.run_dir, t.run, out / f"{t.run.agent}-traces" / "data", version())
+            if written is not None:
+                s = traces.setdefault(t.run.agent, Staged(f"{t.run.agent}-traces", "traces", t.run.agent))
+                s.files.append(written)
+                s.runs.append(t)
+    return [captures, *traces.values()]
+
+
+def card_info(staged: Staged, repo: str, captures_repo: str, traces_repos: list[str]) -> CardInfo:
+    runs = staged.runs
+    models = sorted({f.model for f in staged.files if f.model}) if staged.kind == "captures" else []
+    hosts = sorted({urlsplit(r.run.upstream).hostname or r.run.upstream for r in runs
+                    if r.run.upstream and "://" in r.run.upstream} |
+                   {r.run.upstream for r in runs if r.run.upstream and "://" not in r.run.upstream})
+    starts = sorted(r.run.started_at for r in runs if r.run.started_at)
+    return CardInfo(repo=repo, kind=staged.kind, agentcap_version=version(),
+                    agents=sorted({r.run.agent for r in runs if r.run.agent}), models=models, hosts=hosts,
+                    runs=[r.run.run_id for r in runs], first=starts[0][:10] if starts else None,
+                    last=starts[-1][:10] if starts else None, rows=staged.rows, captures_repo=captures_repo,
+                    traces_repos=traces_repos,
+                    exported_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def repo_names(owner: str, base: str, staged: list[Staged]) -> dict[str, str]:
+    """Staged dataset name → Hub repo id."""
+    return {s.name: f"{owner}/{base}" if s.kind == "captures" else f"{owner}/{base}-{s.agent}-traces" for s in staged}
