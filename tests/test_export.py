@@ -1,0 +1,231 @@
+"""`agentcap export`: parquet read back by datasets / duckdb / pyarrow, the scan gate, the Hub push
+(against a local stand-in for HF_ENDPOINT), re-exports, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anthropic
+import duckdb
+import openai
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from click.testing import CliRunner
+from datasets import load_dataset
+
+from agentcap_addons.wire.store import iter_captures, parse_rfc3339_ns
+from agentcap_cli.export.captures import SCHEMA, read_footer
+from agentcap_cli.export.cards import CardInfo, update
+from agentcap_cli.main import cli
+from agentcap_cli.modelserver import ModelServer, make_responder
+from agentcap_cli.proxyproc import start_proxy
+from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord
+from tests.support.fakehub import FakeHub
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = [{"type": "function", "function": {"name": "bash", "parameters": {
+    "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}}]
+
+
+def make_run(workspace: Path, name: str, calls: list[tuple[str, str, bool]], secret: str | None = None) -> Path:
+    """A run dir with real captures: calls (api, model, stream) through a real capture proxy."""
+    run_dir = workspace / ".agentcap" / name
+    with ModelServer(make_responder(script="shell-then-answer")) as server, \
+            start_proxy(server.url, run_dir, events=True) as proxy:
+        for api, model, stream in calls:
+            text = f"task for {model}" + (f" with {secret}" if secret else "")
+            if api == "anthropic":
+                client = anthropic.Anthropic(base_url=proxy.base_url, api_key="x", max_retries=0)
+                args = dict(model=model, max_tokens=100, messages=[{"role": "user", "content": text}])
+                if stream:
+                    with client.messages.stream(**args) as s:
+                        s.until_done()
+                else:
+                    client.messages.create(**args)
+            else:
+                client = openai.OpenAI(base_url=proxy.base_url + "/v1", api_key="x", max_retries=0)
+                extra = {"stream_options": {"include_usage": True}} if stream else {}
+                out = client.chat.completions.create(model=model, stream=stream, tools=TOOLS,
+                                                     messages=[{"role": "user", "content": text}], **extra)
+                if stream:
+                    list(out)
+            rid = proxy.events.wait_for(event="request")["request_id"]
+            proxy.events.wait_for(event="response", request_id=rid)
+    rec = RunRecord(run_id=name, kind="corpus", agent="pi", model=calls[0][1], provider="scripted",
+                    upstream="embedded:scripted", label="exp", turns_per_task=1, followup="continue",
+                    started_at="2026-11-22T00:00:00Z", status="done",
+                    tasks=[TaskRecord("t0001", "Create hello.txt " * 30, 1, completed_turns=1)])
+    RunFile(run_dir, rec).save()
+    trace = run_dir / "traces" / "t0001" / ".pi" / "session.jsonl"
+    trace.parent.mkdir(parents=True)
+    trace.write_text('{"type": "session", "id": "abc"}\n')
+    (run_dir / "traces" / "t0001" / "state.db").write_bytes(b"SQLite format 3\x00\xff\xfe")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    ws = tmp_path_factory.mktemp("ws")
+    make_run(ws, "pi-scripted-1", [("chat", "model-a", True), ("chat", "model-a", False), ("anthropic", "model-a", True),
+                                   ("chat", "model-b", True)])
+    return ws
+
+
+def cli_env(workspace: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "AGENTCAP_WORKSPACE": str(workspace), "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
+
+
+def agentcap(workspace: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agentcap_cli.main", *args], cwd=REPO, capture_output=True,
+                          text=True, env=cli_env(workspace, **env), timeout=300)
+
+
+def test_parquet_reads_back_equal_to_the_capture_files(workspace, tmp_path):
+    out = tmp_path / "out"
+    r = agentcap(workspace, "export", "pi-scripted-1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    files = sorted((out / "captures" / "data").glob("*.parquet"))
+    # a run with two models: one file per model, each saying its model in the footer
+    assert [read_footer(f)["model"] for f in files] == ["model-a", "model-b"]
+    assert [line for line in r.stdout.splitlines() if "/captures/data/" in line] == [str(f) for f in files]
+    caps = list(iter_captures(workspace / ".agentcap" / "pi-scripted-1"))
+    table = pq.read_table(files[0])
+    assert table.schema.equals(SCHEMA, check_metadata=False)
+    rows = table.to_pylist()
+    expect = [c for c in caps if c.request["body"]["model"] == "model-a"]
+    assert [r["seq"] for r in rows] == [c.request["seq"] for c in expect] == sorted(r["seq"] for r in rows)
+    for row, cap in zip(rows, expect):
+        assert row["request_id"] == cap.request["request_id"]
+        assert json.loads(row["request"]) == cap.request["body"]
+        assert row["response"] == cap.response_bytes().decode()
+        assert row["captured_at"].value == parse_rfc3339_ns(cap.request["captured_at"])
+        assert row["status_code"] == 200 and row["agent"] == "pi" and row["label"] == "exp"
+        assert row["api"] == cap.request["api"] and row["stream"] == cap.response["stream"]
+        assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0 and row["ttft_ms"] >= 0
+    assert [r["n_tool_calls"] for r in rows][:1] == [1] and rows[0]["finish_reason"] == "tool_calls"
+    meta = read_footer(files[0])
+    assert meta["agent"] == "pi" and meta["rows"] == 3 and meta["tasks"][0]["id"] == "t0001"
+    assert len(meta["tasks"][0]["prompt"]) == 200
+
+    ds = load_dataset("parquet", data_files=str(out / "captures" / "data" / "*.parquet"), split="train")
+    assert ds.num_rows == len(caps) and str(ds.features["captured_at"].dtype).startswith("timestamp[ns")
+    counts = duckdb.sql(f"SELECT model, count(*), sum(n_tool_calls) FROM '{out}/captures/data/*.parquet' "
+                        "GROUP BY model ORDER BY model").fetchall()
+    assert counts == [("model-a", 3, 2), ("model-b", 1, 1)]  # the chat calls offered tools, messages did not
+
+    traces = pq.read_table(next((out / "pi-traces" / "data").glob("*.parquet"))).to_pylist()
+    assert {(t["task_id"], t["path"], t["format"]) for t in traces} == {
+        ("t0001", ".pi/session.jsonl", "jsonl"), ("t0001", "state.db", "sqlite")}
+    db = next(t for t in traces if t["format"] == "sqlite")
+    assert db["text"] is None and db["data"] == b"SQLite format 3\x00\xff\xfe"
+
+    card = (out / "captures" / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["configs"][0]["data_files"][0]["path"] == "data/*.parquet" and "agentcap" in front["tags"]
+    assert "apply_chat_template" in card and "load_dataset" in card and "| `ttft_ms` |" in card
+
+
+def test_re_export_adds_files_and_overwrites_none(workspace, tmp_path):
+    out = tmp_path / "out"
+    assert agentcap(workspace, "export", "--all", "--out", str(out)).returncode == 0
+    before = {p: p.read_bytes() for p in out.rglob("*.parquet")}
+    again = agentcap(workspace, "export", "--all", "--out", str(out))
+    assert again.returncode == 0 and "already exported" in again.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*.parquet")} == before
+    make_run(workspace, "pi-scripted-2", [("chat", "model-a", True)])
+    try:
+        third = agentcap(workspace, "export", "--all", "--out", str(out))
+        assert third.returncode == 0
+        after = {p: p.read_bytes() for p in out.rglob("*.parquet")}
+        assert set(before) < set(after) and all(after[p] == b for p, b in before.items())
+        assert len([p for p in after if "pi-scripted-2" in p.name]) == 2  # its captures and its traces
+        assert (out / "captures" / "README.md").read_text().count("- 20") == 3  # three exports logged
+    finally:
+        import shutil
+
+        shutil.rmtree(workspace / ".agentcap" / "pi-scripted-2")
+
+
+def test_push_to_a_hub_stand_in(workspace, tmp_path):
+    with FakeHub() as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_" + "t" * 34, "HF_HOME": str(tmp_path / "hf")}
+        dry = agentcap(workspace, "export", "pi-scripted-1", "--push", "hf://datasets/me/agentcap-demo", "--dry-run",
+                       "--no-scan", **env)
+        assert dry.returncode == 0, dry.stderr
+        assert "repo me/agentcap-demo (dataset" in dry.stdout and "repo me/agentcap-demo-pi-traces" in dry.stdout
+        assert hub.requests == []  # a dry run sends nothing
+        r = agentcap(workspace, "export", "pi-scripted-1", "--push", "me/agentcap-demo", **env)
+        assert r.returncode == 0, r.stderr
+        caps, traces = hub.repos["me/agentcap-demo"], hub.repos["me/agentcap-demo-pi-traces"]
+        assert caps.private and traces.private
+        assert [len(caps.commits), len(traces.commits)] == [1, 1]  # one commit per export and repo
+        data = sorted(p for p in caps.files if p.startswith("data/pi-scripted-1--"))
+        assert len(data) == 2 and sorted(caps.files) == ["README.md", *data]  # one file per model
+        assert caps.commits[0]["paths"] == ["README.md", *data]
+        posted = [(m, p) for m, p, _ in hub.requests if p.startswith("/api/collections")]
+        assert posted[0] == ("POST", "/api/collections")
+        col = next(iter(hub.collections.values()))
+        assert col["private"] and [i["id"] for i in col["items"]] == ["me/agentcap-demo", "me/agentcap-demo-pi-traces"]
+
+        # the owner edits the card on the Hub; a later export with new data keeps the edit
+        card = caps.files["README.md"].decode().replace("# agentcap-demo\n", "# agentcap-demo\n\nMy own words.\n")
+        caps.files["README.md"] = card.encode()
+        make_run(workspace, "pi-scripted-3", [("chat", "model-a", False)])
+        try:
+            before = dict(caps.files)
+            r2 = agentcap(workspace, "export", "pi-scripted-3", "--push", "me/agentcap-demo", **env)
+            assert r2.returncode == 0, r2.stderr
+        finally:
+            import shutil
+
+            shutil.rmtree(workspace / ".agentcap" / "pi-scripted-3")
+        assert len(caps.commits) == 2 and all(caps.files[p] == b for p, b in before.items() if p != "README.md")
+        assert [p for p in caps.commits[1]["paths"] if p != "README.md"] == [
+            p for p in caps.files if "pi-scripted-3" in p]
+        new_card = caps.files["README.md"].decode()
+        assert "My own words." in new_card and new_card.count("<!-- agentcap:begin -->") == 1
+        assert new_card.count(" rows from ") == 2  # the export log grew by one line
+
+
+def test_a_planted_token_blocks_the_push_and_nothing_is_sent(tmp_path):
+    ws = tmp_path / "ws"
+    make_run(ws, "leaky", [("chat", "model-a", False)], secret="hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz01234567")
+    with FakeHub() as hub:
+        r = agentcap(ws, "export", "leaky", "--push", "me/x", HF_ENDPOINT=hub.url, HF_TOKEN="hf_" + "t" * 34)
+        assert r.returncode == 1
+        assert "push blocked" in r.stderr and "Hugging Face Token" in r.stderr and "hf_A…****" in r.stderr
+        assert "AbCdEfGhIjKlMnOp" not in r.stderr + r.stdout  # masked
+        assert hub.requests == []
+    scan = json.loads((ws / ".agentcap" / "leaky" / "scan.json").read_text())
+    assert scan["findings"] and scan["findings"][0]["file"].startswith("captures/")
+    # --out still works and warns
+    out = agentcap(ws, "export", "leaky", "--out", str(tmp_path / "o"))
+    assert out.returncode == 0 and "possible secret" in out.stderr
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["export", "nope", "--out", "{tmp}/o"], "nope: not a run directory"),
+    (["export", "--all", "--push", "not a repo"], "is not OWNER/BASE"),
+    (["export", "--all"], "exactly one of --out DIR or --push"),
+    (["export", "--all", "--out", "{tmp}/o", "--dry-run"], "--dry-run goes with --push"),
+])
+def test_bad_targets_exit_2(workspace, tmp_path, monkeypatch, args, expect):
+    monkeypatch.setenv("AGENTCAP_WORKSPACE", str(workspace))
+    r = CliRunner().invoke(cli, [a.format(tmp=tmp_path) for a in args])
+    assert r.exit_code == 2 and expect in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_card_update_keeps_user_edits():
+    info = CardInfo(repo="me/x", kind="captures", agentcap_version="0.1", agents=["pi"], runs=["r1"], rows=3,
+                    exported_at="2026-11-22 00:00 UTC")
+    first = update(None, info)
+    edited = first.replace("license: other", "license: mit").replace("# x\n", "# x\n\nHand-written intro.\n")
+    second = update(edited, CardInfo(**{**info.__dict__, "runs": ["r2"], "rows": 5}))
+    assert "license: mit" in second and "Hand-written intro." in second
+    assert second.count("<!-- agentcap:begin -->") == 1 and "3 rows" in second and "5 rows" in second
