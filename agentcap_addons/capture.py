@@ -35,7 +35,6 @@ from agentcap_addons.wire.policy import DEFAULT_PATHS, path_matches
 
 log = logging.getLogger(__name__)
 
-CALL = "agentcap.call"
 
 
 def classify_error(flow: http.HTTPFlow, call: Call) -> dict[str, str]:
@@ -65,6 +64,9 @@ class Capture:
         self.paths: tuple[str, ...] = DEFAULT_PATHS
         self.timeout: float = 600.0
         self._watchdog: asyncio.Task | None = None
+        # flow id → its call; kept here, not in flow.metadata, which mitmproxy copies and serialises
+        # (flow files, mitmweb) and so must hold plain data only
+        self._calls: dict[str, Call] = {}
 
     def load(self, loader) -> None:
         loader.add_option("agentcap_dir", str, "", "Run directory; captures go to <dir>/captures/.")
@@ -129,12 +131,12 @@ class Capture:
             return None
         body = flow.request.get_content(strict=False) or b""
         call = self.recorder.open(flow, attribution_of(flow), flow.request.method, body)
-        flow.metadata[CALL] = call
+        self._calls[flow.id] = call
         # mitmproxy awaits what a hook returns: the request goes upstream once its record is on disk
         return call.written
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        call: Call | None = flow.metadata.get(CALL)
+        call: Call | None = self._calls.get(flow.id)
         if call is None or flow.response is None:
             return
         call.first_byte_ms = round(flow.response.timestamp_start * 1000 - call.sent_ms, 3)
@@ -143,23 +145,27 @@ class Capture:
         flow.response.stream = call.tee
 
     def response(self, flow: http.HTTPFlow) -> None:
-        call: Call | None = flow.metadata.get(CALL)
+        call: Call | None = self._calls.get(flow.id)
         if call is None or flow.response is None:
             return
         resp = flow.response
         if call.teed:
             data = b"".join(call.bufs)
+            # the stream went out unbuffered; give the flow the copy so mitmweb / the console / `-w`
+            # (and the LLM contentview) show the body (nothing is sent again: it was streamed)
+            resp.raw_content = data
         else:  # the response was made by another addon (e.g. replay), never streamed by us
             data = resp.raw_content or b""
             if call.first_byte_ms is None:
                 call.first_byte_ms = call.elapsed_ms()
             call.tee(data)
+        self._calls.pop(flow.id, None)
         self.recorder.close(
             call, resp.status_code, list(resp.headers.items()), data, _stream_hint(resp.headers), None
         )
 
     def error(self, flow: http.HTTPFlow) -> None:
-        call: Call | None = flow.metadata.get(CALL)
+        call: Call | None = self._calls.get(flow.id)
         if call is not None and not call.finished:
             self._close_failed(flow, call, classify_error(flow, call))
 
@@ -177,6 +183,7 @@ class Capture:
 
     def _close_failed(self, flow: http.HTTPFlow, call: Call, error: dict[str, str]) -> None:
         """The response record of a call that did not end normally: whatever arrived, and why."""
+        self._calls.pop(flow.id, None)
         resp = flow.response
         self.recorder.close(
             call,

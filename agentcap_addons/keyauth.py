@@ -106,9 +106,10 @@ class KeyAuth:
             flow.request.headers[header] = (
                 f"Bearer {self.upstream_key}" if header == "authorization" else self.upstream_key
             )
-        flow.metadata[ATTRIBUTION] = attribution
+        flow.metadata[ATTRIBUTION] = attribution.to_dict()  # plain data: flow files and mitmweb copy it
 
 
 def attribution_of(flow: http.HTTPFlow) -> Attribution | None:
-    return flow.metadata.get(ATTRIBUTION)
+    data = flow.metadata.get(ATTRIBUTION)
+    return Attribution.from_dict(data) if isinstance(data, dict) else data
 

@@ -19,7 +19,6 @@ from agentcap_addons.keyauth import attribution_of
 from agentcap_addons.recorder import Call, Recorder
 from agentcap_addons.wire.policy import path_matches
 
-WS_CALL = "agentcap.ws_call"
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "response.done", "error"})
 
 
@@ -38,6 +37,7 @@ def _event_type(text: str) -> str | None:
 class WebSocketCapture:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
+        self._calls: dict[str, Call] = {}  # flow id → the call in flight (flow.metadata must stay plain data)
 
     def _captured(self, flow: http.HTTPFlow) -> bool:
         return flow.websocket is not None and path_matches(flow.request.path, ctx.options.agentcap_paths)
@@ -46,19 +46,19 @@ class WebSocketCapture:
         status = flow.response.status_code if flow.response else None
         headers = list(flow.response.headers.items()) if flow.response else []
         self.recorder.close(call, status, headers, b"".join(call.bufs), True, error)
-        flow.metadata.pop(WS_CALL, None)
+        self._calls.pop(flow.id, None)
 
     def websocket_message(self, flow: http.HTTPFlow) -> Awaitable[bool] | None:
         if not self._captured(flow):
             return None
         assert flow.websocket is not None
         msg = flow.websocket.messages[-1]
-        call: Call | None = flow.metadata.get(WS_CALL)
+        call: Call | None = self._calls.get(flow.id)
         if msg.from_client:
             if call is not None:
                 self._finish(flow, call, None)
             call = self.recorder.open(flow, attribution_of(flow), "WEBSOCKET", msg.content)
-            flow.metadata[WS_CALL] = call
+            self._calls[flow.id] = call
             return call.written  # the message is relayed once its record is on disk
         if call is None:
             return None  # server chatter before any request (e.g. a session greeting)
@@ -71,7 +71,7 @@ class WebSocketCapture:
         return None
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
-        call: Call | None = flow.metadata.get(WS_CALL)
+        call: Call | None = self._calls.get(flow.id)
         if call is None:
             return
         # a call still open here never saw its terminal event: the socket closed under it

@@ -134,7 +134,8 @@ def test_options_are_validated(env):
     tctx.configure(cap, agentcap_paths=["/v1/generate"])
     f = llm_flow("/v1/generate")
     cap.request(f)
-    assert "agentcap.call" in f.metadata
+    cap.done()
+    assert [c.request["path"] for c in iter_captures(run)] == ["/v1/generate"]
 
 
 def test_registry_mode_swaps_keys_and_attributes(env, tmp_path, monkeypatch):

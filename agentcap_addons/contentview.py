@@ -1,0 +1,64 @@
+"""An "LLM" contentview for mitmweb and the mitmproxy console.
+
+LLM API request bodies show as their message list (system, user, assistant tool calls, tool results),
+responses — JSON or server-sent events — as the decoded answer: content, reasoning, tool calls with
+arguments, finish reason, usage. Load it with ``-s agentcap_addons/contentview.py`` (``agentcap proxy
+--web`` does). Streamed bodies pass through the capture addon unbuffered; when the stream has ended
+the capture addon hands the copy it kept back to the flow, so this view has something to show.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mitmproxy import contentviews, http
+
+try:  # the addon's own package when loaded with -s (mitmproxy puts the script's dir on sys.path)
+    from agentcap_addons.wire.policy import API_OTHER, api_kind
+    from agentcap_addons.wire.pretty import decode_response_bytes, request_lines, response_lines
+    from agentcap_addons.wire.store import parse_json_body
+except ImportError:  # pragma: no cover - run from inside agentcap_addons/
+    from wire.policy import API_OTHER, api_kind  # type: ignore[no-redef]
+    from wire.pretty import decode_response_bytes, request_lines, response_lines  # type: ignore[no-redef]
+    from wire.store import parse_json_body  # type: ignore[no-redef]
+
+STYLES = {"header": "header", "text": "text", "tool": "Token_Name_Tag", "meta": "Token_Comment", "error": "error"}
+
+
+def _api(flow: Any) -> str:
+    req = getattr(flow, "request", None)
+    return api_kind(req.path) if req is not None and req.method == "POST" else API_OTHER
+
+
+class ViewLLM(contentviews.View):
+    name = "LLM"
+
+    def __call__(self, data: bytes, *, flow: Any = None, http_message: Any = None, **metadata: Any):
+        api = _api(flow)
+        if isinstance(http_message, http.Request):
+            ok, body = parse_json_body(data)
+            lines = request_lines(api, body) if ok else [("error", "request body is not JSON")]
+            title = f"LLM request ({api})"
+        else:
+            lines = response_lines(decode_response_bytes(api, data))
+            title = f"LLM response ({api})"
+        return title, ([(STYLES.get(style, "text"), text)] for style, text in lines)
+
+    def render_priority(self, data: bytes, *, flow: Any = None, http_message: Any = None, **metadata: Any) -> float:
+        return 2.0 if data and _api(flow) != API_OTHER else 0.0
+
+
+class LLMContentView:
+    """Registers the view while loaded (and removes it on unload / script reload)."""
+
+    def __init__(self) -> None:
+        self.view = ViewLLM()
+
+    def load(self, loader: Any) -> None:
+        contentviews.add(self.view)
+
+    def done(self) -> None:
+        contentviews.remove(self.view)
+
+
+addons = [LLMContentView()]
