@@ -11,6 +11,7 @@ import click
 from agentcap_cli.commands.mock import mock
 from agentcap_cli.commands.model import model
 from agentcap_cli.commands.export import export
+from agentcap_cli.commands.inspect import inspect
 from agentcap_cli.commands.ls import ls
 from agentcap_cli.commands.proxy import proxy
 from agentcap_cli.commands.run import run
@@ -26,6 +27,7 @@ def cli() -> None:
 cli.add_command(run)
 cli.add_command(ls)
 cli.add_command(export)
+cli.add_command(inspect)
 cli.add_command(proxy)
 cli.add_command(model)
 cli.add_command(mock)
