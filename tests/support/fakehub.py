@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 
 @dataclass
@@ -23,6 +24,22 @@ class Repo:
     private: bool
     files: dict[str, bytes] = field(default_factory=dict)
     commits: list[dict[str, Any]] = field(default_factory=list)
+
+    def entries(self, prefix: str, recursive: bool) -> list[dict[str, Any]]:
+        """Tree entries under ``prefix`` (files and the directories implied by their paths)."""
+        out: dict[str, dict[str, Any]] = {}
+        base = prefix + "/" if prefix else ""
+        for name, data in sorted(self.files.items()):
+            if not name.startswith(base):
+                continue
+            parts = name[len(base):].split("/")
+            for depth in range(1, len(parts)):
+                d = base + "/".join(parts[:depth])
+                if recursive or depth == 1:
+                    out.setdefault(d, {"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest()})
+            if recursive or len(parts) == 1:
+                out[name] = {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+        return list(out.values())
 
     @property
     def sha(self) -> str:
@@ -34,6 +51,7 @@ class FakeHub:
         self.repos: dict[str, Repo] = {}
         self.collections: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, Any]] = []
+        self.ranged: list[tuple[str, int, int]] = []  # (path, first byte, last byte) of each ranged read
         self.lock = threading.Lock()
         hub = self
 
@@ -65,12 +83,14 @@ class FakeHub:
     # -- dispatch -------------------------------------------------------------------------------
 
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
-        path = h.path.split("?", 1)[0]
+        path, _, query = h.path.partition("?")
         length = int(h.headers.get("content-length") or 0)
         raw = h.rfile.read(length) if length else b""
         body: Any = raw
         if "ndjson" in (h.headers.get("content-type") or ""):
             body = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        elif "x-www-form-urlencoded" in (h.headers.get("content-type") or ""):
+            body = {k: v for k, v in parse_qs(raw.decode()).items()}
         elif raw:
             try:
                 body = json.loads(raw)
@@ -78,7 +98,18 @@ class FakeHub:
                 pass
         with self.lock:
             self.requests.append((method, path, body))
-            status, headers, payload = self._route(method, path, body)
+            status, headers, payload = self._route(method, path, body, query)
+            rng = h.headers.get("range")
+            if rng and status == 200 and isinstance(payload, bytes):  # ranged reads (HfFileSystem)
+                start_s, _, end_s = rng.removeprefix("bytes=").partition("-")
+                total = len(payload)
+                if start_s == "":
+                    start, end = max(0, total - int(end_s)), total - 1
+                else:
+                    start, end = int(start_s), min(int(end_s) if end_s else total - 1, total - 1)
+                payload = payload[start:end + 1]
+                status, headers = 206, {**headers, "Content-Range": f"bytes {start}-{end}/{total}"}
+                self.ranged.append((path, start, end))
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         h.send_response(status)
         for k, v in {"Content-Type": "application/json", **headers}.items():
@@ -88,7 +119,7 @@ class FakeHub:
         if method != "HEAD":
             h.wfile.write(data)
 
-    def _route(self, method: str, path: str, body: Any) -> tuple[int, dict[str, str], Any]:
+    def _route(self, method: str, path: str, body: Any, query: str = "") -> tuple[int, dict[str, str], Any]:
         not_found = (404, {"X-Error-Code": "RepoNotFound"}, {"error": "Repository not found"})
         if method == "POST" and path == "/api/validate-yaml":
             return 200, {}, {"errors": [], "warnings": []}
@@ -110,8 +141,14 @@ class FakeHub:
             repo = self.repos.get(m.group(1))
             if repo is None:
                 return not_found
-            return 200, {}, [{"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
-                             for f, b in sorted(repo.files.items())]
+            return 200, {}, repo.entries((m.group(2) or "").strip("/"), recursive="recursive=true" in query.lower())
+        m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/paths-info/[^/]+", path)
+        if m:
+            repo = self.repos.get(m.group(1))
+            if repo is None:
+                return not_found
+            wanted = body.get("paths", []) if isinstance(body, dict) else []
+            return 200, {}, [e for e in repo.entries("", recursive=True) if e["path"] in wanted]
         m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/preupload/[^/]+", path)
         if m:
             if m.group(1) not in self.repos:
