@@ -9,18 +9,20 @@ the capture addon hands the copy it kept back to the flow, so this view has some
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
+
+try:
+    import agentcap_addons  # noqa: F401
+except ImportError:  # run as `mitmweb -s path/to/agentcap_addons/contentview.py` from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mitmproxy import contentviews, http
 
-try:  # the addon's own package when loaded with -s (mitmproxy puts the script's dir on sys.path)
-    from agentcap_addons.wire.policy import API_OTHER, api_kind
-    from agentcap_addons.wire.pretty import decode_response_bytes, request_lines, response_lines
-    from agentcap_addons.wire.store import parse_json_body
-except ImportError:  # pragma: no cover - run from inside agentcap_addons/
-    from wire.policy import API_OTHER, api_kind  # type: ignore[no-redef]
-    from wire.pretty import decode_response_bytes, request_lines, response_lines  # type: ignore[no-redef]
-    from wire.store import parse_json_body  # type: ignore[no-redef]
+from agentcap_addons.wire.policy import API_OTHER, api_kind
+from agentcap_addons.wire.pretty import decode_response_bytes, request_lines, response_lines
+from agentcap_addons.wire.store import parse_json_body
 
 STYLES = {"header": "header", "text": "text", "tool": "Token_Name_Tag", "meta": "Token_Comment", "error": "error"}
 

@@ -132,9 +132,19 @@ def test_agentcap_proxy_web_serves_mitmweb(upstream, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         env = read_exports(proc)
-        httpx.post(env["OPENAI_BASE_URL"].removesuffix("/v1") + "/json/v1/chat/completions", json={"model": "w"}, timeout=30)
-        page = httpx.get(f"http://127.0.0.1:{web_port}/", timeout=30)
+        httpx.post(env["OPENAI_BASE_URL"].removesuffix("/v1") + "/sse/v1/chat/completions",
+                   json={"model": "w", "stream": True, "messages": [{"role": "user", "content": "hi there"}]}, timeout=30)
+        web = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=30)
+        page = web.get("/")
         assert page.status_code in (200, 403) and "mitmproxy" in page.text.lower()
+        # the LLM contentview is loaded: mitmweb renders the streamed response decoded
+        [flow] = [f for f in web.get("/flows").json() if f["request"]["path"].endswith("/chat/completions")]
+        shown = web.get(f"/flows/{flow['id']}/response/content/llm.json").json()
+        assert shown["description"].startswith("LLM response")
+        lines = ["".join(text for _, text in line) for line in shown["lines"]]
+        assert any(line.startswith("model ") and "finish" in line for line in lines)
+        request = web.get(f"/flows/{flow['id']}/request/content/llm.json").json()
+        assert any("hi there" in "".join(t for _, t in line) for line in request["lines"])
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
