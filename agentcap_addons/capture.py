@@ -151,9 +151,11 @@ class Capture:
         resp = flow.response
         if call.teed:
             data = b"".join(call.bufs)
-            # the stream went out unbuffered; give the flow the copy so mitmweb / the console / `-w`
-            # (and the LLM contentview) show the body (nothing is sent again: it was streamed)
-            resp.raw_content = data
+            # the upstream's stream went out unbuffered; give the flow the copy so mitmweb / the console
+            # / `-w` (and the LLM contentview) show the body. Only for bodies that came from a server:
+            # a response an addon made (replay) has not been sent yet, and must be left alone.
+            if flow.server_conn.timestamp_start is not None:
+                resp.raw_content = data
         else:  # the response was made by another addon (e.g. replay), never streamed by us
             data = resp.raw_content or b""
             if call.first_byte_ms is None:

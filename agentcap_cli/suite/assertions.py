@@ -1,0 +1,262 @@
+"""Assertion kinds: parsed (and validated) when the project loads, evaluated on a finished repeat.
+
+Each kind is a function ``check(params, outcome) -> (passed, detail)`` plus the params it accepts;
+plugins add kinds with ``register_kind`` (a name that shadows a built-in warns unless ``force=True``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentcap_addons.wire.yamlfile import Located, check_keys
+from agentcap_cli.suite.jsonpath import JSONPathError, find
+
+log = logging.getLogger("agentcap.test")
+COMMON = {"kind", "name", "required"}
+
+
+@dataclass
+class Outcome:
+    """What a repeat left behind, for the assertions to look at."""
+
+    workspace: Path
+    snapshot: set[str]  # workspace files before the agent ran (relative paths)
+    output: str  # the agent's final reply(ies)
+    mock_state: dict[str, Any]  # server → final state
+    mock_calls: list[dict[str, Any]]  # every tools/call record, all servers
+    model_calls: list[dict[str, Any]]  # {tokens_in, tokens_out, duration_ms, model}
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class Assertion:
+    kind: str
+    params: dict[str, Any]
+    name: str
+    required: bool = True
+
+
+@dataclass
+class KindDef:
+    params: set[str]
+    check: Callable[[dict[str, Any], Outcome], tuple[bool, str]]
+    validate: Callable[[Located, str, dict[str, Any], dict[str, set[str]]], None] | None = None
+
+
+KINDS: dict[str, KindDef] = {}
+
+
+def register_kind(name: str, params: set[str], check: Callable[[dict[str, Any], Outcome], tuple[bool, str]],
+                  validate: Callable[..., None] | None = None, *, force: bool = False) -> None:
+    if name in KINDS and not force:
+        log.warning("assertion kind %r replaces a built-in one (pass force=True to silence this)", name)
+    KINDS[name] = KindDef(params, check, validate)
+
+
+def parse_assertions(doc: Located, items: Any, tools: dict[str, set[str]]) -> list[Assertion]:
+    if not isinstance(items, list):
+        raise doc.error("assertions", "must be a list")
+    out = []
+    for i, a in enumerate(items):
+        key = f"assertions.{i}"
+        if not isinstance(a, dict) or "kind" not in a:
+            raise doc.error(key, "an assertion needs a 'kind'")
+        kind = KINDS.get(a["kind"])
+        if kind is None:
+            raise doc.error(f"{key}.kind", f"unknown assertion kind {a['kind']!r}; known: {', '.join(sorted(KINDS))}")
+        check_keys(doc, a, key, kind.params | COMMON)
+        params = {k: v for k, v in a.items() if k not in COMMON}
+        if kind.validate:
+            kind.validate(doc, key, params, tools)
+        out.append(Assertion(a["kind"], params, str(a.get("name") or f"{a['kind']} #{i + 1}"), bool(a.get("required", True))))
+    return out
+
+
+def _need(doc: Located, key: str, params: dict[str, Any], *names: str) -> None:
+    for n in names:
+        if n not in params:
+            raise doc.error(key, f"needs '{n}'")
+
+
+def _counts(params: dict[str, Any], n: int) -> tuple[bool, str]:
+    lo, hi = params.get("min_count", 1), params.get("max_count")
+    ok = n >= lo and (hi is None or n <= hi)
+    return ok, f"{n} (expected {lo}..{'∞' if hi is None else hi})"
+
+
+# -- mock_state -------------------------------------------------------------------------------------
+
+def _v_mock_state(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]]) -> None:
+    _need(doc, key, p, "server", "path")
+    if p["server"] not in tools:
+        raise doc.error(f"{key}.server", f"{p['server']!r} is not one of this scenario's mocks ({', '.join(tools) or 'none'})")
+    try:
+        find(p["path"], {})
+    except JSONPathError as exc:
+        raise doc.error(f"{key}.path", str(exc)) from None
+
+
+def _mock_state(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+    hits = find(p["path"], o.mock_state.get(p["server"], {}))
+    if "equals" in p:
+        ok = bool(hits) and all(h == p["equals"] for h in hits)
+        return ok, f"{p['path']} → {hits[:3]!r} (expected {p['equals']!r})"
+    ok, counted = _counts(p, len(hits))
+    return ok, f"{p['path']} matched {counted}"
+
+
+# -- tool_called ------------------------------------------------------------------------------------
+
+def _v_tool_called(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]]) -> None:
+    _need(doc, key, p, "tool")
+    servers = [p["server"]] if p.get("server") else list(tools)
+    if p.get("server") and p["server"] not in tools:
+        raise doc.error(f"{key}.server", f"{p['server']!r} is not one of this scenario's mocks")
+    if not any(p["tool"] in tools[s] for s in servers):
+        raise doc.error(f"{key}.tool", f"no mock of this scenario offers a tool {p['tool']!r}")
+    if p.get("match", "subset") not in ("exact", "subset", "regex"):
+        raise doc.error(f"{key}.match", "must be exact, subset or regex")
+
+
+def _args_match(want: Any, got: Any, mode: str) -> bool:
+    if mode == "exact":
+        return want == got
+    if isinstance(want, dict):
+        return isinstance(got, dict) and all(k in got and _args_match(v, got[k], mode) for k, v in want.items())
+    if mode == "regex" and isinstance(want, str):
+        return re.search(want, got if isinstance(got, str) else str(got)) is not None
+    return want == got
+
+
+def _tool_called(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+    calls = [c for c in o.mock_calls if c["tool"] == p["tool"] and (not p.get("server") or c["server"] == p["server"])]
+    if "args" in p:
+        calls = [c for c in calls if _args_match(p["args"], c["args"], p.get("match", "subset"))]
+    ok, counted = _counts(p, len(calls))
+    return ok, f"{p['tool']} called {counted}" + (f" with args {p['args']!r} ({p.get('match', 'subset')})" if "args" in p else "")
+
+
+# -- files ------------------------------------------------------------------------------------------
+
+def _file_exists(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+    ok = (o.workspace / p["path"]).exists()
+    return ok, f"{p['path']} {'exists' if ok else 'does not exist'}"
+
+
+def _file_contains(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+    path = o.workspace / p["path"]
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return False, f"{p['path']} cannot be read"
+    wanted = p["contains"] if isinstance(p["contains"], list) else [p["contains"]]
+    present = [w for w in wanted if w in text]
+    ok = len(present) == len(wanted) if p.get("mode", "all") == "all" else bool(present)
+    return ok, f"{p['path']} holds {len(present)}/{len(wanted)} of {wanted!r} ({p.get('mode', 'all')})"
+
+
+def _dir_has_new_file(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+    base = o.workspace / p.get("dir", ".")
+    new = [f for f in sorted(base.rglob("*")) if f.is_file() and str(f.relative_to(o.workspace)) not in o.snapshot
+           and re.search(p.get("matches", ".*"), f.name)]
+    if "contents_include" in p:
+        new = [f for f in new if p["contents_include"] in f.read_text(errors="replace")]
+    return bool(new), f"new files: {[str(f.relative_to(o.workspace)) for f in new][:5]}"
+
+
+# -- output -----------------------------------------------------------------------------------------
+
+def _output_contains(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+    ok = p["text"] in o.output
+    return ok, f"output {'contains' if ok else 'lacks'} {p['text']!r}"
+
+
+def _output_matches(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+    ok = re.search(p["pattern"], o.output, re.S) is not None
+    return ok, f"output {'matches' if ok else 'does not match'} /{p['pattern']}/"
+
+
+def _v_regex(field_name: str) -> Callable[..., None]:
+    def validate(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]]) -> None:
+        _need(doc, key, p, field_name)
+        try:
+            re.compile(p[field_name])
+        except re.error as exc:
+            raise doc.error(f"{key}.{field_name}", f"not a regular expression: {exc}") from None
+    return validate
+
+
+# -- model_calls ------------------------------------------------------------------------------------
+
+def cost_of(calls: list[dict[str, Any]], prices: dict[str, dict[str, float]]) -> float | None:
+    total = 0.0
+    for c in calls:
+        price = prices.get(c.get("model") or "")
+        if price is None:
+            return None
+        total += (c.get("tokens_in") or 0) * price.get("input", 0) / 1e6 + (c.get("tokens_out") or 0) * price.get("output", 0) / 1e6
+    return total
+
+
+def _model_calls(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+    calls = o.model_calls
+    tokens = sum((c.get("tokens_in") or 0) + (c.get("tokens_out") or 0) for c in calls)
+    seconds = sum((c.get("duration_ms") or 0) for c in calls) / 1000
+    problems = []
+    ok, counted = _counts({"min_count": p.get("min_count", 0), "max_count": p.get("max_count")}, len(calls))
+    if not ok:
+        problems.append(f"calls {counted}")
+    if "max_tokens" in p and tokens > p["max_tokens"]:
+        problems.append(f"tokens {tokens} > {p['max_tokens']}")
+    if "max_seconds" in p and seconds > p["max_seconds"]:
+        problems.append(f"model time {seconds:.1f}s > {p['max_seconds']}s")
+    if "max_cost_usd" in p:
+        cost = cost_of(calls, o.prices)
+        if cost is None:
+            problems.append("cost unknown (a model has no entry in prices)")
+        elif cost > p["max_cost_usd"]:
+            problems.append(f"cost ${cost:.4f} > ${p['max_cost_usd']}")
+    return not problems, "; ".join(problems) or f"{len(calls)} calls, {tokens} tokens, {seconds:.1f}s"
+
+
+def _v_path(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]]) -> None:
+    _need(doc, key, p, "path")
+
+
+def _v_contains(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]]) -> None:
+    _need(doc, key, p, "path", "contains")
+    if p.get("mode", "all") not in ("all", "any"):
+        raise doc.error(f"{key}.mode", "must be all or any")
+
+
+def _v_text(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]]) -> None:
+    _need(doc, key, p, "text")
+
+
+for _name, _params, _check, _validate in [
+    ("mock_state", {"server", "path", "min_count", "max_count", "equals"}, _mock_state, _v_mock_state),
+    ("tool_called", {"tool", "server", "args", "match", "min_count", "max_count"}, _tool_called, _v_tool_called),
+    ("file_exists", {"path"}, _file_exists, _v_path),
+    ("file_contains", {"path", "contains", "mode"}, _file_contains, _v_contains),
+    ("dir_has_new_file", {"dir", "matches", "contents_include"}, _dir_has_new_file, None),
+    ("output_contains", {"text"}, _output_contains, _v_text),
+    ("output_matches", {"pattern"}, _output_matches, _v_regex("pattern")),
+    ("model_calls", {"min_count", "max_count", "max_tokens", "max_seconds", "max_cost_usd"}, _model_calls, None),
+]:
+    KINDS[_name] = KindDef(_params, _check, _validate)
+
+
+def evaluate(assertions: list[Assertion], outcome: Outcome) -> list[dict[str, Any]]:
+    results = []
+    for a in assertions:
+        try:
+            ok, detail = KINDS[a.kind].check(a.params, outcome)
+        except Exception as exc:  # a broken check fails its assertion, not the run
+            ok, detail = False, f"error while checking: {exc}"
+        results.append({"name": a.name, "kind": a.kind, "required": a.required, "passed": bool(ok), "detail": detail})
+    return results
