@@ -16,6 +16,7 @@ from agentcap_cli.commands.ls import ls
 from agentcap_cli.commands.proxy import proxy
 from agentcap_cli.commands.run import run
 from agentcap_cli.commands.sandbox import doctor, sandbox
+from agentcap_cli.commands.suite import init, list_, test, validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -28,6 +29,10 @@ cli.add_command(run)
 cli.add_command(ls)
 cli.add_command(export)
 cli.add_command(inspect)
+cli.add_command(test)
+cli.add_command(validate)
+cli.add_command(list_)
+cli.add_command(init)
 cli.add_command(proxy)
 cli.add_command(model)
 cli.add_command(mock)

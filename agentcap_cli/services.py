@@ -103,13 +103,15 @@ class CallTracker:
 class Services:
     """Upstream + capture proxy + bridge + tracker, for the whole invocation (a context manager)."""
 
-    def __init__(self, upstream: str | None, api_key: str | None, *, verbose: bool = False) -> None:
+    def __init__(self, upstream: str | None, api_key: str | None, *, verbose: bool = False,
+                 script: str | None = None) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="agentcap-run-"))
         os.chmod(self.work, 0o700)
         self.model_server: ModelServer | None = None
+        self.judge_base_url: str | None = None  # set by `agentcap test` when the judge has its own upstream
         try:
             if upstream is None:
-                self.model_server = ModelServer(make_responder(script=EMBEDDED_SCRIPT)).start()
+                self.model_server = ModelServer(make_responder(script=script or EMBEDDED_SCRIPT)).start()
                 upstream = self.model_server.url + "/v1"
             self.upstream = upstream
             origin, prefix = split_upstream(upstream)

@@ -1,0 +1,89 @@
+"""Suite reports: results.json, junit.xml, report.md (and the data for the console summary)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from agentcap_addons.wire.store import atomic_write_bytes
+from agentcap_cli.suite.stats import cell_summary
+
+
+def build(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+    cells: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        cells.setdefault(r["cell"], []).append(r)
+    return {"schema": 1, **meta, "passed": all(r["passed"] for r in records) and bool(records),
+            "cells": {c: {"scenario": rs[0]["scenario"], "agent": rs[0]["agent"], "model": rs[0]["model"],
+                          **cell_summary(sorted(rs, key=lambda r: r["repeat"]))} for c, rs in sorted(cells.items())},
+            "records": sorted(records, key=lambda r: (r["cell"], r["repeat"]))}
+
+
+def junit(results: dict[str, Any]) -> bytes:
+    records = results["records"]
+    suites = ET.Element("testsuites", name="agentcap", tests=str(len(records)),
+                        failures=str(sum(1 for r in records if not r["passed"])))
+    by_scenario: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_scenario.setdefault(r["scenario"], []).append(r)
+    for scenario, rs in by_scenario.items():
+        suite = ET.SubElement(suites, "testsuite", name=scenario, tests=str(len(rs)),
+                              failures=str(sum(1 for r in rs if not r["passed"])),
+                              time=f"{sum(r['duration_s'] for r in rs):.3f}")
+        for r in rs:
+            case = ET.SubElement(suite, "testcase", classname=f"agentcap.{scenario}", name=f"{r['cell']}#{r['repeat']}",
+                                 time=f"{r['duration_s']:.3f}")
+            failed = [a for a in r["assertions"] if a["required"] and not a["passed"]]
+            if r.get("error"):
+                failed.append({"name": "run", "detail": r["error"]})
+            judge = r.get("judge") or {}
+            if judge.get("required") and not judge.get("passed", True):
+                failed.append({"name": "judge", "detail": f"score {judge.get('score')} < {judge.get('min_score')}: "
+                                                          f"{judge.get('reasoning') or judge.get('error')}"})
+            if failed:
+                f = ET.SubElement(case, "failure", type="AssertionError",
+                                  message="; ".join(f"{a['name']}: {a['detail']}" for a in failed)[:1000])
+                f.text = "\n".join(f"{a['name']}: {a['detail']}" for a in failed)
+            out = ET.SubElement(case, "system-out")
+            out.text = (r.get("output") or "")[-4000:]
+    return ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [f"## agentcap test — {'✅ passed' if results['passed'] else '❌ failed'}", "",
+             "| cell | pass | rate (95% CI) | pass^k | tokens (mean) | time s (mean) | judge | flaky |",
+             "|---|---|---|---|---|---|---|---|"]
+    for cell, c in results["cells"].items():
+        lo, hi = c["wilson_95"]
+        k = max(c["pass_hat_k"]) if c["pass_hat_k"] else 0
+        judge = c["judge_score"]["mean"]
+        lines.append(f"| `{cell}` | {c['passed']}/{c['repeats']} | {c['pass_rate']:.0%} ({lo:.0%}–{hi:.0%}) | "
+                     f"{c['pass_hat_k'].get(k, 0):.2f} (k={k}) | {_n(c['tokens']['mean'])} | "
+                     f"{_n(c['duration_s']['mean'], '.1f')} | {_n(judge, '.2f')} | {'⚠️' if c['flaky'] else ''} |")
+    failures = [r for r in results["records"] if not r["passed"]]
+    if failures:
+        lines += ["", "### Failures", ""]
+        for r in failures:
+            lines.append(f"- **{r['cell']}#{r['repeat']}**")
+            if r.get("error"):
+                lines.append(f"  - run: {r['error']}")
+            for a in r["assertions"]:
+                if not a["passed"]:
+                    lines.append(f"  - {'' if a['required'] else '(optional) '}{a['name']}: {a['detail']}")
+            j = r.get("judge") or {}
+            if j and not j.get("passed", True):
+                lines.append(f"  - judge: score {j.get('score')} < {j.get('min_score')} — {j.get('reasoning') or j.get('error')}")
+    return "\n".join(lines) + "\n"
+
+
+def _n(v: Any, spec: str = ".0f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def write_reports(directory: Path, results: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(directory / "results.json", json.dumps(results, indent=2, default=str).encode())
+    atomic_write_bytes(directory / "junit.xml", junit(results))
+    atomic_write_bytes(directory / "report.md", markdown(results).encode())
