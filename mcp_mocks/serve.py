@@ -8,6 +8,8 @@ host (``10.0.2.2``, ``host.containers.internal``) besides loopback.
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import logging
 from typing import Any
@@ -103,15 +105,20 @@ class MockApp:
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         started = False
-        async with self.manager.run():
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup" and not started:
-                    started = True
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+        try:
+            async with self.manager.run():
+                while True:
+                    msg = await receive()
+                    if msg["type"] == "lifespan.startup" and not started:
+                        started = True
+                        await send({"type": "lifespan.startup.complete"})
+                    elif msg["type"] == "lifespan.shutdown":
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
+        except asyncio.CancelledError:
+            # stopped while a client still held a session stream open (an agent in a container that
+            # was just removed): the sessions are cancelled with the server, nothing to report
+            return
 
 
 async def _json(send: Any, status: int, obj: Any) -> None:

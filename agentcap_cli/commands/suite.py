@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentcap_addons.wire.yamlfile import ConfigError
@@ -135,7 +136,7 @@ def _summary(err: Console, results: dict) -> None:
     for cell, c in results["cells"].items():
         lo, hi = c["wilson_95"]
         style = "green" if c["passed"] == c["repeats"] else "red"
-        table.add_row(cell, f"[{style}]{c['passed']}/{c['repeats']}[/]", f"{c['pass_rate']:.0%} ({lo:.0%}–{hi:.0%})",
+        table.add_row(escape(cell), f"[{style}]{c['passed']}/{c['repeats']}[/]", f"{c['pass_rate']:.0%} ({lo:.0%}–{hi:.0%})",
                       f"{c['tokens']['mean'] or 0:.0f}", f"{c['duration_s']['mean'] or 0:.1f}",
                       "-" if c["judge_score"]["mean"] is None else f"{c['judge_score']['mean']:.2f}",
                       "⚠" if c["flaky"] else "")
@@ -143,5 +144,5 @@ def _summary(err: Console, results: dict) -> None:
     for r in results["records"]:
         if not r["passed"]:
             bad = [f"{a['name']}: {a['detail']}" for a in r["assertions"] if a["required"] and not a["passed"]]
-            err.print(f"[red]✗[/] {r['cell']}#{r['repeat']}: " + "; ".join(([r["error"]] if r["error"] else []) + bad),
-                      highlight=False)
+            err.print(f"[red]✗[/] {escape(r['cell'])}#{r['repeat']}: "
+                      + escape("; ".join(([r["error"]] if r["error"] else []) + bad)), highlight=False)

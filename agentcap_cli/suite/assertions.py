@@ -84,7 +84,8 @@ def _need(doc: Located, key: str, params: dict[str, Any], *names: str) -> None:
 
 
 def _counts(params: dict[str, Any], n: int) -> tuple[bool, str]:
-    lo, hi = params.get("min_count", 1), params.get("max_count")
+    hi = params.get("max_count")
+    lo = params.get("min_count", 0 if hi == 0 else 1)  # max_count: 0 means "never"
     ok = n >= lo and (hi is None or n <= hi)
     return ok, f"{n} (expected {lo}..{'∞' if hi is None else hi})"
 
