@@ -48,7 +48,7 @@ def list_(root: Path) -> None:
     project = _load(root)
     table = Table(header_style="bold", box=None)
     for col in ("scenario", "agents", "provider", "models", "repeats", "assertions", "judge"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col == "scenario")
     for s in project.scenarios:
         table.add_row(s.id, ", ".join(s.agents), project.provider_of(s), ", ".join(s.models), str(s.repeats),
                       str(len(s.assertions)), "yes" if s.judge else "")
