@@ -109,6 +109,7 @@ def test(root: Path, filter_: str | None, agents: tuple[str, ...], models: tuple
             else:
                 services.judge_base_url = ju.url
         run_dir = new_run_dir("suite", project.root.name)
+        run_file = _run_file(run_dir, project, units, up)
         started = __import__("time").monotonic()
         try:
             records = SuiteRun(project, services, run_dir, no_judge=no_judge, keep_workspace=keep_workspace,
@@ -118,6 +119,13 @@ def test(root: Path, filter_: str | None, agents: tuple[str, ...], models: tuple
             sys.exit(1)
         results = build(records, {"project": str(project.root), "run_id": run_dir.name, "run_dir": str(run_dir),
                                   "jobs": jobs, "wall_s": round(__import__("time").monotonic() - started, 3)})
+        by_task = {f"{r['cell']}#{r['repeat']}": r for r in records}
+        for t in run_file.record.tasks:
+            r = by_task.get(t.task_id)
+            if r is not None:
+                t.completed_turns = r["turns"] if r["passed"] else 0
+                t.aborted_reason = None if r["passed"] else (r["error"] or "checks failed")
+        run_file.finish("done" if results["passed"] else "failed")
         reports = report_dir or project.report_dir
         write_reports(reports, results)
     finally:
@@ -127,6 +135,24 @@ def test(root: Path, filter_: str | None, agents: tuple[str, ...], models: tuple
     _summary(err, results)
     click.echo(str(reports))
     sys.exit(0 if results["passed"] else 1)
+
+
+def _run_file(run_dir: Path, project: Project, units: list, up: object) -> "RunFile":
+    """run.json for the suite run (kind "suite"), so `agentcap ls` / export / inspect list it like any run."""
+    from agentcap_addons.wire.store import rfc3339_ns
+    from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord
+    from agentcap_cli.services import provider_of
+
+    rec = RunRecord(run_id=run_dir.name, kind="suite", agent=",".join(sorted({u.provider for u in units})),
+                    model=",".join(sorted({u.model for u in units})),
+                    provider="scripted" if getattr(up, "script", None) else provider_of(getattr(up, "url", None)),
+                    upstream=getattr(up, "url", None) or f"script:{getattr(up, 'script', '')}", label=project.root.name,
+                    turns_per_task=max(u.scenario.max_turns for u in units), followup="continue",
+                    started_at=rfc3339_ns(),
+                    tasks=[TaskRecord(f"{u.cell}#{u.repeat}", u.scenario.prompt, u.scenario.max_turns) for u in units])
+    run_file = RunFile(run_dir, rec)
+    run_file.save()
+    return run_file
 
 
 def _summary(err: Console, results: dict) -> None:
