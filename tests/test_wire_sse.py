@@ -76,3 +76,20 @@ def test_every_two_way_split_gives_the_same_events():
 
 def test_invalid_utf8_is_replaced_not_fatal():
     assert parse_sse(b"data: \xff\n\n")[0].data == "\ufffd"
+
+
+def test_the_fast_path_agrees_with_the_full_parser():
+    from agentcap_addons.wire.sse import SSEDecoder, _simple_events, parse_sse
+
+    samples = [
+        'data: {"a": 1}\n\ndata: {"b": 2}\n\ndata: [DONE]\n\n',
+        "event: message_start\ndata: {}\n\nevent: ping\ndata: {}\n\n",
+        "data: line one\ndata: line two\n\n\n\ndata: x",  # multi-line data, extra blank lines, cut at the end
+        "data:no-space\n\nevent:\ndata: e\n\n",
+        "id: 7\ndata: a\n\n", ": comment\ndata: a\n\n", "data: a\r\n\r\n",  # full parser only
+    ]
+    for text in samples:
+        dec = SSEDecoder()
+        full = dec.feed(text.encode()) + dec.close()
+        assert [(e.event, e.data) for e in parse_sse(text)] == [(e.event, e.data) for e in full], text
+    assert _simple_events(samples[-1]) is None and _simple_events(samples[0]) is not None

@@ -109,6 +109,33 @@ class SSEDecoder:
 
 def parse_sse(data: bytes | str) -> list[SSEEvent]:
     """All events of a complete stream."""
+    text = data if isinstance(data, str) else data.decode("utf-8", errors="replace")
+    fast = _simple_events(text)
+    if fast is not None:
+        return fast
     dec = SSEDecoder()
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    return dec.feed(raw) + dec.close()
+    return dec.feed(text.encode("utf-8")) + dec.close()
+
+
+def _simple_events(text: str) -> list[SSEEvent] | None:
+    """The common shape, parsed quickly: LF line ends only, blocks of ``event:`` / ``data:`` lines
+    separated by blank lines, no comments, ids, retries or BOM. None when the stream is anything
+    else (the full parser then handles it)."""
+    if "\r" in text or text.startswith("\ufeff") or "\n:" in text or text.startswith(":"):
+        return None
+    events = []
+    for block in text.split("\n\n"):
+        if not block:
+            continue
+        data: list[str] = []
+        event = "message"
+        for line in block.split("\n"):
+            if line.startswith("data:"):
+                data.append(line[6:] if line.startswith("data: ") else line[5:])
+            elif line.startswith("event:"):
+                event = line[7:] if line.startswith("event: ") else line[6:]
+            elif line:
+                return None  # id:, retry:, or a field without value: leave it to the full parser
+        if data:
+            events.append(SSEEvent(data="\n".join(data), event=event or "message"))
+    return events

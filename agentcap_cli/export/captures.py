@@ -69,6 +69,10 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode() if orjson is not None else json.dumps(value, ensure_ascii=False)
+
+
 def _request_text(cap: Capture) -> str:
     """The request body as JSON text (compact, key order kept; orjson when the body allows it)."""
     req = cap.request
@@ -95,8 +99,8 @@ def capture_row(cap: Capture, run: RunInfo) -> dict[str, Any]:
         "path": req.get("path"), "api": req.get("api"), "captured_at": parse_rfc3339_ns(req["captured_at"]),
         "status_code": resp.get("status_code"), "stream": resp.get("stream"),
         "request": _request_text(cap), "response": _text(cap.response_bytes()) if resp else None,
-        "request_headers": json.dumps(req.get("headers") or {}, ensure_ascii=False),
-        "response_headers": json.dumps(resp.get("headers") or {}, ensure_ascii=False) if resp else None,
+        "request_headers": _json_text(req.get("headers") or {}),
+        "response_headers": _json_text(resp.get("headers") or {}) if resp else None,
         "error": (f"{err.get('kind')}: {err.get('message')}" if isinstance(err, dict) else err) if err else
                  (None if cap.response is not None else "no response record (call in flight)"),
         "ttft_ms": timings.get("first_byte"), "duration_ms": timings.get("done"),
@@ -157,7 +161,8 @@ def _batch(job: tuple[str, list[str], RunInfo]) -> pa.RecordBatch:
             continue
         resp_path = d / f"{rid}{RESPONSE_SUFFIX}"
         rows.append(capture_row(Capture(req, read_json(resp_path) if resp_path.exists() else None), run))
-    return pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
+    # column lists, then arrays: several times faster than from_pylist on dicts
+    return pa.RecordBatch.from_pydict({name: [r[name] for r in rows] for name in SCHEMA.names}, schema=SCHEMA)
 
 
 def _batches(captures_dir: Path, run: RunInfo, block: int, workers: int) -> Iterator[pa.RecordBatch]:

@@ -4,7 +4,10 @@ Each file has the export schema (row groups of 2,000, realistic request / respon
 opening the target to the requests table holding its first rows and the preview painted, in textual's
 headless pilot; baseline in the same process: reading the file's footer alone. Target: ≤ 1.5 s at 100k.
 
-    python bench/inspect.py [--quick]
+    python bench/inspect_paint.py [--quick]
+
+(Not bench/inspect.py: a file of that name in bench/ shadows the standard library's `inspect` for
+every other script there.)
 """
 
 from __future__ import annotations
@@ -12,9 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# this file's name shadows the standard library's `inspect` for anything imported after it: put the
-# repository root, not bench/, first on the path
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
