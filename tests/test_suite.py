@@ -201,3 +201,41 @@ def test_a_plugin_kind_and_the_shadowing_warning(caplog):
         assert evaluate([kinds.Assertion("always", {}, "x")], outcome(Path(".")))[0]["passed"]
     finally:
         kinds.KINDS.pop("always")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_ctrl_c_stops_the_suite_and_keeps_what_finished(tmp_path):
+    import signal
+    import threading
+
+    from agentcap_cli.modelserver import ModelServer, make_responder
+    from agentcap_cli.runrecord import load_run
+    from sandbox.podman import get_podman
+
+    project = tmp_path / "p"
+    assert agentcap("init", str(project)).returncode == 0
+    server = ModelServer(make_responder(script=str(REPO / "tests/support/slow-reply.yaml"))).start()
+    third = threading.Event()
+    server.app.on_request = lambda method, path: third.set() if len(server.app.seen) >= 3 else None
+    cfg = project / "agentcap.yaml"
+    cfg.write_text(cfg.read_text().replace("upstream: {script: scripts/model.yaml}",
+                                           f"upstream: {{url: {server.url}/v1}}"))
+    proc = subprocess.Popen([sys.executable, "-m", "agentcap_cli.main", "test", "--repeat", "4", "--no-judge"],
+                            cwd=project, env={**os.environ, "AGENTCAP_WORKSPACE": str(tmp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert third.wait(300), "the suite never reached its third repeat"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        server.stop()
+    assert proc.returncode == 1, err[-3000:]
+    results = json.loads((project / "reports" / "results.json").read_text())
+    assert results["interrupted"] and not results["passed"] and len(results["records"]) >= 2
+    [run_dir] = (tmp_path / ".agentcap").iterdir()
+    assert load_run(run_dir).status == "interrupted"
+    assert (run_dir / "results" / "hello-file" / "1.json").is_file()
+    left = get_podman().cli(["ps", "-a", "--format", "{{.Names}}", "--filter", f"label=agentcap.run={run_dir.name}"])
+    assert left.stdout.split() == []

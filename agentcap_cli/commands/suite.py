@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -14,6 +15,9 @@ from rich.table import Table
 
 from agentcap_addons.wire.yamlfile import ConfigError
 from agentcap_cli.suite.project import Project, load_project
+
+if TYPE_CHECKING:
+    from agentcap_cli.runrecord import RunFile
 
 SCAFFOLD = Path(__file__).resolve().parent.parent / "scaffold"
 
@@ -111,9 +115,9 @@ def test(root: Path, filter_: str | None, agents: tuple[str, ...], models: tuple
         run_dir = new_run_dir("suite", project.root.name)
         run_file = _run_file(run_dir, project, units, up)
         started = __import__("time").monotonic()
+        suite = SuiteRun(project, services, run_dir, no_judge=no_judge, keep_workspace=keep_workspace, console=err)
         try:
-            records = SuiteRun(project, services, run_dir, no_judge=no_judge, keep_workspace=keep_workspace,
-                               console=err).run(units, jobs)
+            records = suite.run(units, jobs)
         except SandboxError as exc:
             err.print(f"[red]error:[/] {exc}", highlight=False)
             sys.exit(1)
@@ -125,7 +129,10 @@ def test(root: Path, filter_: str | None, agents: tuple[str, ...], models: tuple
             if r is not None:
                 t.completed_turns = r["turns"] if r["passed"] else 0
                 t.aborted_reason = None if r["passed"] else (r["error"] or "checks failed")
-        run_file.finish("done" if results["passed"] else "failed")
+        if suite.interrupted:
+            results["passed"] = False
+            results["interrupted"] = True
+        run_file.finish("interrupted" if suite.interrupted else "done" if results["passed"] else "failed")
         reports = report_dir or project.report_dir
         write_reports(reports, results)
     finally:

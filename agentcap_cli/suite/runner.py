@@ -73,6 +73,7 @@ class SuiteRun:
         self.console = console or Console(stderr=True)
         self.podman = get_podman()
         self.lock = threading.Lock()
+        self.interrupted = False
 
     # -- one repeat -----------------------------------------------------------------------------
 
@@ -181,12 +182,28 @@ class SuiteRun:
         records: list[dict[str, Any]] = []
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=self.console)
-        with progress, ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="agentcap-cell") as pool:
-            bar = progress.add_task("repeats", total=len(units))
-            for record in pool.map(self._guarded, units):
-                records.append(record)
-                failed = sum(1 for r in records if not r["passed"])
-                progress.update(bar, advance=1, description=f"repeats · {failed} failed")
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="agentcap-cell")
+        try:
+            with progress:
+                bar = progress.add_task("repeats", total=len(units))
+                for record in pool.map(self._guarded, units):
+                    records.append(record)
+                    failed = sum(1 for r in records if not r["passed"])
+                    progress.update(bar, advance=1, description=f"repeats · {failed} failed")
+        except KeyboardInterrupt:
+            # stop the repeats in flight (their containers go), keep what finished, report it
+            self.interrupted = True
+            self.console.print("[yellow]interrupted: stopping the repeats in flight …[/]")
+            pool.shutdown(wait=False, cancel_futures=True)
+            from sandbox.turn import remove_containers
+
+            deadline = time.monotonic() + 60
+            while any(t.is_alive() for t in getattr(pool, "_threads", ())) and time.monotonic() < deadline:
+                remove_containers(self.podman, run=self.run_dir.name)
+                for t in list(getattr(pool, "_threads", ())):
+                    t.join(0.5)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return records
 
     def _guarded(self, u: Unit) -> dict[str, Any]:
