@@ -373,28 +373,40 @@ _HEAD_SEQ = re.compile(rb'"seq":\s*(\d+)')
 _HEAD_AT = re.compile(rb'"captured_at":\s*"([^"]*)"')
 
 
-def capture_order(directory: str | os.PathLike[str]) -> list[tuple[int, str, str]]:
-    """(seq, captured_at, request_id) of every capture, sorted by seq. Reads only the head of each
-    request file (the recorder writes ``seq`` and ``captured_at`` first), so memory and time stay
-    small for 100,000s of captures."""
+def request_names(directory: str | os.PathLike[str]) -> list[str]:
+    """The request ids of the capture files in ``directory`` (unsorted)."""
     d = resolve_captures_dir(directory)
     if not d.is_dir():
         return []
+    return [e.name[: -len(REQUEST_SUFFIX)] for e in os.scandir(d)
+            if e.name.endswith(REQUEST_SUFFIX) and _RID.match(e.name[: -len(REQUEST_SUFFIX)])]
+
+
+def capture_heads(directory: str | os.PathLike[str], rids: list[str]) -> list[tuple[int, str, str]]:
+    """(seq, captured_at, request_id) of these captures, from the head of each request file only
+    (the recorder writes ``seq`` and ``captured_at`` first)."""
+    d = str(resolve_captures_dir(directory))
     out: list[tuple[int, str, str]] = []
-    for entry in os.scandir(d):
-        name = entry.name
-        if not (name.endswith(REQUEST_SUFFIX) and _RID.match(name[: -len(REQUEST_SUFFIX)])):
+    for rid in rids:
+        path = os.path.join(d, rid + REQUEST_SUFFIX)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(400)
+        except FileNotFoundError:  # removed since the listing
             continue
-        with open(entry.path, "rb") as f:
-            head = f.read(400)
         seq, at = _HEAD_SEQ.search(head), _HEAD_AT.search(head)
         if seq is None or at is None:  # not in the recorder's key order: parse the whole record
-            req = read_json(Path(entry.path))
-            out.append((int(req.get("seq") or 0), str(req.get("captured_at", "")), name[: -len(REQUEST_SUFFIX)]))
+            req = read_json(Path(path))
+            out.append((int(req.get("seq") or 0), str(req.get("captured_at", "")), rid))
         else:
-            out.append((int(seq.group(1)), at.group(1).decode(), name[: -len(REQUEST_SUFFIX)]))
-    out.sort()
+            out.append((int(seq.group(1)), at.group(1).decode(), rid))
     return out
+
+
+def capture_order(directory: str | os.PathLike[str]) -> list[tuple[int, str, str]]:
+    """(seq, captured_at, request_id) of every capture, sorted by seq. Reads only the head of each
+    request file, so memory and time stay small for 100,000s of captures."""
+    return sorted(capture_heads(directory, request_names(directory)))
 
 
 def iter_captures(directory: str | os.PathLike[str]) -> Iterator[Capture]:
