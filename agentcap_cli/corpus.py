@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.yamlfile import ConfigError, Located, check_keys, load
+from agentcap_addons.wire.yamlfile import ConfigError, Located, check_keys, load, read_text
 
 TASK_KEYS = {"id", "prompt", "turns", "followups"}
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -45,17 +45,8 @@ def load_tasks(path: str | os.PathLike[str]) -> list[Task]:
     return tasks
 
 
-def _read(p: Path) -> str:
-    try:
-        return p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(p, None, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(p, None, "", f"cannot read: {e}") from None
-
-
 def _from_text(p: Path) -> list[Task]:
-    prompts = [line.strip() for line in _read(p).splitlines()]
+    prompts = [line.strip() for line in read_text(p).splitlines()]
     prompts = [x for x in prompts if x and not x.startswith("#")]
     return [Task(f"t{i:04d}", prompt) for i, prompt in enumerate(prompts, start=1)]
 
@@ -63,7 +54,7 @@ def _from_text(p: Path) -> list[Task]:
 def _from_jsonl(p: Path) -> list[Task]:
     tasks: list[Task] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(_read(p).splitlines(), start=1):
+    for lineno, line in enumerate(read_text(p).splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -34,7 +34,7 @@ from typing import Any
 from .decode import request_messages, request_tool_namespaces, request_tool_schemas, request_tools
 from .messages import Message
 from .render import Reply, ToolCallSpec
-from .yamlfile import ConfigError, Located, check_keys, load
+from .yamlfile import ConfigError, check_keys, load, want
 
 TOP_KEYS = {"model", "chunk_size", "delay_ms", "on_unmatched", "replies"}
 REPLY_KEYS = {"match", "text", "reasoning", "tool_calls", "chunk_size", "delay_ms"}
@@ -72,13 +72,6 @@ class NoReply(LookupError):
     pass
 
 
-def _want(doc: Located, value: Any, types: type | tuple[type, ...], key: str, what: str) -> Any:
-    types = types if isinstance(types, tuple) else (types,)
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        raise doc.error(key, f"must be {what}, not {type(value).__name__}")
-    return value
-
-
 def load_script(path: str | os.PathLike[str]) -> Script:
     """Read and check a script; any problem is a :class:`ConfigError` naming file, line and key."""
     doc = load(path)
@@ -86,16 +79,16 @@ def load_script(path: str | os.PathLike[str]) -> Script:
     if not isinstance(top, dict):
         raise doc.error("", "a script is a mapping with a 'replies' list")
     check_keys(doc, top, "", TOP_KEYS)
-    chunk = _want(doc, top.get("chunk_size", 16), int, "chunk_size", "a whole number")
+    chunk = want(doc, top.get("chunk_size", 16), int, "chunk_size", "a whole number")
     if chunk < 1:
         raise doc.error("chunk_size", "must be at least 1")
-    delay = _want(doc, top.get("delay_ms", 0), (int, float), "delay_ms", "a number")
+    delay = want(doc, top.get("delay_ms", 0), (int, float), "delay_ms", "a number")
     on_unmatched = top.get("on_unmatched", "last")
     if on_unmatched not in ("last", "error"):
         raise doc.error("on_unmatched", "must be 'last' or 'error'")
     model = top.get("model")
     if model is not None:
-        _want(doc, model, str, "model", "a string")
+        want(doc, model, str, "model", "a string")
     replies = top.get("replies")
     if not isinstance(replies, list) or not replies:
         raise doc.error("replies", "must be a non-empty list of replies")
@@ -106,25 +99,25 @@ def load_script(path: str | os.PathLike[str]) -> Script:
             raise doc.error(key, "each reply is a mapping (text, tool_calls, match …)")
         check_keys(doc, r, key, REPLY_KEYS)
         match = r.get("match") or {}
-        _want(doc, match, dict, f"{key}.match", "a mapping")
+        want(doc, match, dict, f"{key}.match", "a mapping")
         check_keys(doc, match, f"{key}.match", MATCH_KEYS)
         for rk in ("user", "system"):
             if rk in match:
                 try:
-                    re.compile(_want(doc, match[rk], str, f"{key}.match.{rk}", "a regular expression"))
+                    re.compile(want(doc, match[rk], str, f"{key}.match.{rk}", "a regular expression"))
                 except re.error as e:
                     raise doc.error(f"{key}.match.{rk}", f"not a valid regular expression: {e}") from None
         for bk in ("tool_result", "tools"):
             if bk in match:
-                _want(doc, match[bk], bool, f"{key}.match.{bk}", "true or false")
+                want(doc, match[bk], bool, f"{key}.match.{bk}", "true or false")
         if "step" in match:
             steps = match["step"] if isinstance(match["step"], list) else [match["step"]]
             for s in steps:
-                _want(doc, s, int, f"{key}.match.step", "a whole number or a list of them")
+                want(doc, s, int, f"{key}.match.step", "a whole number or a list of them")
         if not match:
             match = {"step": i}
         calls = []
-        for j, c in enumerate(_want(doc, r.get("tool_calls") or [], list, f"{key}.tool_calls", "a list")):
+        for j, c in enumerate(want(doc, r.get("tool_calls") or [], list, f"{key}.tool_calls", "a list")):
             ck = f"{key}.tool_calls.{j}"
             if not isinstance(c, dict) or "name" not in c:
                 raise doc.error(ck, "a tool call needs a 'name'")
@@ -132,14 +125,14 @@ def load_script(path: str | os.PathLike[str]) -> Script:
             names = c["name"] if isinstance(c["name"], list) else [c["name"]]
             if not names or not all(isinstance(n, str) and n for n in names):
                 raise doc.error(f"{ck}.name", "must be a tool name or a list of them")
-            afor = _want(doc, c.get("arguments_for") or {}, dict, f"{ck}.arguments_for", "a mapping of tool name to arguments")
+            afor = want(doc, c.get("arguments_for") or {}, dict, f"{ck}.arguments_for", "a mapping of tool name to arguments")
             calls.append(ScriptCall(names, c.get("arguments", {}), afor))
-        text = _want(doc, r.get("text", ""), str, f"{key}.text", "a string")
-        reasoning = _want(doc, r.get("reasoning", ""), str, f"{key}.reasoning", "a string")
+        text = want(doc, r.get("text", ""), str, f"{key}.text", "a string")
+        reasoning = want(doc, r.get("reasoning", ""), str, f"{key}.reasoning", "a string")
         if not text and not calls and not reasoning:
             raise doc.error(key, "a reply needs text, reasoning or tool_calls")
-        rc = _want(doc, r.get("chunk_size", chunk), int, f"{key}.chunk_size", "a whole number")
-        rd = _want(doc, r.get("delay_ms", delay), (int, float), f"{key}.delay_ms", "a number")
+        rc = want(doc, r.get("chunk_size", chunk), int, f"{key}.chunk_size", "a whole number")
+        rd = want(doc, r.get("delay_ms", delay), (int, float), f"{key}.delay_ms", "a number")
         out.append(ScriptReply(i, match, text, reasoning, calls, max(1, rc), float(rd)))
     return Script(str(path), out, model, on_unmatched)
 

@@ -55,14 +55,28 @@ def _build(node: yaml.Node, prefix: str, lines: dict[str, int], loader: yaml.Saf
     return loader.construct_object(node, deep=True)
 
 
-def load(path: str | os.PathLike[str]) -> Located:
+def read_text(path: str | os.PathLike[str]) -> str:
+    """A UTF-8 input file's text; a missing or unreadable file is a ConfigError naming it."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(p, None, "", "file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(p, None, "", f"cannot read: {e}") from None
+
+
+def want(doc: Located, value: Any, types: type | tuple[type, ...], key: str, what: str) -> Any:
+    """``value`` when it is one of ``types`` (a bool is not an int here), else a ConfigError at ``key``."""
+    types = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise doc.error(key, f"must be {what}, not {type(value).__name__}")
+    return value
+
+
+def load(path: str | os.PathLike[str]) -> Located:
+    p = Path(path)
+    text = read_text(p)
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from agentcap_addons.wire.decode import request_messages
 from agentcap_addons.wire.messages import DecodedResponse, Message
-from agentcap_addons.wire.pretty import Line, decode_response_bytes, message_lines, request_lines, response_lines
+from agentcap_addons.wire.pretty import Line, decode_response_bytes, message_lines, response_lines
 from agentcap_addons.wire.store import Capture, capture_order, read_json, resolve_captures_dir
 from agentcap_cli.commands.ls import list_runs
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.yamlfile import ConfigError, Located, check_keys, load
+from agentcap_addons.wire.yamlfile import ConfigError, Located, check_keys, load, want
 from agentcap_cli.suite.assertions import Assertion, parse_assertions
 
 CONFIG_NAMES = ("agentcap.yaml", "agenteval.yaml")
@@ -88,13 +88,6 @@ class Project:
         return scenario.provider or self.provider
 
 
-def _want(doc: Located, value: Any, types: type | tuple[type, ...], key: str, what: str) -> Any:
-    types = types if isinstance(types, tuple) else (types,)
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        raise doc.error(key, f"must be {what}")
-    return value
-
-
 def _str_list(doc: Located, value: Any, key: str) -> list[str]:
     items = value if isinstance(value, list) else [value]
     if not all(isinstance(x, str) and x for x in items):
@@ -105,7 +98,7 @@ def _str_list(doc: Located, value: Any, key: str) -> list[str]:
 def _upstream(doc: Located, value: Any, key: str, root: Path) -> Upstream:
     if isinstance(value, str):
         value = {"url": value} if "://" in value else {"script": value}
-    _want(doc, value, dict, key, "a mapping {script | url, api_key_env}")
+    want(doc, value, dict, key, "a mapping {script | url, api_key_env}")
     check_keys(doc, value, key, UPSTREAM_KEYS)
     if ("script" in value) == ("url" in value):
         raise doc.error(key, "give exactly one of script or url")
@@ -123,7 +116,7 @@ def _upstream(doc: Located, value: Any, key: str, root: Path) -> Upstream:
 
 
 def _judge(doc: Located, value: Any, key: str, base: Path) -> Judge:
-    _want(doc, value, dict, key, "a mapping {rubric | rubric_file, min_score, required}")
+    want(doc, value, dict, key, "a mapping {rubric | rubric_file, min_score, required}")
     check_keys(doc, value, key, JUDGE_KEYS)
     if "rubric_file" in value:
         path = base / value["rubric_file"]
@@ -131,8 +124,8 @@ def _judge(doc: Located, value: Any, key: str, base: Path) -> Judge:
             raise doc.error(f"{key}.rubric_file", f"no file {value['rubric_file']!r}")
         rubric = path.read_text()
     else:
-        rubric = _want(doc, value.get("rubric"), str, f"{key}.rubric", "the rubric text (or give rubric_file)")
-    score = _want(doc, value.get("min_score", 0.5), (int, float), f"{key}.min_score", "a number in 0..1")
+        rubric = want(doc, value.get("rubric"), str, f"{key}.rubric", "the rubric text (or give rubric_file)")
+    score = want(doc, value.get("min_score", 0.5), (int, float), f"{key}.min_score", "a number in 0..1")
     if not 0 <= score <= 1:
         raise doc.error(f"{key}.min_score", "must be in 0..1")
     return Judge(rubric, float(score), bool(value.get("required", True)), value.get("model"))
@@ -160,26 +153,26 @@ def load_project(root: str | Path) -> Project:
     cfg_path = find_config(root)
     doc = load(cfg_path)
     cfg = doc.data or {}
-    _want(doc, cfg, dict, "", "a mapping")
+    want(doc, cfg, dict, "", "a mapping")
     check_keys(doc, cfg, "", CONFIG_KEYS)
     load_plugins(doc, root, _str_list(doc, cfg.get("plugins") or [], "plugins") if cfg.get("plugins") else [])
     from sandbox.agents import UnknownAgent, get_agent
 
-    provider = _want(doc, cfg.get("provider", "claude-code"), str, "provider", "an agent adapter name")
+    provider = want(doc, cfg.get("provider", "claude-code"), str, "provider", "an agent adapter name")
     try:
         get_agent(provider)
     except UnknownAgent as exc:
         raise doc.error("provider", str(exc)) from None
     models = _str_list(doc, cfg.get("models", ["agentcap-scripted"]), "models")
-    repeats = _want(doc, cfg.get("repeats", 1), int, "repeats", "a whole number ≥ 1")
-    timeout = _want(doc, cfg.get("timeout_seconds", 600), (int, float), "timeout_seconds", "seconds")
-    max_turns = _want(doc, cfg.get("max_turns", 1), int, "max_turns", "a whole number ≥ 1")
+    repeats = want(doc, cfg.get("repeats", 1), int, "repeats", "a whole number ≥ 1")
+    timeout = want(doc, cfg.get("timeout_seconds", 600), (int, float), "timeout_seconds", "seconds")
+    max_turns = want(doc, cfg.get("max_turns", 1), int, "max_turns", "a whole number ≥ 1")
     upstream = _upstream(doc, cfg.get("upstream", {"script": "shell-then-answer"}), "upstream", root)
     judge_cfg = cfg.get("judge") or {}
-    _want(doc, judge_cfg, dict, "judge", "a mapping {model, upstream}")
+    want(doc, judge_cfg, dict, "judge", "a mapping {model, upstream}")
     judge_up = _upstream(doc, judge_cfg["upstream"], "judge.upstream", root) if "upstream" in judge_cfg else None
     prices = cfg.get("prices") or {}
-    _want(doc, prices, dict, "prices", "a mapping model → {input, output} (USD per million tokens)")
+    want(doc, prices, dict, "prices", "a mapping model → {input, output} (USD per million tokens)")
     agents = _load_agents(root)
     project = Project(root, cfg_path, provider, models, repeats, float(timeout), max_turns, upstream,
                       judge_cfg.get("model"), judge_up, root / str(cfg.get("report_dir") or "reports"), prices,
@@ -193,7 +186,7 @@ def _load_agents(root: Path) -> dict[str, AgentDef]:
     for cap in sorted((root / "agents").glob("*/capabilities.yaml")):
         doc = load(cap)
         data = doc.data or {}
-        _want(doc, data, dict, "", "a mapping {servers, skills, base_prompt}")
+        want(doc, data, dict, "", "a mapping {servers, skills, base_prompt}")
         check_keys(doc, data, "", CAPABILITY_KEYS)
         base = data.get("base_prompt")
         if "base_prompt_file" in data:
@@ -223,9 +216,9 @@ def _load_scenarios(project: Project) -> list[Scenario]:
     for path in sorted((project.root / "scenarios").glob("*/scenario.yaml")):
         doc = load(path)
         s = doc.data or {}
-        _want(doc, s, dict, "", "a mapping")
+        want(doc, s, dict, "", "a mapping")
         check_keys(doc, s, "", SCENARIO_KEYS)
-        sid = _want(doc, s.get("id", path.parent.name), str, "id", "a name")
+        sid = want(doc, s.get("id", path.parent.name), str, "id", "a name")
         if sid in seen:
             raise doc.error("id", f"{sid!r} is also the id of {seen[sid]}")
         seen[sid] = path
@@ -248,7 +241,7 @@ def _load_scenarios(project: Project) -> list[Scenario]:
                 raise doc.error("prompt_file", f"no file {s['prompt_file']!r}")
             prompt = pf.read_text()
         else:
-            prompt = _want(doc, s["prompt"], str, "prompt", "text")
+            prompt = want(doc, s["prompt"], str, "prompt", "text")
         mcp = _str_list(doc, s["mcp"], "mcp") if s.get("mcp") else []
         for a in agents:
             mcp += [x for x in (project.agents[a].servers if a in project.agents else []) if x not in mcp]
@@ -268,14 +261,14 @@ def _load_scenarios(project: Project) -> list[Scenario]:
                 raise doc.error(f"assets.{i}", f"no file or dir {a!r} (beside the scenario or in the project)")
             assets.append(p)
         run = s.get("run") or {}
-        _want(doc, run, dict, "run", "a mapping")
+        want(doc, run, dict, "run", "a mapping")
         check_keys(doc, run, "run", RUN_KEYS)
         models = _str_list(doc, run["models"], "run.models") if "models" in run else project.models
-        repeats = _want(doc, run.get("repeats", project.repeats), int, "run.repeats", "a whole number ≥ 1")
+        repeats = want(doc, run.get("repeats", project.repeats), int, "run.repeats", "a whole number ≥ 1")
         if repeats < 1:
             raise doc.error("run.repeats", "must be ≥ 1")
-        timeout = _want(doc, run.get("timeout_seconds", project.timeout_s), (int, float), "run.timeout_seconds", "seconds")
-        max_turns = _want(doc, run.get("max_turns", project.max_turns), int, "run.max_turns", "a whole number ≥ 1")
+        timeout = want(doc, run.get("timeout_seconds", project.timeout_s), (int, float), "run.timeout_seconds", "seconds")
+        max_turns = want(doc, run.get("max_turns", project.max_turns), int, "run.max_turns", "a whole number ≥ 1")
         assertions = parse_assertions(doc, s.get("assertions") or [], {k: v for k, v in tool_names.items() if k in mcp})
         judge = _judge(doc, s["judge"], "judge", path.parent) if s.get("judge") else None
         out.append(Scenario(sid, path.parent, agents, provider, prompt, mcp, assets, models, repeats, float(timeout),
