@@ -6,38 +6,45 @@ Bad input exits 2 with one message naming the flag; data goes to stdout, logs to
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from agentcap_cli.commands.mock import mock
-from agentcap_cli.commands.model import model
-from agentcap_cli.commands.export import export
-from agentcap_cli.commands.inspect import inspect
-from agentcap_cli.commands.ls import ls
-from agentcap_cli.commands.proxy import proxy
-from agentcap_cli.commands.run import run
-from agentcap_cli.commands.sandbox import doctor, sandbox
-from agentcap_cli.commands.suite import init, list_, test, validate
+#: command name → where it lives; a command's module (and what it needs: mitmproxy, mcp, pyarrow,
+#: textual, podman-py …) is imported only when that command runs, so every start stays quick
+COMMANDS = {
+    "run": "agentcap_cli.commands.run:run",
+    "ls": "agentcap_cli.commands.ls:ls",
+    "export": "agentcap_cli.commands.export:export",
+    "inspect": "agentcap_cli.commands.inspect:inspect",
+    "test": "agentcap_cli.commands.suite:test",
+    "validate": "agentcap_cli.commands.suite:validate",
+    "list": "agentcap_cli.commands.suite:list_",
+    "init": "agentcap_cli.commands.suite:init",
+    "proxy": "agentcap_cli.commands.proxy:proxy",
+    "model": "agentcap_cli.commands.model:model",
+    "mock": "agentcap_cli.commands.mock:mock",
+    "sandbox": "agentcap_cli.commands.sandbox:sandbox",
+    "doctor": "agentcap_cli.commands.sandbox:doctor",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        ref = COMMANDS.get(name)
+        if ref is None:
+            return None
+        module, _, attr = ref.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="agentcap")
 def cli() -> None:
     """Run coding agents, capture every model call from the wire, publish the captures."""
-
-
-cli.add_command(run)
-cli.add_command(ls)
-cli.add_command(export)
-cli.add_command(inspect)
-cli.add_command(test)
-cli.add_command(validate)
-cli.add_command(list_)
-cli.add_command(init)
-cli.add_command(proxy)
-cli.add_command(model)
-cli.add_command(mock)
-cli.add_command(sandbox)
-cli.add_command(doctor)
 
 
 def main() -> None:

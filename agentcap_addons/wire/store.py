@@ -414,9 +414,7 @@ def iter_captures(directory: str | os.PathLike[str]) -> Iterator[Capture]:
     read one at a time (memory stays flat in the number of captures)."""
     d = resolve_captures_dir(directory)
     for _, _, rid in capture_order(d):
-        resp_path = d / f"{rid}{RESPONSE_SUFFIX}"
         try:
-            req = read_json(d / f"{rid}{REQUEST_SUFFIX}")
+            yield read_capture(d, rid)
         except FileNotFoundError:  # removed since the scan
             continue
-        yield Capture(req, read_json(resp_path) if resp_path.exists() else None)

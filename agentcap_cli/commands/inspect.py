@@ -12,10 +12,10 @@ from typing import Any
 import click
 
 from agentcap_addons.wire.pretty import as_text, request_lines, response_lines
+from agentcap_cli.export.exporter import REPO_RE
 from agentcap_cli.workspace import workspace_root
 
 HEX = re.compile(r"^[0-9a-f]{4,32}$")
-REPO = re.compile(r"^(?:hf://datasets/)?([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)$")
 
 
 def find_requests(prefix: str, workspace: Path) -> list[Path]:
@@ -24,15 +24,12 @@ def find_requests(prefix: str, workspace: Path) -> list[Path]:
 
 
 def print_request(path: Path, as_json: bool) -> None:
-    from agentcap_addons.wire.store import Capture, read_json
-    from agentcap_cli.inspect.data import Call
+    from agentcap_addons.wire.store import REQUEST_SUFFIX, read_capture
+    from agentcap_cli.inspect.data import call_of
 
-    req = read_json(path)
-    resp_path = path.with_name(path.name.replace(".request.json", ".response.json"))
-    resp = read_json(resp_path) if resp_path.exists() else None
-    cap = Capture(req, resp)
-    call = Call(req["request_id"], req.get("api") or "other", req.get("body"), cap.response_bytes(),
-                resp.get("stream") if resp else None, resp.get("status_code") if resp else None)
+    cap = read_capture(path.parent, path.name.removesuffix(REQUEST_SUFFIX))
+    req, resp = cap.request, cap.response
+    call = call_of(cap)
     if as_json:
         d = call.decoded()
         click.echo(json.dumps({"request": req, "response": resp, "decoded": {
@@ -92,10 +89,10 @@ def resolve(target: str | None, workspace: Path) -> Any:
         raise click.BadParameter(f"{target}: no runs, captures or parquet files there", param_hint="TARGET")
     if (workspace / ".agentcap" / target / "captures").is_dir():
         return RunLevel(workspace / ".agentcap" / target)
-    m = REPO.match(target)
+    m = REPO_RE.match(target)
     if m and (target.startswith("hf://") or not HEX.match(target)):
         try:
-            return hub_level(m.group(1))
+            return hub_level(f"{m.group(1)}/{m.group(2)}")
         except Exception as exc:
             raise click.BadParameter(f"{target}: cannot list the Hub dataset ({exc})", param_hint="TARGET") from None
     raise click.BadParameter(f"{target}: not a workspace, run, run id, parquet file, dataset or request id",

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from agentcap_addons.wire.decode import request_messages
 from agentcap_addons.wire.messages import DecodedResponse, Message
 from agentcap_addons.wire.pretty import Line, decode_response_bytes, message_lines, response_lines
-from agentcap_addons.wire.store import Capture, capture_order, read_json, resolve_captures_dir
+from agentcap_addons.wire.store import Capture, capture_order, read_capture, resolve_captures_dir
 from agentcap_cli.commands.ls import list_runs
 
 CHUNK = 500
@@ -55,6 +55,24 @@ class Call:
     def decoded(self) -> DecodedResponse:
         return decode_response_bytes(self.api, self.response, self.stream) if self.response else DecodedResponse(
             error="no response recorded")
+
+
+def call_of(cap: Capture) -> Call:
+    """A capture file pair as a Call."""
+    req, resp = cap.request, cap.response
+    return Call(req["request_id"], req.get("api") or "other", req.get("body"), cap.response_bytes(),
+                resp.get("stream") if resp else None, resp.get("status_code") if resp else None,
+                {k: req.get(k) for k in ("seq", "task_id", "turn", "path", "captured_at")} |
+                {"timings": (resp or {}).get("timings"), "error": (resp or {}).get("error")})
+
+
+def previous_of_task(keys: list[str], task_of: Any, key: str) -> str | None:
+    """The key before ``key`` (in list order) whose task is the same as ``key``'s, if any."""
+    task = task_of(key)
+    for k in reversed(keys[: keys.index(key)]):
+        if task_of(k) == task:
+            return k
+    return None
 
 
 def _fmt(v: Any, spec: str = "") -> str:
@@ -136,14 +154,7 @@ class RunLevel(Level):
         self.errors: dict[str, str] = {}
 
     def load(self, rid: str) -> Call:
-        req = read_json(self.dir / f"{rid}.request.json")
-        resp_path = self.dir / f"{rid}.response.json"
-        resp = read_json(resp_path) if resp_path.exists() else None
-        cap = Capture(req, resp)
-        return Call(rid, req.get("api") or "other", req.get("body"), cap.response_bytes(),
-                    resp.get("stream") if resp else None, resp.get("status_code") if resp else None,
-                    {k: req.get(k) for k in ("seq", "task_id", "turn", "path", "captured_at")} |
-                    {"timings": (resp or {}).get("timings"), "error": (resp or {}).get("error")})
+        return call_of(read_capture(self.dir, rid))
 
     def chunks(self) -> Iterator[list[Row]]:
         per_task: dict[str, int] = {}
@@ -180,14 +191,10 @@ class RunLevel(Level):
         return call_preview(self.call(key), self._previous(key))
 
     def _previous(self, key: str) -> Call | None:
-        keys = list(self.calls)
         if key not in self.calls:
             return None
-        task = self.calls[key].meta.get("task_id")
-        for k in reversed(keys[: keys.index(key)]):
-            if self.calls[k].meta.get("task_id") == task:
-                return self.calls[k]
-        return None
+        prev = previous_of_task(list(self.calls), lambda k: self.calls[k].meta.get("task_id"), key)
+        return self.calls[prev] if prev else None
 
     def child(self, key: str) -> Level | None:
         return None if key in self.errors else MessagesLevel(self.call(key))
@@ -293,12 +300,7 @@ class ParquetLevel(Level):
         return call_preview(call, self.call(prev_key) if prev_key else None)
 
     def _previous(self, key: str) -> str | None:
-        keys = list(self.where)
-        task = self.meta[key].get("task_id")
-        for k in reversed(keys[: keys.index(key)]):
-            if self.meta[k].get("task_id") == task:
-                return k
-        return None
+        return previous_of_task(list(self.where), lambda k: self.meta[k].get("task_id"), key)
 
     def child(self, key: str) -> Level:
         return MessagesLevel(self.call(key))
