@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentcap_addons.wire.store import atomic_write_bytes  # the pure wire library: allowed everywhere
+
 #: what podman needs on a fresh Debian 12 machine (see docs/sandbox.md)
 APT_PACKAGES = "podman runc iptables slirp4netns fuse-overlayfs uidmap debootstrap"
 APT_FIX = f"apt-get install -y {APT_PACKAGES}"
@@ -75,11 +77,8 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def _write_if_changed(path: Path, text: str) -> None:
-    if path.exists() and path.read_text() == text:
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    if not (path.exists() and path.read_text() == text):
+        atomic_write_bytes(path, text.encode())
 
 
 @dataclass

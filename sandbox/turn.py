@@ -138,12 +138,17 @@ def _remove(client: object, name: str) -> None:
         log.debug("remove %s: %s", name, exc)
 
 
-def remove_containers(podman: Podman, **labels: str) -> list[str]:
-    """Force-remove every agentcap container matching ``labels`` (all of them when none given)."""
+def list_containers(podman: Podman, **labels: str) -> list[str]:
+    """Names of the agentcap containers (running or not) with these ``agentcap.<key>`` labels."""
     args = ["ps", "-a", "--format", "{{.Names}}", "--filter", f"label={LABEL}=1"]
     for k, v in labels.items():
         args += ["--filter", f"label={LABEL}.{k}={v}"]  # podman ANDs label filters
-    names = podman.cli(args).stdout.split()
+    return podman.cli(args).stdout.split()
+
+
+def remove_containers(podman: Podman, **labels: str) -> list[str]:
+    """Force-remove every agentcap container matching ``labels`` (all of them when none given)."""
+    names = list_containers(podman, **labels)
     if names:
         podman.cli(["rm", "-f", "-t", "0", *names], check=False)
     return names

@@ -18,6 +18,7 @@ from agentcap_cli.followup import SYNTH_SYSTEM
 from agentcap_cli.modelserver import ModelServer, make_responder
 from agentcap_cli.runrecord import load_run
 from sandbox.podman import get_podman
+from tests.support.sandboxes import containers
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -40,10 +41,6 @@ def corpus(tmp_path) -> Path:
     p = tmp_path / "tasks.txt"
     p.write_text("\n".join(PROMPTS) + "\n")
     return p
-
-
-def containers_of(run_id: str) -> list[str]:
-    return get_podman().cli(["ps", "-a", "--format", "{{.Names}}", "--filter", f"label=agentcap.run={run_id}"]).stdout.split()
 
 
 @pytest.mark.timeout(600)
@@ -113,7 +110,7 @@ def test_an_interrupted_run_resumes_to_the_same_final_state(tmp_path, corpus, si
         rec = load_run(run_dir)
         if sig == signal.SIGINT:
             assert rec.status == "interrupted" and rec.finished_at
-            assert containers_of(rec.run_id) == []  # Ctrl-C removed the turn in flight
+            assert containers(get_podman(), run=rec.run_id) == []  # Ctrl-C removed the turn in flight
         else:
             assert rec.status == "running"  # nobody could write more: the turns done are on disk
         assert rec.tasks[0].completed_turns >= 1 and not all(t.completed_turns == 2 for t in rec.tasks)
@@ -123,7 +120,7 @@ def test_an_interrupted_run_resumes_to_the_same_final_state(tmp_path, corpus, si
     finally:
         server.stop()
     final = load_run(run_dir)
-    assert final.status == "done" and containers_of(final.run_id) == []
+    assert final.status == "done" and containers(get_podman(), run=final.run_id) == []
     assert [(t.task_id, t.completed_turns, [x.turn for x in t.turns], t.aborted_reason) for t in final.tasks] == [
         (f"t000{i}", 2, [1, 2], None) for i in (1, 2, 3)]
     turns_with_captures = {(c.request["task_id"], c.request["turn"]) for c in iter_captures(run_dir / "captures")}

@@ -22,6 +22,7 @@ from sandbox.images import ensure_image, ensure_rootfs, image_tag
 from sandbox.podman import get_podman
 from sandbox.turn import TIMEOUT_RC, ContainerSpec, Mount, run_container
 from tests.conftest import closed_port
+from tests.support.sandboxes import containers
 from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.slow
@@ -32,13 +33,6 @@ def podman():
     p = get_podman()
     ensure_image(p, "base")
     return p
-
-
-def containers(podman, **labels: str) -> list[str]:
-    args = ["ps", "-a", "--format", "{{.Names}}"]
-    for k, v in labels.items():
-        args += ["--filter", f"label=agentcap.{k}={v}"]
-    return podman.cli(args).stdout.split()
 
 
 def host_addresses() -> list[str]:

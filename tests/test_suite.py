@@ -237,5 +237,6 @@ def test_ctrl_c_stops_the_suite_and_keeps_what_finished(tmp_path):
     [run_dir] = (tmp_path / ".agentcap").iterdir()
     assert load_run(run_dir).status == "interrupted"
     assert (run_dir / "results" / "hello-file" / "1.json").is_file()
-    left = get_podman().cli(["ps", "-a", "--format", "{{.Names}}", "--filter", f"label=agentcap.run={run_dir.name}"])
-    assert left.stdout.split() == []
+    from tests.support.sandboxes import containers
+
+    assert containers(get_podman(), run=run_dir.name) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,7 +115,7 @@ def test(root: Path, filter_: str | None, agents: tuple[str, ...], models: tuple
                 services.judge_base_url = ju.url
         run_dir = new_run_dir("suite", project.root.name)
         run_file = _run_file(run_dir, project, units, up)
-        started = __import__("time").monotonic()
+        started = time.monotonic()
         suite = SuiteRun(project, services, run_dir, no_judge=no_judge, keep_workspace=keep_workspace, console=err)
         try:
             records = suite.run(units, jobs)
@@ -122,7 +123,7 @@ def test(root: Path, filter_: str | None, agents: tuple[str, ...], models: tuple
             err.print(f"[red]error:[/] {exc}", highlight=False)
             sys.exit(1)
         results = build(records, {"project": str(project.root), "run_id": run_dir.name, "run_dir": str(run_dir),
-                                  "jobs": jobs, "wall_s": round(__import__("time").monotonic() - started, 3)})
+                                  "jobs": jobs, "wall_s": round(time.monotonic() - started, 3)})
         by_task = {f"{r['cell']}#{r['repeat']}": r for r in records}
         for t in run_file.record.tasks:
             r = by_task.get(t.task_id)

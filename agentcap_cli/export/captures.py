@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -149,6 +149,16 @@ def footer(run: RunInfo, model: str | None, rows: int, version: str) -> dict[byt
     return {FOOTER_KEY: json.dumps(meta, ensure_ascii=False).encode()}
 
 
+def put_in_place(tmp: Path, final: Path) -> bool:
+    """Move a finished file to its content-derived name; False when that name already exists (the
+    same content was exported before: the new copy is dropped, nothing is overwritten)."""
+    if final.exists():
+        tmp.unlink()
+        return False
+    os.replace(tmp, final)
+    return True
+
+
 def _load(path: str) -> Any:
     with open(path, "rb") as f:
         return fast_loads(f.read())
@@ -227,12 +237,7 @@ def write_run(captures_dir: Path, run: RunInfo, out_dir: Path, version: str, pro
             part.writer.add_key_value_metadata(footer(run, part.model, part.count, version))
             part.writer.close()
             final = out_dir / f"{run.run_id}--{slug(part.model)}--{part.digest.hexdigest()[:12]}.parquet"
-            new = not final.exists()
-            if new:
-                os.replace(part.tmp, final)
-            else:
-                part.tmp.unlink()
-            written.append(WrittenFile(final, part.model, part.count, new))
+            written.append(WrittenFile(final, part.model, part.count, put_in_place(part.tmp, final)))
         return written
     finally:
         for part in parts.values():
@@ -249,6 +254,3 @@ def read_footer(path: str | Path) -> dict[str, Any]:
     meta = pq.read_metadata(path).metadata or {}
     return json.loads(meta[FOOTER_KEY]) if FOOTER_KEY in meta else {}
 
-
-def rows_written(files: Iterable[WrittenFile]) -> int:
-    return sum(f.rows for f in files)

@@ -12,7 +12,6 @@ own for Hugging Face and Anthropic tokens.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable
@@ -145,6 +144,3 @@ def scan_run(run_dir: Path, progress: Callable[[int], None] | None = None) -> li
 def count_files(run_dirs: Iterable[Path]) -> int:
     return sum(len(files_of(d)) for d in run_dirs)
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

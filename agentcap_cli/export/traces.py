@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from agentcap_cli.export.captures import RunInfo, WrittenFile, footer
+from agentcap_cli.export.captures import RunInfo, WrittenFile, footer, put_in_place
 
 SCHEMA = pa.schema([("run_id", pa.string()), ("task_id", pa.string()), ("agent", pa.string()),
                     ("path", pa.string()), ("format", pa.string()), ("size", pa.int64()),
@@ -65,10 +65,7 @@ def write_traces(run_dir: Path, run: RunInfo, out_dir: Path, version: str) -> Wr
         writer.add_key_value_metadata(footer(run, None, len(files), version))
         writer.close()
         final = out_dir / f"{run.run_id}--{digest.hexdigest()[:12]}.parquet"
-        new = not final.exists()
-        if new:
-            os.replace(tmp, final)
-        return WrittenFile(final, None, len(files), new)
+        return WrittenFile(final, None, len(files), put_in_place(tmp, final))
     finally:
         if tmp.exists():
             try:

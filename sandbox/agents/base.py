@@ -142,7 +142,3 @@ def last_json(text: str) -> Any:
             continue
     return None
 
-
-def newest(paths: list[Path]) -> Path | None:
-    files = [p for p in paths if p.is_file()]
-    return max(files, key=lambda p: p.stat().st_mtime_ns) if files else None

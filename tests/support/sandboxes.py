@@ -12,6 +12,7 @@ from agentcap_addons.wire.registry import KeyRegistry
 from agentcap_cli.modelserver import ModelServer, make_responder
 from agentcap_cli.proxyproc import ProxyProcess, start_proxy
 from sandbox.bridge import Bridge
+from sandbox.turn import list_containers as containers  # noqa: F401  (the tests' name for it)
 
 REAL_KEY_ENV = "AGENTCAP_TEST_UPSTREAM_KEY"
 REAL_KEY = "sk-real-upstream-" + "7" * 32
