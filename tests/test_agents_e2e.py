@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from agentcap_addons.wire.decode import request_messages
-from agentcap_addons.wire.registry import Attribution, new_key
 from agentcap_addons.wire.store import iter_captures
 from sandbox.agents import TurnInput, get_agent
 from sandbox.podman import get_podman
@@ -51,15 +50,14 @@ def test_agent_turns_in_the_sandbox(name, h, podman):
     results, keys, session = [], [], None
     before = h.settle()
     for turn, prompt in enumerate(PROMPTS, start=1):
-        key = new_key()
+        key = h.turn_key(RUN, task, turn)
         keys.append(key)
-        h.keys.register(key, Attribution(run_id=RUN, task_id=task, turn=turn))
         t = TurnInput(prompt=prompt, turn=turn, base_url=h.base_url, api_key=key, model="agentcap-scripted",
                       workspace=workspace, home=home, session_id=session)
         r = run_agent_turn(podman, agent, t, stdout=root / "sessions" / f"{task}_turn_{turn:02d}.out",
                            stderr=root / "sessions" / f"{task}_turn_{turn:02d}.err", trace_dir=traces,
                            forwards=h.forwards, timeout_s=300, labels={"run": RUN, "task": task})
-        h.keys.unregister(key)
+        h.revoke(key)
         assert (r.returncode, r.timed_out) == (0, False), r.stderr.read_text()[-3000:] + r.stdout.read_text()[-3000:]
         results.append(r)
         session = r.session_id
@@ -73,7 +71,7 @@ def test_agent_turns_in_the_sandbox(name, h, podman):
     if agent.supports_resume and first.session_id:
         assert second.session_id == first.session_id
 
-    capdir = h.root / "run" / "captures"
+    capdir = h.captures
     caps = [c for c in iter_captures(capdir) if c.request.get("task_id") == task]
     assert len(caps) == made >= 2  # every call the model server answered for this agent is a capture
     by_turn = {1: [c for c in caps if c.request["turn"] == 1], 2: [c for c in caps if c.request["turn"] == 2]}

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from agentcap_addons.wire.registry import Attribution, new_key
 from agentcap_addons.wire.store import iter_captures
 from mcp_mocks.engine import MockServer
 from mcp_mocks.serve import HTTPMock
@@ -43,8 +42,7 @@ def test_agent_calls_a_mock_mcp_tool(name, h, tmp_path):
     mock = MockServer.load(REPO / "examples/mocks/slack")
     task = f"{name}-mcp"
     with HTTPMock(mock) as served, Bridge(tmp_path / "sock") as bridge:
-        key = new_key()
-        h.keys.register(key, Attribution(run_id="mcp-run", task_id=task, turn=1))
+        key = h.turn_key("mcp-run", task, 1)
         t = TurnInput(prompt="Post hello to #general.", turn=1, base_url=h.base_url, api_key=key,
                       model="agentcap-scripted", workspace=tmp_path / "ws", home=tmp_path / "home",
                       mcp_servers={"slack": served.url})
@@ -60,5 +58,5 @@ def test_agent_calls_a_mock_mcp_tool(name, h, tmp_path):
     posted = mock.snapshot()["channels"]["C01GENERAL"]["messages"][-1]
     assert posted["text"] == "hello from the sandbox"
     h.settle()
-    caps = [c for c in iter_captures(h.root / "run" / "captures") if c.request.get("task_id") == task]
+    caps = [c for c in iter_captures(h.captures) if c.request.get("task_id") == task]
     assert len(caps) >= 2 and all(c.response["status_code"] == 200 for c in caps)

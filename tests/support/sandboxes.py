@@ -1,56 +1,62 @@
-"""What the sandbox tests share: podman, and a capture proxy + scripted model + bridge harness."""
+"""What the sandbox tests share: the same services `agentcap run` starts (scripted model, capture proxy
+with a key registry, the sandbox bridge), with a real-looking upstream key the proxy injects."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from agentcap_addons.wire.policy import api_kind
-from agentcap_addons.wire.registry import KeyRegistry
-from agentcap_cli.modelserver import ModelServer, make_responder
-from agentcap_cli.proxyproc import ProxyProcess, start_proxy
-from sandbox.bridge import Bridge
+from agentcap_addons.wire.registry import Attribution
+from agentcap_cli.services import Services
 from sandbox.turn import list_containers as containers  # noqa: F401  (the tests' name for it)
 
-REAL_KEY_ENV = "AGENTCAP_TEST_UPSTREAM_KEY"
 REAL_KEY = "sk-real-upstream-" + "7" * 32
 
 
 @dataclass
 class Harness:
     root: Path
-    model: ModelServer
-    proxy: ProxyProcess
-    keys: KeyRegistry
-    forwards: dict[int, Path]
-    settled: int = 0  # model calls whose response records were already awaited
+    services: Services
+
+    @property
+    def captures(self) -> Path:
+        return self.root / "run" / "captures"
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.proxy.port}"
+        return self.services.agent_base_url
+
+    @property
+    def forwards(self) -> dict[int, Path]:
+        return self.services.forwards
+
+    def turn_key(self, run_id: str, task_id: str, turn: int) -> str:
+        """A registered per-turn key whose captures land in ``captures``."""
+        return self.services.turn_key(Attribution(run_id=run_id, task_id=task_id, turn=turn,
+                                                  captures_dir=str(self.captures)))
+
+    def revoke(self, key: str) -> None:
+        self.services.keys.unregister(key)
 
     def llm_calls(self) -> int:
-        return sum(1 for method, path in self.model.app.seen if method == "POST" and api_kind(path) != "other")
+        assert self.services.model_server is not None
+        return sum(1 for method, path in self.services.model_server.app.seen
+                   if method == "POST" and api_kind(path) != "other")
 
     def settle(self, timeout: float = 30.0) -> int:
         """Wait until every model call so far has its response record on disk; return the calls so far."""
-        assert self.proxy.events is not None
         target = self.llm_calls()
-        while self.settled < target:
-            ev = self.proxy.events.next(timeout)
-            if ev is None:
-                raise TimeoutError(f"{target - self.settled} capture(s) never got a response record")
-            if ev.get("event") == "response":
-                self.settled += 1
+        tracker = self.services.tracker
+        with tracker.cond:
+            if not tracker.cond.wait_for(lambda: sum(tracker.calls.values()) >= target and not tracker.pending,
+                                         timeout):
+                raise TimeoutError(f"{len(tracker.pending)} capture(s) never got a response record")
         return target
 
 
 def harness(root: Path, script: str = "write-file-then-answer") -> Iterator[Harness]:
-    """A scripted model server, a capture proxy with a key registry in front of it, and a bridge to it."""
-    env = {**os.environ, REAL_KEY_ENV: REAL_KEY}
-    with ModelServer(make_responder(script=script)) as model:
-        with start_proxy(model.url, root / "run", keys_dir=root / "keys", upstream_key_env=REAL_KEY_ENV,
-                         env=env, events=True) as proxy, Bridge(root / "sock") as bridge:
-            yield Harness(root, model, proxy, KeyRegistry(root / "keys"), bridge.forwards({"proxy": proxy.port}))
+    """The services of one `agentcap run` invocation, on a scripted model."""
+    with Services(None, REAL_KEY, script=script) as services:
+        yield Harness(root, services)
