@@ -63,6 +63,7 @@ class CallTracker:
         self.events, self.proxy = events, proxy
         self.calls: Counter[tuple[str, str, int]] = Counter()
         self.pending: dict[str, tuple[str, str, int]] = {}
+        self.by_cell: dict[tuple[str, str, int], list[str]] = {}  # (run, cell, repeat) → request ids (suites)
         self.cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentcap-events", daemon=True)
@@ -80,6 +81,9 @@ class CallTracker:
                     key = (str(ev.get("run_id")), str(ev.get("task_id")), int(ev.get("turn") or 0))
                     self.calls[key] += 1
                     self.pending[ev["request_id"]] = key
+                    if ev.get("cell") is not None:
+                        cell = (str(ev.get("run_id")), str(ev["cell"]), int(ev.get("repeat") or 0))
+                        self.by_cell.setdefault(cell, []).append(ev["request_id"])
                 elif ev.get("event") == "response":
                     self.pending.pop(ev.get("request_id"), None)
                 self.cond.notify_all()
@@ -90,6 +94,13 @@ class CallTracker:
         with self.cond:
             self.cond.wait_for(lambda: key not in self.pending.values(), timeout)
             return self.calls[key]
+
+    def settle_cell(self, run_id: str, cell: str, repeat: int, timeout: float = 15.0) -> list[str]:
+        """The request ids of a suite repeat, once each has its response record."""
+        key = (run_id, cell, repeat)
+        with self.cond:
+            self.cond.wait_for(lambda: not any(r in self.pending for r in self.by_cell.get(key, ())), timeout)
+            return list(self.by_cell.get(key, ()))
 
     def total(self, run_id: str) -> int:
         with self.cond:

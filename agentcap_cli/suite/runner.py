@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from agentcap_addons.wire.decode import decode_response
 from agentcap_addons.wire.registry import Attribution
-from agentcap_addons.wire.store import atomic_write_bytes, iter_captures, rfc3339_ns
+from agentcap_addons.wire.store import atomic_write_bytes, read_capture, rfc3339_ns
 from agentcap_cli.followup import CONTINUE
 from agentcap_cli.services import Services
 from agentcap_cli.suite.assertions import Outcome, cost_of, evaluate
@@ -130,8 +130,7 @@ class SuiteRun:
         duration = time.monotonic() - started
         for name, m in mocks.items():
             m.write(base / "mocks")
-        self.services.tracker.settle(self.run_dir.name, cell, turns or 1)
-        calls = self._model_calls(cell, u.repeat)
+        calls = self._model_calls(self.services.tracker.settle_cell(self.run_dir.name, cell, u.repeat))
         outcome = Outcome(workspace, snapshot, "\n".join(outputs), {n: m.snapshot() for n, m in mocks.items()},
                           [c for m in mocks.values() for c in m.records()], calls, self.project.prices)
         checks = evaluate(s.assertions, outcome)
@@ -152,11 +151,11 @@ class SuiteRun:
             shutil.rmtree(workspace, ignore_errors=True)
         return record
 
-    def _model_calls(self, cell: str, repeat: int) -> list[dict[str, Any]]:
+    def _model_calls(self, request_ids: list[str]) -> list[dict[str, Any]]:
+        """Usage of this repeat's captures (their ids come from the proxy's events: no directory scan)."""
         out = []
-        for cap in iter_captures(self.run_dir / "captures"):
-            if cap.request.get("cell") != cell or cap.request.get("repeat") != repeat:
-                continue
+        for rid in request_ids:
+            cap = read_capture(self.run_dir / "captures", rid)
             d = decode_response(cap)
             body = cap.request.get("body")
             out.append({"model": body.get("model") if isinstance(body, dict) else None,
