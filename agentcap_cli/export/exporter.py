@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from agentcap_cli.export.captures import RunInfo, WrittenFile, write_run
 from agentcap_cli.export.cards import CardInfo
 from agentcap_cli.export.traces import write_traces
+from agentcap_cli.commands.ls import count_captures
 from agentcap_cli.runrecord import RUN_JSON
 
 REPO_RE = re.compile(r"^(?:hf://datasets/)?([A-Za-z0-9][\w.-]{0,95})/([A-Za-z0-9][\w.-]{0,95})/?$")
@@ -51,11 +52,6 @@ def run_info(run_dir: Path) -> RunInfo:
                    label=rec.get("label"), upstream=rec.get("upstream"), started_at=rec.get("started_at"), tasks=tasks)
 
 
-def _count(run_dir: Path) -> int:
-    d = run_dir / "captures"
-    return sum(1 for p in d.iterdir() if p.name.endswith(".request.json")) if d.is_dir() else 0
-
-
 def resolve_targets(names: list[str], everything: bool, workspace: Path) -> list[Target]:
     """Run dirs, captures dirs or run ids (under ``workspace/.agentcap``); ``everything``: all runs there."""
     home = workspace / ".agentcap"
@@ -77,7 +73,7 @@ def resolve_targets(names: list[str], everything: bool, workspace: Path) -> list
         raise TargetError("give runs to export (directories or run ids), or --all")
     seen: dict[Path, Target] = {}
     for d in dirs:
-        seen.setdefault(d.resolve(), Target(d.resolve(), run_info(d), _count(d)))
+        seen.setdefault(d.resolve(), Target(d.resolve(), run_info(d), count_captures(d)))
     return list(seen.values())
 
 
