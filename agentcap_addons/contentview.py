@@ -19,12 +19,11 @@ except ImportError:  # run as `mitmweb -s path/to/agentcap_addons/contentview.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mitmproxy import contentviews, http
+from mitmproxy.contentviews import Metadata
 
 from agentcap_addons.wire.policy import API_OTHER, api_kind
 from agentcap_addons.wire.pretty import decode_response_bytes, request_lines, response_lines
 from agentcap_addons.wire.store import parse_json_body
-
-STYLES = {"header": "header", "text": "text", "tool": "Token_Name_Tag", "meta": "Token_Comment", "error": "error"}
 
 
 def _api(flow: Any) -> str:
@@ -32,35 +31,36 @@ def _api(flow: Any) -> str:
     return api_kind(req.path) if req is not None and req.method == "POST" else API_OTHER
 
 
-class ViewLLM(contentviews.View):
+class LLMContentview(contentviews.Contentview):
+    """mitmproxy 12's contentview protocol: ``prettify`` returns plain text (views no longer style
+    their lines), ``render_priority`` above the JSON view's 1.0 for LLM API paths only."""
+
     name = "LLM"
 
-    def __call__(self, data: bytes, *, flow: Any = None, http_message: Any = None, **metadata: Any):
-        api = _api(flow)
-        if isinstance(http_message, http.Request):
+    def prettify(self, data: bytes, metadata: Metadata) -> str:
+        api = _api(metadata.flow)
+        if isinstance(metadata.http_message, http.Request):
             ok, body = parse_json_body(data)
             lines = request_lines(api, body) if ok else [("error", "request body is not JSON")]
             title = f"LLM request ({api})"
         else:
             lines = response_lines(decode_response_bytes(api, data))
             title = f"LLM response ({api})"
-        return title, ([(STYLES.get(style, "text"), text)] for style, text in lines)
+        return "\n".join([title, *(text for _, text in lines)])
 
-    def render_priority(self, data: bytes, *, flow: Any = None, http_message: Any = None, **metadata: Any) -> float:
-        return 2.0 if data and _api(flow) != API_OTHER else 0.0
+    def render_priority(self, data: bytes, metadata: Metadata) -> float:
+        return 2.0 if data and _api(metadata.flow) != API_OTHER else -1.0
 
 
-class LLMContentView:
-    """Registers the view while loaded (and removes it on unload / script reload)."""
+class LLMContentViewAddon:
+    """Registers the view while loaded. mitmproxy 12's registry keys views by name, so a script
+    reload replaces the previous instance instead of adding a second one (there is no removal API)."""
 
     def __init__(self) -> None:
-        self.view = ViewLLM()
+        self.view = LLMContentview()
 
     def load(self, loader: Any) -> None:
         contentviews.add(self.view)
 
-    def done(self) -> None:
-        contentviews.remove(self.view)
 
-
-addons = [LLMContentView()]
+addons = [LLMContentViewAddon()]

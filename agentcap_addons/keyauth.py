@@ -5,6 +5,16 @@ directory (``Authorization: Bearer …``, ``x-api-key`` or ``api-key``); the key
 attribution is attached to the flow, and the real key from the environment variable named by
 ``agentcap_upstream_key_env`` is put back in the same header. Anything else gets a 401 with a
 body that says why. Without ``agentcap_keys`` (power-user mode) headers pass through unchanged.
+
+Where the real key lives: only in this process's environment and, while the request is on its way
+upstream, in the flow's request headers (mitmproxy serialises them when it sends). As soon as the
+response headers arrive (or the flow fails), the header is put back to the per-turn key the client
+sent, before any later addon sees the flow — so mitmweb's flow list and API, ``save_stream_file`` /
+``-w`` flow files and every later hook carry the per-turn key, never the real one. While the real key
+is on the flow, the flow carries the metadata marker ``IN_FLIGHT``; mitmweb started by ``agentcap
+proxy --web`` filters such flows out of its view (``view_filter``), so they show once their response
+has started. mitmweb's API token is still the boundary: whoever holds it can load scripts into this
+process, and so can read its environment.
 """
 
 from __future__ import annotations
@@ -20,6 +30,9 @@ from agentcap_addons.wire.registry import Attribution, KeyRegistry, key_digest
 log = logging.getLogger(__name__)
 
 ATTRIBUTION = "agentcap.attribution"
+IN_FLIGHT = "agentcap.upstream_key"
+# mitmweb's view_filter that keeps a flow out of its list while the real key is on it
+HIDE_IN_FLIGHT_FILTER = "!(~meta agentcap\\.upstream_key)"
 KEY_HEADERS = ("authorization", "x-api-key", "api-key")
 
 
@@ -55,6 +68,7 @@ class KeyAuth:
     def __init__(self) -> None:
         self.registry: KeyRegistry | None = None
         self.upstream_key: str | None = None
+        self._sent_with: dict[str, tuple[str, str]] = {}  # flow id → (header, the client's own value)
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -100,13 +114,40 @@ class KeyAuth:
                 else "agentcap capture proxy: no API key (Authorization: Bearer / x-api-key) was sent."
             )
             return
+        sent = flow.request.headers.get(header) if header else None
         for name in KEY_HEADERS:
             flow.request.headers.pop(name, None)
-        if self.upstream_key and header:
+        flow.metadata[ATTRIBUTION] = attribution.to_dict()  # plain data: flow files and mitmweb copy it
+        if self.upstream_key and header and sent is not None:
+            self._sent_with[flow.id] = (header, sent)
+            flow.metadata[IN_FLIGHT] = "real key on the flow"
+            _refresh_view(flow)
             flow.request.headers[header] = (
                 f"Bearer {self.upstream_key}" if header == "authorization" else self.upstream_key
             )
-        flow.metadata[ATTRIBUTION] = attribution.to_dict()  # plain data: flow files and mitmweb copy it
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self._put_back(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._put_back(flow)
+
+    def _put_back(self, flow: http.HTTPFlow) -> None:
+        """The request has been sent: its header goes back to the per-turn key the client sent."""
+        sent = self._sent_with.pop(flow.id, None)
+        if sent is None:
+            return
+        header, value = sent
+        flow.request.headers[header] = value
+        flow.metadata.pop(IN_FLIGHT, None)
+        _refresh_view(flow)
+
+
+def _refresh_view(flow: http.HTTPFlow) -> None:
+    """Let mitmweb's view re-apply its filter to ``flow`` (no view under mitmdump)."""
+    view = ctx.master.addons.get("view")
+    if view is not None:
+        view.update([flow])
 
 
 def attribution_of(flow: http.HTTPFlow) -> Attribution | None:

@@ -2,7 +2,8 @@
 
 * ``agentcap_ready_fd``: a pipe the parent passed in; once the proxy listens, one JSON line
   ``{"pid", "listen": [[host, port], …]}`` is written to it and it is closed. No polling, no
-  guessing of ports (``listen_port=0`` works).
+  guessing of ports (``listen_port=0`` works). Under mitmweb the line also holds ``web_url``: the UI's
+  address with the API token mitmweb generated (the token never appears in an argv or a file).
 * ``agentcap_parent_watch``: stdin is a pipe from the parent; when it reaches EOF (the parent
   exited, even by ``kill -9``) the proxy shuts down cleanly, finishing every capture record.
 """
@@ -34,7 +35,11 @@ class Lifecycle:
         if fd >= 0:
             ps = ctx.master.addons.get("proxyserver")
             listen = [list(addr[:2]) for addr in ps.listen_addrs()] if ps else []
-            line = json.dumps({"pid": os.getpid(), "listen": listen}) + "\n"
+            info: dict = {"pid": os.getpid(), "listen": listen}
+            web_url = getattr(ctx.master, "web_url", None)
+            if isinstance(web_url, str):
+                info["web_url"] = web_url
+            line = json.dumps(info) + "\n"
             try:
                 os.write(fd, line.encode())
                 os.close(fd)

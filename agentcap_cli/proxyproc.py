@@ -182,7 +182,12 @@ def start_proxy(
     if web:
         if CONTENTVIEW_SCRIPT.exists():
             argv[argv.index("-s") : argv.index("-s")] = ["-s", str(CONTENTVIEW_SCRIPT)]
-        argv += ["--set", "web_open_browser=false", "--web-host", "127.0.0.1", "--web-port", str(web_port)]
+        from agentcap_addons.keyauth import HIDE_IN_FLIGHT_FILTER
+
+        # mitmweb generates its API token and prints it only in its log; the ready line relays it.
+        # Flows that carry the real upstream key (in flight) stay out of its list.
+        argv += ["--set", "web_open_browser=false", "--web-host", "127.0.0.1", "--web-port", str(web_port),
+                 "--set", f"view_filter={HIDE_IN_FLIGHT_FILTER}"]
     if keys_dir is not None:
         argv += ["--set", f"agentcap_keys={keys_dir}"]
     if upstream_key_env:
@@ -217,7 +222,7 @@ def start_proxy(
         host=listen[0][0],
         port=int(listen[0][1]),
         run_dir=run_dir,
-        web_url=f"http://127.0.0.1:{web_port}" if web else None,
+        web_url=info.get("web_url") or (f"http://127.0.0.1:{web_port}/" if web else None),
         argv=argv,
         events=CaptureEvents(ev_r) if ev_r >= 0 else None,
     )

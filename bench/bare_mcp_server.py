@@ -14,19 +14,18 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager  # n
 
 from mcp_mocks.threaded import bind  # noqa: E402
 
-server: Server = Server("bare")
-TOOL = types.Tool(name="ping", description="fixed answer", inputSchema={"type": "object"})
+TOOL = types.Tool(name="ping", description="fixed answer", input_schema={"type": "object"})
 
 
-@server.list_tools()
-async def list_tools() -> list[types.Tool]:
-    return [TOOL]
+async def list_tools(ctx, params) -> types.ListToolsResult:
+    return types.ListToolsResult(tools=[TOOL])
 
 
-@server.call_tool(validate_input=False)
-async def call_tool(name: str, arguments: dict) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text='{"ok": true}')], isError=False)
+async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text='{"ok": true}')], is_error=False)
 
+
+server = Server("bare", on_list_tools=list_tools, on_call_tool=call_tool)
 
 manager = StreamableHTTPSessionManager(server, json_response=True)
 

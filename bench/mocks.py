@@ -21,8 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mcp import ClientSession  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+from mcp import Client  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -39,14 +38,12 @@ def start(argv: list[str]) -> tuple[subprocess.Popen, str]:
 
 async def rate(url: str, tool: str, args: dict, sessions: int, per_session: int) -> float:
     async def one(i: int, ready: asyncio.Barrier) -> int:
-        async with streamable_http_client(url) as (read, write, _):
-            async with ClientSession(read, write) as s:
-                await s.initialize()
+        async with Client(url) as s:
                 await s.call_tool(tool, args)  # warm-up
                 await ready.wait()
                 for _ in range(per_session):
                     r = await s.call_tool(tool, args)
-                    assert not r.isError, r
+                    assert not r.is_error, r
         return per_session
 
     ready = asyncio.Barrier(sessions + 1)

@@ -9,7 +9,6 @@ host (``10.0.2.2``, ``host.containers.internal``) besides loopback.
 from __future__ import annotations
 
 import asyncio
-
 import json
 import logging
 from typing import Any
@@ -39,21 +38,20 @@ REACHABLE_HOSTS = ["127.0.0.1", "localhost", "[::1]", "10.0.2.2", "host.containe
 
 
 def mcp_server(mock: MockServer) -> Server:
-    """The SDK's low-level server answering from ``mock``; tools are listed verbatim."""
-    server: Server = Server(mock.name)
+    """The SDK's low-level server answering from ``mock``; tools are listed verbatim.
+
+    The low-level server does not validate call arguments against the schema: every call reaches
+    the mock and is recorded, malformed ones included."""
     tools = [types.Tool.model_validate(t) for t in mock.spec.tools]
 
-    @server.list_tools()
-    async def list_tools() -> list[types.Tool]:
-        return tools
+    async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=tools)
 
-    # validate_input=False: every call reaches the mock and is recorded, malformed ones included
-    @server.call_tool(validate_input=False)
-    async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        outcome = await anyio.to_thread.run_sync(mock.call, name, arguments)
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        outcome = await anyio.to_thread.run_sync(mock.call, params.name, dict(params.arguments or {}))
         return to_result(outcome.result, outcome.is_error)
 
-    return server
+    return Server(mock.name, on_list_tools=list_tools, on_call_tool=call_tool)
 
 
 def to_result(result: Any, is_error: bool) -> types.CallToolResult:
@@ -62,7 +60,7 @@ def to_result(result: Any, is_error: bool) -> types.CallToolResult:
     text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
     structured = result if isinstance(result, dict) and not is_error else None
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
-                                structuredContent=structured, isError=is_error)
+                                structured_content=structured, is_error=is_error)
 
 
 class MockApp:

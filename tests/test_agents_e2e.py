@@ -16,7 +16,7 @@ from sandbox.podman import get_podman
 from sandbox.session import run_agent_turn
 from tests.support.sandboxes import REAL_KEY, harness
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.podman]
 
 AGENTS = ["pi", "opencode", "qwen-code", "hermes", "mini-swe-agent", "aider", "codex", "claude-code"]
 RUN = "e2e-run"

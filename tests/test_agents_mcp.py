@@ -19,7 +19,7 @@ from sandbox.podman import get_podman
 from sandbox.session import run_agent_turn
 from tests.support.sandboxes import harness
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.podman]
 
 REPO = Path(__file__).resolve().parents[1]
 MCP_AGENTS = ["claude-code", "codex", "opencode", "qwen-code", "hermes"]

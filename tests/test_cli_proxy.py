@@ -21,11 +21,13 @@ BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "
 AGENTCAP = [sys.executable, "-c", "from agentcap_cli.main import main; main()"]
 
 
-def read_exports(proc: subprocess.Popen) -> dict[str, str]:
-    """The ``export K=V`` lines the proxy prints, up to its closing "Ctrl-C" line."""
+def read_exports(proc: subprocess.Popen, lines: list[str] | None = None) -> dict[str, str]:
+    """The ``export K=V`` lines the proxy prints, up to its closing "Ctrl-C" line (all lines go to ``lines``)."""
     env: dict[str, str] = {}
     assert proc.stdout is not None
     for line in proc.stdout:
+        if lines is not None:
+            lines.append(line)
         if line.startswith("export "):
             k, _, v = line[len("export "):].strip().partition("=")
             env[k] = v
@@ -124,28 +126,95 @@ def test_mitmdump_dash_s_as_documented(upstream, tmp_path):
 
 
 def test_agentcap_proxy_web_serves_mitmweb(upstream, tmp_path):
+    """mitmweb behind its API token (printed by agentcap with the URL), the LLM contentview loaded,
+    and the real upstream key never readable from its API or a saved flow file — not even while the
+    request is in flight."""
     from tests.conftest import closed_port
 
     web_port = closed_port()
+    real_key = "sk-real-upstream-key-0123456789abcdef"
     proc = subprocess.Popen(AGENTCAP + ["proxy", "--upstream", upstream.url, "--port", "0", "--web", "--web-port", str(web_port),
-                                        "--dir", str(tmp_path / "run")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                                        "--dir", str(tmp_path / "run"), "--upstream-key-env", "REAL_KEY"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "REAL_KEY": real_key})
+    held = None
     try:
-        env = read_exports(proc)
-        httpx.post(env["OPENAI_BASE_URL"].removesuffix("/v1") + "/sse/v1/chat/completions",
-                   json={"model": "w", "stream": True, "messages": [{"role": "user", "content": "hi there"}]}, timeout=30)
-        web = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=30)
-        page = web.get("/")
-        assert page.status_code in (200, 403) and "mitmproxy" in page.text.lower()
+        lines: list[str] = []
+        env = read_exports(proc, lines)
+        [ui] = [line.split("mitmweb UI: ", 1)[1].strip() for line in lines if "mitmweb UI: " in line]
+        assert ui.startswith(f"http://127.0.0.1:{web_port}/?token=")
+        token = ui.split("token=", 1)[1]
+        anonymous = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=30)
+        assert anonymous.get("/flows").status_code == 403  # no token: refused
+        web = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=30,
+                           headers={"Authorization": f"Bearer {token}"})
+        base = env["OPENAI_BASE_URL"].removesuffix("/v1")
+        agent_key = env["OPENAI_API_KEY"]
+        auth = {"Authorization": f"Bearer {agent_key}"}
+        r = httpx.post(base + "/sse/v1/chat/completions", headers=auth, timeout=30,
+                       json={"model": "w", "stream": True, "messages": [{"role": "user", "content": "hi there"}]})
+        assert r.status_code == 200
+        assert upstream.received[-1].headers["authorization"] == f"Bearer {real_key}"  # injected on the wire
+        # a call in flight (the upstream holds even its headers): the real key is on that flow
+        # only while mitmproxy sends it, and the flow is kept out of mitmweb's list meanwhile
+        upstream.gate.clear()
+        n = len(upstream.received)
+        import threading
+
+        held = threading.Thread(target=lambda: httpx.post(base + "/held/v1/chat/completions", headers=auth,
+                                                         json={"model": "w"}, timeout=30))
+        held.start()
+        while len(upstream.received) == n:  # bounded by the request's own 30 s timeout
+            held.join(0.01)
+            assert held.is_alive()
+        for path in ("/flows", "/flows/dump"):
+            assert real_key not in web.get(path).text
+        upstream.gate.set()
+        held.join(30)
+        flows = web.get("/flows").json()
+        assert len(flows) == 2  # both show once their response started
+        dump = web.get("/flows/dump").content
+        assert real_key.encode() not in dump and agent_key.encode() in dump
         # the LLM contentview is loaded: mitmweb renders the streamed response decoded
-        [flow] = [f for f in web.get("/flows").json() if f["request"]["path"].endswith("/chat/completions")]
+        [flow] = [f for f in flows if f["request"]["path"].startswith("/sse/")]
         shown = web.get(f"/flows/{flow['id']}/response/content/llm.json").json()
-        assert shown["description"].startswith("LLM response")
-        lines = ["".join(text for _, text in line) for line in shown["lines"]]
-        assert any(line.startswith("model ") and "finish" in line for line in lines)
+        assert shown["view_name"] == "LLM"
+        text = "\n".join(line[0][1] if line else "" for line in shown["lines"]) if "lines" in shown else shown["text"]
+        assert text.startswith("LLM response") and "finish" in text
         request = web.get(f"/flows/{flow['id']}/request/content/llm.json").json()
-        assert any("hi there" in "".join(t for _, t in line) for line in request["lines"])
+        assert "hi there" in str(request)
     finally:
+        upstream.gate.set()
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
-    assert len(list(iter_captures(tmp_path / "run"))) == 1
+        out, err = proc.communicate(timeout=30)
+        if held is not None:
+            held.join(30)
+    assert real_key not in out + err
+    assert len(list(iter_captures(tmp_path / "run"))) == 2
+
+def test_a_saved_flow_file_carries_the_per_turn_key_not_the_real_one(upstream, tmp_path):
+    """mitmdump's own ``save_stream_file`` (what ``-w`` does) under a key registry: every flow it
+    writes, streamed, non-streamed and failed, holds the agent's per-turn key in its header."""
+    from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
+    from agentcap_cli.proxyproc import start_proxy
+    from mitmproxy.io import FlowReader
+
+    real_key, key = "sk-real-upstream-key-fedcba9876543210", new_key()
+    keys = tmp_path / "keys"
+    KeyRegistry(keys).register(key, Attribution(run_id="r"))
+    flows_file = tmp_path / "flows.mitm"
+    with start_proxy(upstream.url, tmp_path / "run", keys_dir=keys, upstream_key_env="REAL_KEY", events=True,
+                     env={**os.environ, "REAL_KEY": real_key}, sets={"save_stream_file": str(flows_file)}) as p:
+        for path, header in [("/sse/v1/chat/completions", {"Authorization": f"Bearer {key}"}),
+                             ("/json/v1/messages", {"x-api-key": key}),
+                             ("/status/500/v1/chat/completions", {"Authorization": f"Bearer {key}"})]:
+            httpx.post(p.base_url + path, headers=header, json=BODY, timeout=30)
+            assert real_key in str(upstream.received[-1].headers)  # the upstream got the real key
+        for _ in range(3):
+            p.events.wait_for(event="response")
+    with open(flows_file, "rb") as f:
+        flows = list(FlowReader(f).stream())
+    assert len(flows) == 3
+    assert [fl.request.headers.get("authorization") or fl.request.headers.get("x-api-key") for fl in flows] == \
+        [f"Bearer {key}", key, f"Bearer {key}"]
+    assert real_key.encode() not in flows_file.read_bytes()

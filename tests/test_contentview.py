@@ -6,11 +6,12 @@ from __future__ import annotations
 import anthropic
 import openai
 from mitmproxy import contentviews, http
+from mitmproxy.contentviews import Metadata
 from mitmproxy.io import FlowReader
 from mitmproxy.test import taddons, tflow
 
 from agentcap_addons import contentview
-from agentcap_addons.contentview import ViewLLM
+from agentcap_addons.contentview import LLMContentview
 from agentcap_cli.modelserver import ModelServer, make_responder
 from agentcap_cli.proxyproc import start_proxy
 
@@ -18,9 +19,13 @@ TOOLS = [{"type": "function", "function": {"name": "bash", "parameters": {"type"
                                                                           "properties": {"command": {"type": "string"}}}}}]
 
 
-def render(view: ViewLLM, flow: http.HTTPFlow, message: http.Message) -> tuple[str, str]:
-    title, lines = view(message.raw_content or b"", flow=flow, http_message=message)
-    return title, "\n".join("".join(text for _, text in line) for line in lines)
+def meta(flow: http.HTTPFlow, message: http.Message | None = None) -> Metadata:
+    return Metadata(flow=flow, http_message=message)
+
+
+def render(view: LLMContentview, flow: http.HTTPFlow, message: http.Message) -> tuple[str, str]:
+    title, _, text = view.prettify(message.raw_content or b"", meta(flow, message)).partition("\n")
+    return title, text
 
 
 def test_streamed_calls_of_the_three_apis_render_decoded(tmp_path):
@@ -42,9 +47,9 @@ def test_streamed_calls_of_the_three_apis_render_decoded(tmp_path):
     with open(flows_file, "rb") as f:
         flows = [fl for fl in FlowReader(f).stream() if isinstance(fl, http.HTTPFlow)]
     assert len(flows) == 3
-    view = ViewLLM()
+    view = LLMContentview()
     for flow, tool in zip(flows, ["bash", "shell", "Bash"]):
-        assert view.render_priority(flow.response.raw_content, flow=flow, http_message=flow.response) > 1
+        assert view.render_priority(flow.response.raw_content, meta(flow, flow.response)) > 1
         title, text = render(view, flow, flow.request)
         assert title.startswith("LLM request") and "── user ──" in text and "list files" in text
         title, text = render(view, flow, flow.response)
@@ -55,21 +60,29 @@ def test_streamed_calls_of_the_three_apis_render_decoded(tmp_path):
 
 
 def test_other_flows_and_bad_bodies():
-    view = ViewLLM()
+    view = LLMContentview()
     f = tflow.tflow(resp=True)
     f.request.path = "/index.html"
-    assert view.render_priority(b"<html>", flow=f, http_message=f.response) == 0
+    assert view.render_priority(b"<html>", meta(f, f.response)) < 0
     f.request.path, f.request.method = "/v1/chat/completions", "POST"
-    title, lines = view(b"not json", flow=f, http_message=f.request)
-    assert "not JSON" in "".join(t for line in lines for _, t in line)
+    assert "not JSON" in view.prettify(b"not json", meta(f, f.request))
     f.response.content = b'{"error": {"message": "overloaded"}}'
-    _, lines = view(f.response.content, flow=f, http_message=f.response)
-    assert "overloaded" in "".join(t for line in lines for _, t in line)
+    assert "overloaded" in view.prettify(f.response.content, meta(f, f.response))
 
 
-def test_the_addon_registers_and_removes_the_view():
-    addon = contentview.LLMContentView()
+def test_the_addon_registers_the_view_and_mitmproxy_picks_it_for_llm_calls():
+    addon = contentview.LLMContentViewAddon()
     with taddons.context(addon):
-        assert contentviews.get("LLM") is addon.view
-        addon.done()  # what mitmproxy calls on unload / script reload
-    assert contentviews.get("LLM") is None
+        assert contentviews.registry["llm"] is addon.view
+        f = tflow.tflow(resp=True)
+        f.request.path, f.request.method = "/v1/chat/completions", "POST"
+        f.request.content = b'{"model": "m", "messages": [{"role": "user", "content": "hello there"}]}'
+        # mitmproxy's own selection and rendering (what mitmweb and the console call)
+        shown = contentviews.prettify_message(f.request, f)
+        assert shown.view_name == "LLM" and "hello there" in shown.text
+        f.request.path = "/index.html"
+        assert contentviews.prettify_message(f.request, f).view_name != "LLM"
+    again = contentview.LLMContentViewAddon()  # a script reload: the new instance replaces the old one
+    with taddons.context(again):
+        assert contentviews.registry["llm"] is again.view
+        assert list(contentviews.registry).count("llm") == 1

@@ -19,7 +19,7 @@ from sandbox.bridge import Bridge
 from sandbox.podman import get_podman
 from sandbox.session import run_agent_turn
 
-pytestmark = [pytest.mark.live, pytest.mark.slow]
+pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.podman]
 
 
 @pytest.mark.timeout(900)

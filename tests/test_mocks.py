@@ -12,9 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from mcp import ClientSession, StdioServerParameters
-from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamable_http_client
+from mcp import Client, StdioServerParameters
 
 from agentcap_addons.wire.yamlfile import ConfigError
 from agentcap_cli.main import cli
@@ -186,14 +184,13 @@ def test_bad_mock_yaml_names_file_line_and_key(tmp_path, yaml_text, handler, whe
     assert r.exit_code == 2 and where.split(":")[0] in r.output
 
 
-async def _session_calls(url: str) -> dict:
-    async with streamable_http_client(url) as (read, write, _):
-        async with ClientSession(read, write) as s:
-            init = await s.initialize()
+async def _session_calls(url: str, mode: str) -> dict:
+    async with Client(url, mode=mode) as s:
+            init = s.server_info
             tools = await s.list_tools()
             post = await s.call_tool("slack_post_message", {"channel_id": "C01GENERAL", "text": "deploy done"})
             archived = await s.call_tool("slack_post_message", {"channel_id": "C02RANDOM", "text": "x"})
-            ts = post.structuredContent["ts"]
+            ts = post.structured_content["ts"]
             react = await s.call_tool("slack_add_reaction", {"channel_id": "C01GENERAL", "timestamp": ts, "reaction": "tada"})
             missing = await s.call_tool("slack_add_reaction", {"channel_id": "C01GENERAL", "timestamp": "0", "reaction": "x"})
             unknown = await s.call_tool("slack_delete_everything", {})
@@ -201,10 +198,11 @@ async def _session_calls(url: str) -> dict:
                     "missing": missing, "unknown": unknown}
 
 
-def test_slack_mock_over_streamable_http_with_the_sdk_client():
+@pytest.mark.parametrize("mode", ["legacy", "auto"])  # the initialize handshake agents speak; mcp 2's default
+def test_slack_mock_over_streamable_http_with_the_sdk_client(mode):
     mock = MockServer.load(SLACK)
     with HTTPMock(mock) as server:
-        got = asyncio.run(_session_calls(server.url))
+        got = asyncio.run(_session_calls(server.url, mode))
         base = server.url.removesuffix("/mcp")
         side_state = httpx.get(base + "/_agentcap/state").json()
         side_calls = httpx.get(base + "/_agentcap/calls").json()
@@ -213,14 +211,14 @@ def test_slack_mock_over_streamable_http_with_the_sdk_client():
                         json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
         evil = httpx.post(server.url, headers={"host": "attacker.example", "accept": "application/json, text/event-stream"},
                           json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
-    assert got["init"].serverInfo.name == "slack"
-    listed = [t.model_dump(mode="json", exclude_none=True) for t in got["tools"].tools]
+    assert got["init"].name == "slack"
+    listed = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in got["tools"].tools]
     assert listed == json.loads((SLACK / "tools.json").read_text())["tools"]  # verbatim
-    assert not got["post"].isError and got["post"].structuredContent["channel"] == "C01GENERAL"
-    assert got["archived"].isError and "is_archived" in got["archived"].content[0].text
-    assert not got["react"].isError
-    assert got["missing"].isError and "message_not_found" in got["missing"].content[0].text
-    assert got["unknown"].isError and "unknown tool" in got["unknown"].content[0].text
+    assert not got["post"].is_error and got["post"].structured_content["channel"] == "C01GENERAL"
+    assert got["archived"].is_error and "is_archived" in got["archived"].content[0].text
+    assert not got["react"].is_error
+    assert got["missing"].is_error and "message_not_found" in got["missing"].content[0].text
+    assert got["unknown"].is_error and "unknown tool" in got["unknown"].content[0].text
     msgs = side_state["channels"]["C01GENERAL"]["messages"]
     assert msgs[-1]["text"] == "deploy done" and msgs[-1]["reactions"] == ["tada"]
     assert [c["tool"] for c in side_calls] == ["slack_post_message", "slack_post_message", "slack_add_reaction",
@@ -235,12 +233,10 @@ def test_stdio_with_the_sdk_client_writes_state_and_calls(tmp_path):
                                    cwd=str(REPO), env=dict(os.environ))
 
     async def go():
-        async with stdio_client(params) as (read, write):
-            async with ClientSession(read, write) as s:
-                await s.initialize()
+        async with Client(params) as s:
                 assert len((await s.list_tools()).tools) == 6
                 r = await s.call_tool("slack_post_message", {"channel_id": "C01GENERAL", "text": "via stdio"})
-                assert not r.isError
+                assert not r.is_error
 
     asyncio.run(go())
     state = json.loads((tmp_path / "mocks" / "slack.state.json").read_text())
@@ -270,13 +266,11 @@ def test_cli_mock_serve_over_http_then_ctrl_c_writes_out(tmp_path):
         assert name == "slack" and url.endswith("/mcp")
 
         async def go():
-            async with streamable_http_client(url) as (read, write, _):
-                async with ClientSession(read, write) as s:
-                    await s.initialize()
-                    return await s.call_tool("slack_get_users", {})
+            async with Client(url) as s:
+                return await s.call_tool("slack_get_users", {})
 
         res = asyncio.run(go())
-        assert [u["name"] for u in res.structuredContent["members"]] == ["alice", "bob", "agent"]
+        assert [u["name"] for u in res.structured_content["members"]] == ["alice", "bob", "agent"]
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)

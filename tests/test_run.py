@@ -20,7 +20,7 @@ from agentcap_cli.runrecord import load_run
 from sandbox.podman import get_podman
 from tests.support.sandboxes import containers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.podman]
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = ["Create alpha.txt please.", "Create beta.txt please.", "Create gamma.txt please."]
 

@@ -25,7 +25,7 @@ from tests.conftest import closed_port
 from tests.support.sandboxes import containers
 from tests.support.upstream import Upstream
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.podman]
 
 
 @pytest.fixture(scope="module")

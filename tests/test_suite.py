@@ -33,6 +33,7 @@ def agentcap(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedPr
 # -- for real (containers, mocks, proxy) ------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.podman
 @pytest.mark.timeout(900)
 def test_the_example_suite_passes_with_parallel_cells_isolated(tmp_path):
     project = tmp_path / "my-eval"
@@ -66,6 +67,7 @@ def test_the_example_suite_passes_with_parallel_cells_isolated(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.podman
 @pytest.mark.timeout(900)
 def test_init_scaffold_passes_and_a_failing_scenario_fails_clearly(tmp_path):
     project = tmp_path / "my-eval"
@@ -204,6 +206,7 @@ def test_a_plugin_kind_and_the_shadowing_warning(caplog):
 
 
 @pytest.mark.slow
+@pytest.mark.podman
 @pytest.mark.timeout(900)
 def test_ctrl_c_stops_the_suite_and_keeps_what_finished(tmp_path):
     import signal

@@ -134,11 +134,8 @@ def _lines(obj: Any) -> list[str]:
 
 
 async def _call(url: str, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
+    from mcp import Client
 
-    async with streamable_http_client(url) as (read, write, _):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            res = await session.call_tool(tool, args)
-            return res.model_dump(mode="json", exclude_none=True)
+    async with Client(url) as client:
+        res = await client.call_tool(tool, args)
+        return res.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"meta"})  # the wire form

@@ -7,6 +7,7 @@ middle of a stream, silence. The first path segment picks the behaviour:
     /sse/…      SSE from ``Upstream.sse_events`` (default: a small chat completion stream)
     /gate/…     like /sse but waits for ``Upstream.gate`` before the last event
     /json/…     a JSON chat completion (gzip when the client accepts it and ``gzip`` is set)
+    /held/…     the JSON chat completion, but nothing at all (not even headers) until ``Upstream.gate``
     /status/N/… status N with a JSON error body
     /text/…     a non-JSON (HTML) body
     /bytes/…    SSE whose bytes are not valid UTF-8
@@ -203,6 +204,9 @@ class Upstream:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
             return True
+        if mode == "held":
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
+            mode = "json"
         if mode == "json":
             payload = json.dumps(CHAT_JSON).encode()
             extra = b""
