@@ -14,6 +14,7 @@ Responses are streamed chunk for chunk (never buffered) while a copy is kept.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import time
@@ -31,10 +32,9 @@ from agentcap_addons.keyauth import KeyAuth, attribution_of
 from agentcap_addons.lifecycle import Lifecycle
 from agentcap_addons.recorder import Call, Recorder
 from agentcap_addons.websocket import WebSocketCapture, is_websocket_handshake
-from agentcap_addons.wire.policy import DEFAULT_PATHS, path_matches
+from agentcap_addons.wire.policy import DEFAULT_PATHS, path_matches, redact_path
 
 log = logging.getLogger(__name__)
-
 
 
 def classify_error(flow: http.HTTPFlow, call: Call) -> dict[str, str]:
@@ -52,6 +52,19 @@ def classify_error(flow: http.HTTPFlow, call: Call) -> dict[str, str]:
     else:
         kind = "upstream_reset"
     return {"kind": kind, "message": msg}
+
+
+def capture_failed_response(reason: str) -> http.Response:
+    body = {
+        "type": "error",
+        "error": {
+            "type": "api_error",
+            "code": "agentcap_capture_failed",
+            "message": f"agentcap capture proxy: the call was not forwarded because its capture record "
+                       f"could not be written ({reason}).",
+        },
+    }
+    return http.Response.make(500, json.dumps(body).encode(), {"content-type": "application/json"})
 
 
 def _stream_hint(headers: http.Headers) -> bool:
@@ -126,14 +139,34 @@ class Capture:
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch_timeouts())
 
-    def request(self, flow: http.HTTPFlow) -> Awaitable[bool] | None:
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response is not None or is_websocket_handshake(flow) or not self.captured(flow):
             return None
         body = flow.request.get_content(strict=False) or b""
         call = self.recorder.open(flow, attribution_of(flow), flow.request.method, body)
+        if call.write_error is not None:
+            self._refuse(flow, call)
+            return None
         self._calls[flow.id] = call
+        if call.written is None:
+            return None
         # mitmproxy awaits what a hook returns: the request goes upstream once its record is on disk
-        return call.written
+        return self._on_disk(flow, call)
+
+    async def _on_disk(self, flow: http.HTTPFlow, call: Call) -> None:
+        assert call.written is not None
+        ok = await call.written
+        if ok or self.recorder.retry_request(call):
+            call.request_file = None
+            return
+        self._calls.pop(flow.id, None)
+        self._refuse(flow, call)
+
+    @staticmethod
+    def _refuse(flow: http.HTTPFlow, call: Call) -> None:
+        """Fail closed: without its request record on disk a call is answered here, in the error
+        shape both OpenAI and Anthropic clients read, and never forwarded."""
+        flow.response = capture_failed_response(call.write_error or "unknown error")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         call: Call | None = self._calls.get(flow.id)
@@ -206,7 +239,8 @@ class Capture:
             for flow, call in list(self.recorder.inflight.values()):
                 if not call.timed_out and flow.websocket is None and now - call.last_activity > self.timeout:
                     call.timed_out = True
-                    log.warning("agentcap: upstream silent for %.1fs on %s, cutting it off", self.timeout, flow.request.path)
+                    log.warning("agentcap: upstream silent for %.1fs on %s, cutting it off", self.timeout,
+                                redact_path(flow.request.path))
                     self._cut_upstream(flow)
 
     @staticmethod

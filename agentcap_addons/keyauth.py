@@ -25,6 +25,7 @@ import os
 
 from mitmproxy import ctx, exceptions, http
 
+from agentcap_addons.wire.policy import redact_path
 from agentcap_addons.wire.registry import Attribution, KeyRegistry, key_digest
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class KeyAuth:
         attribution = self.registry.lookup(key) if key else None
         if attribution is None:
             who = f"key sha256:{key_digest(key)[:12]}" if key else "no key"
-            log.warning("agentcap: refused %s %s (%s not registered)", flow.request.method, flow.request.path, who)
+            log.warning("agentcap: refused %s %s (%s not registered)", flow.request.method, redact_path(flow.request.path), who)
             flow.response = refusal(
                 "agentcap capture proxy: this API key is not registered (no agentcap turn is running "
                 "for it), so the request was not forwarded."

@@ -52,6 +52,9 @@ class Call:
     written: "asyncio.Future | None" = None  # resolves once the request record is on disk
     timed_out: bool = False
     finished: bool = False
+    request_file: tuple[Path, bytes] | None = None  # the request record until it is known to be on disk
+    request_event: dict[str, Any] = field(default_factory=dict)  # its attribution, for a capture_failed event
+    write_error: str | None = None  # why the request record could not be written (the call is refused)
 
     def elapsed_ms(self) -> float:
         return round(time.time() * 1000 - self.sent_ms, 3)
@@ -102,26 +105,62 @@ class Recorder:
     def _store(
         self,
         path: Path,
-        record: dict[str, Any],
+        data: bytes,
         event: dict[str, Any],
         then: Callable[[], None] | None = None,
         inline: bool = False,
     ) -> "asyncio.Future | None":
-        data = store.dumps(record)
+        """Write one record: inline (raises OSError when it cannot be written) or through the writer
+        process (the future resolves to False when the child could not write it)."""
 
         def written(ok: bool) -> None:
             if then is not None:
                 then()
             if ok:
                 self.emit(event)
-            else:
-                log.error("agentcap: capture record %s could not be written", path)
 
         if self.writer is None or inline:
-            store.create_file(path, data, self.inodes)
+            self.write_now(path, data)
             written(True)
             return None
         return self.writer.write(path, data, written)
+
+    def write_now(self, path: Path, data: bytes) -> None:
+        """Write ``path`` here and now. A captures directory that was removed is made again (once);
+        anything else (a full disk, no permission) raises OSError."""
+        try:
+            store.create_file(path, data, self.inodes)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store.create_file(path, data, self.inodes)
+
+    def retry_request(self, call: Call) -> bool:
+        """The writer process could not write ``call``'s request record: try once more here (making
+        the directory again if it is gone). False, with ``call.write_error`` set, when it still fails."""
+        assert call.request_file is not None
+        path, data = call.request_file
+        try:
+            self.write_now(path, data)
+        except OSError as e:
+            self.request_failed(call, e)
+            return False
+        call.request_file = None
+        return True
+
+    def request_failed(self, call: Call, e: OSError) -> None:
+        """No request record: the call is refused, never forwarded (the contract), and said so."""
+        call.write_error = f"{type(e).__name__}: {e.strerror or e}"
+        call.finished = True
+        self.inflight.pop(call.rid, None)
+        log.error("agentcap: capture record %s could not be written (%s); the call is refused, not forwarded",
+                  call.directory.request_path(call.rid), call.write_error)
+        self.emit({**call.request_event, "event": "capture_failed", "record": "request", "reason": call.write_error})
+
+    def response_failed(self, call: Call, e: OSError) -> None:
+        log.error("agentcap: response record %s could not be written (%s)",
+                  call.directory.response_path(call.rid), f"{type(e).__name__}: {e.strerror or e}")
+        self.emit({**call.request_event, "event": "capture_failed", "record": "response",
+                   "reason": f"{type(e).__name__}: {e.strerror or e}"})
 
     def shutdown(self) -> None:
         """Every record handed over is on disk when this returns."""
@@ -204,6 +243,7 @@ class Recorder:
         record.update(store.body_fields(body))
         event = {"event": "request", "request_id": call.rid, "seq": call.seq, "run_id": run_id,
                  "task_id": a.task_id, "turn": a.turn, "cell": a.cell, "repeat": a.repeat, "path": record["path"]}
+        call.request_event = event
 
         def on_disk() -> None:
             call.sent_ms = time.time() * 1000
@@ -214,8 +254,15 @@ class Recorder:
         # to first byte); once other calls are in flight, the event loop is the bottleneck and the
         # writer process takes the disk work off it (best throughput). Responses always go there.
         busy = len(self.inflight) >= BUSY_CALLS
-        call.written = self._store(directory.request_path(call.rid), record, event, on_disk, inline=not busy)
         self.inflight[call.rid] = (flow, call)
+        path, data = directory.request_path(call.rid), store.dumps(record)
+        try:
+            call.written = self._store(path, data, event, on_disk, inline=not busy)
+        except OSError as e:
+            self.request_failed(call, e)
+            return call
+        if call.written is not None:  # kept for a retry here if the writer process cannot write it
+            call.request_file = (path, data)
         return call
 
     def close(
@@ -255,7 +302,26 @@ class Recorder:
         record["error"] = error
         event = {"event": "response", "request_id": call.rid, "status_code": status_code,
                  "error": error["kind"] if error else None}
-        self._store(call.directory.response_path(call.rid), record, event)
+        path, data = call.directory.response_path(call.rid), store.dumps(record)
+        try:
+            fut = self._store(path, data, event)
+        except OSError as e:
+            self.response_failed(call, e)
+            return
+        if fut is not None:
+            fut.add_done_callback(lambda f: self._response_written(f, call, path, data, event))
+
+    def _response_written(self, fut: "asyncio.Future", call: Call, path: Path, data: bytes,
+                          event: dict[str, Any]) -> None:
+        """The writer process could not write a response record: once more here, else say so."""
+        if fut.cancelled() or fut.result():
+            return
+        try:
+            self.write_now(path, data)
+        except OSError as e:
+            self.response_failed(call, e)
+        else:
+            self.emit(event)
 
     @staticmethod
     def _served_model(record: dict[str, Any], data: bytes, hdrs: dict[str, str], stream: bool) -> str | None:

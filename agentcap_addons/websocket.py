@@ -14,6 +14,7 @@ import json
 from collections.abc import Awaitable
 
 from mitmproxy import ctx, http
+from mitmproxy.websocket import WebSocketMessage
 
 from agentcap_addons.keyauth import attribution_of
 from agentcap_addons.recorder import Call, Recorder
@@ -58,8 +59,11 @@ class WebSocketCapture:
             if call is not None:
                 self._finish(flow, call, None)
             call = self.recorder.open(flow, attribution_of(flow), "WEBSOCKET", msg.content)
+            if call.write_error is not None:
+                self._refuse(flow, msg, call)
+                return None
             self._calls[flow.id] = call
-            return call.written  # the message is relayed once its record is on disk
+            return self._on_disk(flow, msg, call) if call.written is not None else None
         if call is None:
             return None  # server chatter before any request (e.g. a session greeting)
         text = msg.text if msg.is_text else msg.content.decode("utf-8", "replace")
@@ -69,6 +73,24 @@ class WebSocketCapture:
         if _event_type(text) in TERMINAL:
             self._finish(flow, call, None)
         return None
+
+    async def _on_disk(self, flow: http.HTTPFlow, msg: WebSocketMessage, call: Call) -> None:
+        """The message is relayed once its record is on disk; if it cannot be written, never."""
+        assert call.written is not None
+        if await call.written or self.recorder.retry_request(call):
+            call.request_file = None
+            return
+        self._calls.pop(flow.id, None)
+        self._refuse(flow, msg, call)
+
+    @staticmethod
+    def _refuse(flow: http.HTTPFlow, msg: WebSocketMessage, call: Call) -> None:
+        """Fail closed: the message is dropped, the client gets a Responses API error event."""
+        msg.drop()
+        event = {"type": "error", "error": {"type": "server_error", "code": "agentcap_capture_failed",
+                                            "message": f"agentcap capture proxy: not forwarded, the capture "
+                                                       f"record could not be written ({call.write_error})"}}
+        ctx.master.commands.call("inject.websocket", flow, True, json.dumps(event).encode(), True)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         call: Call | None = self._calls.get(flow.id)

@@ -7,6 +7,7 @@ Bad input exits 2 with one message naming the flag; data goes to stdout, logs to
 from __future__ import annotations
 
 import importlib
+import signal
 
 import click
 
@@ -47,7 +48,14 @@ def cli() -> None:
     """Run coding agents, capture every model call from the wire, publish the captures."""
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (a CI timeout, ``kill``, a container stop) ends a command the way Ctrl-C does:
+    ``finally`` blocks run, so key directories, child proxies and containers are cleaned up."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="agentcap")
 
 

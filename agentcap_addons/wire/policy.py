@@ -5,6 +5,7 @@ thought of stays off disk."""
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -101,18 +102,32 @@ def api_kind(path: str) -> str:
     return API_OTHER
 
 
+# A header name with one of these words (between -, _ or the ends) is a credential, whatever an
+# allowlist says: x-portkey-api-key, x-goog-api-key, x-amz-security-token, x-auth-token,
+# cf-access-client-secret, … — while x-ratelimit-remaining-tokens or session_id are not.
+_CREDENTIAL_WORDS = re.compile(
+    r"(?:^|[-_])(?:key|apikey|token|auth|authorization|secret|password|passwd|cookie|credentials?|signature|bearer)(?:$|[-_])"
+)
+
+
+def looks_like_credential(name: str) -> bool:
+    return name in FORBIDDEN_HEADERS or _CREDENTIAL_WORDS.search(name) is not None
+
+
 class HeaderFilter:
-    """A compiled allowlist (exact names plus ``prefix*`` entries); FORBIDDEN_HEADERS always lose."""
+    """A compiled allowlist (exact names plus ``prefix*`` entries). Names that look like a
+    credential (:func:`looks_like_credential`) always lose, so ``agentcap_headers=x-*`` cannot keep
+    ``x-portkey-api-key``."""
 
     def __init__(self, allow: Iterable[str]) -> None:
         allow = [a.lower() for a in allow]
-        self.exact = frozenset(a for a in allow if not a.endswith("*")) - FORBIDDEN_HEADERS
+        self.exact = frozenset(a for a in allow if not a.endswith("*") and not looks_like_credential(a))
         self.prefixes = tuple(a[:-1] for a in allow if a.endswith("*"))
 
     def allowed(self, name: str) -> bool:
         if name in self.exact:
             return True
-        return bool(self.prefixes) and name.startswith(self.prefixes) and name not in FORBIDDEN_HEADERS
+        return bool(self.prefixes) and name.startswith(self.prefixes) and not looks_like_credential(name)
 
     def __call__(self, headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         """Allowlisted headers as a dict with lower-case names; repeated headers joined with ", "."""

@@ -12,6 +12,7 @@ import base64
 import collections
 import functools
 import json
+import math
 import os
 import re
 import threading
@@ -95,11 +96,25 @@ def parse_rfc3339_ns(text: str) -> int:
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON; falls back to ASCII escapes when a string holds a lone surrogate."""
+    """Compact, strict UTF-8 JSON (RFC 8259: no NaN / Infinity, which strict readers reject —
+    non-finite numbers become the strings "NaN", "Infinity", "-Infinity"); falls back to ASCII
+    escapes when a string holds a lone surrogate."""
     try:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+    except ValueError:  # a non-finite float
+        return dumps(_finite(obj))
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -233,11 +248,13 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def parse_json_body(data: bytes) -> tuple[bool, Any]:
-    """(True, value) when ``data`` is a JSON document, else (False, None). Key order is kept."""
+    """(True, value) when ``data`` is a JSON document, else (False, None). Key order is kept.
+    Python's parser also takes the non-standard ``NaN`` / ``Infinity`` / ``-Infinity``: they are kept
+    as those strings, so the record stays strict JSON (docs/capture.md)."""
     if not data:
         return False, None
     try:
-        return True, json.loads(data)
+        return True, json.loads(data, parse_constant=str)
     except (ValueError, UnicodeDecodeError):
         return False, None
 

@@ -96,7 +96,12 @@ class _Pending:
             self.then = None
 
     def write_inline(self) -> None:
-        create_file(self.path, self.data)
+        try:
+            create_file(self.path, self.data)
+        except OSError as e:
+            log.error("agentcap: could not write %s: %s", self.path, e)
+            self.complete(False)  # the waiting hook decides (a request is refused, not forwarded)
+            return
         self.complete(True)
 
 
