@@ -1,19 +1,21 @@
 """What the user says after the first turn: continue, a fixed template, or a synthesized message.
 
 A task's own ``followups`` list always wins for the turns it covers. ``synthesized`` asks the model
-for one short follow-up **directly** (never through the capture proxy, so it is never a capture) and
-falls back to ``continue`` when that call fails.
+for one short follow-up **directly** (never through the capture proxy, so it is never a capture).
+When that call fails, the corpus must not change silently: :class:`FollowupFailed` says why (the
+upstream's own message) and the task stops, unless the user allowed the fallback to ``continue``
+(``--followup-fallback continue``), which each such turn then records.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 
 import httpx
 
+from agentcap_addons.wire.apibase import api_url
 from agentcap_cli.corpus import Task
-
-log = logging.getLogger("agentcap.run")
+from agentcap_cli.verdict import error_text
 
 MODES = ("continue", "templates", "synthesized")
 CONTINUE = "Continue. If the task is done, check your work and say briefly what you did."
@@ -25,13 +27,24 @@ TEMPLATES = (
 )
 SYNTH_SYSTEM = ("You write the next message a demanding but reasonable user sends to a coding agent. "
                 "Reply with that one message only: one or two sentences, no preamble, no quotes.")
+FALLBACKS = ("error", "continue")  # what a failed synthesized follow-up does: stop the task, or say CONTINUE
+
+
+class FollowupFailed(RuntimeError):
+    """A synthesized follow-up could not be made; the message says why."""
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    prompt: str
+    fallback: str | None = None  # why a synthesized follow-up was replaced by CONTINUE (when allowed)
 
 
 class Synthesizer:
     """One chat-completions call per follow-up, straight to the upstream (the real key, no proxy)."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None, timeout: float = 60.0) -> None:
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.url = api_url(base_url, "/v1/chat/completions")  # https://host, …/v1 and …/v1/ alike
         self.model = model
         self.headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = timeout
@@ -41,24 +54,36 @@ class Synthesizer:
             {"role": "system", "content": SYNTH_SYSTEM},
             {"role": "user", "content": f"The task was:\n{task_prompt}\n\nThe agent's last reply:\n"
                                         f"{(last_reply or '(no reply)')[-4000:]}\n\nWrite the user's next message."}]}
-        r = httpx.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
-        r.raise_for_status()
-        text = (r.json()["choices"][0]["message"].get("content") or "").strip()
+        try:
+            r = httpx.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise FollowupFailed(f"POST {self.url}: {type(exc).__name__}: {exc}") from None
+        if r.status_code >= 400:
+            raise FollowupFailed(f"POST {self.url} → {r.status_code}: {error_text(r.content) or r.reason_phrase}")
+        try:
+            text = (r.json()["choices"][0]["message"].get("content") or "").strip()
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise FollowupFailed(f"POST {self.url}: not a chat completion: {error_text(r.content)!r}") from None
         if not text:
-            raise ValueError("the model answered with an empty follow-up")
+            raise FollowupFailed(f"POST {self.url}: the model answered with an empty follow-up")
         return text
 
 
-def next_prompt(mode: str, task: Task, turn: int, last_reply: str | None, synth: Synthesizer | None) -> str:
-    """The user's message for ``turn`` (≥ 2) of ``task``."""
+def next_prompt(mode: str, task: Task, turn: int, last_reply: str | None, synth: Synthesizer | None,
+                fallback: str = "error") -> FollowUp:
+    """The user's message for ``turn`` (≥ 2) of ``task``; raises FollowupFailed (``fallback="error"``)."""
     if len(task.followups) >= turn - 1:
-        return task.followups[turn - 2]
+        return FollowUp(task.followups[turn - 2])
     if mode == "templates":
-        return TEMPLATES[(turn - 2) % len(TEMPLATES)]
-    if mode == "synthesized" and synth is not None:
-        try:
-            return synth(task.prompt, last_reply)
-        except Exception as exc:  # any failure: the run goes on with the plain follow-up
-            log.warning("task %s turn %d: synthesizing a follow-up failed (%s); using 'continue'",
-                        task.task_id, turn, exc)
-    return CONTINUE
+        return FollowUp(TEMPLATES[(turn - 2) % len(TEMPLATES)])
+    if mode != "synthesized":
+        return FollowUp(CONTINUE)
+    try:
+        if synth is None:
+            raise FollowupFailed("no synthesizer configured")
+        return FollowUp(synth(task.prompt, last_reply))
+    except Exception as exc:
+        cause = str(exc) if isinstance(exc, FollowupFailed) else f"{type(exc).__name__}: {exc}"
+        if fallback != "continue":
+            raise FollowupFailed(cause) from None
+        return FollowUp(CONTINUE, fallback=cause)

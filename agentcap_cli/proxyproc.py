@@ -55,6 +55,10 @@ class CaptureEvents:
             self._lines += [json.loads(x) for x in lines if x]
         return self._lines.pop(0)
 
+    def idle(self) -> bool:
+        """Every event written so far has been returned by ``next`` (nothing buffered, nothing in the pipe)."""
+        return not self._lines and not select.select([self.fd], [], [], 0)[0]
+
     def wait_for(self, timeout: float = 30.0, **match: object) -> dict:
         """Skip events until one has every ``key=value`` of ``match``; raise TimeoutError after ``timeout``."""
         deadline = time.monotonic() + timeout

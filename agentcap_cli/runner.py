@@ -16,19 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, \
     TimeRemainingColumn
 from rich.table import Table
 
 from agentcap_addons.wire.registry import Attribution
 from agentcap_cli.corpus import Task
-from agentcap_cli.followup import Synthesizer, next_prompt
+from agentcap_cli.followup import FollowUp, FollowupFailed, Synthesizer, next_prompt
 from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord, TurnRecord
 from agentcap_cli.services import Services
+from agentcap_cli.verdict import NO_CALL, CallOutcome, turn_failure
 from sandbox.agents import Agent, TurnInput, get_agent
 from sandbox.images import ensure_image
 from sandbox.podman import Podman, SandboxError, get_podman
-from sandbox.session import run_agent_turn
+from sandbox.session import TurnResult, run_agent_turn
 from sandbox.turn import remove_containers
 
 log = logging.getLogger("agentcap.run")
@@ -40,6 +42,7 @@ class RunOptions:
     model: str
     turns: int = 1
     followup: str = "continue"
+    followup_fallback: str = "error"  # a failed synthesized follow-up: stop the task, or "continue"
     timeout_s: float = 600.0
     jobs: int = 1
     label: str | None = None
@@ -49,7 +52,7 @@ class RunOptions:
     base_prompt: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"timeout_s": self.timeout_s, "jobs": self.jobs,
+        return {"timeout_s": self.timeout_s, "jobs": self.jobs, "followup_fallback": self.followup_fallback,
                 "sandbox_dir": str(self.sandbox_dir) if self.sandbox_dir else None,
                 "skills": [str(p) for p in self.skills], "tool_dirs": [str(p) for p in self.tool_dirs]}
 
@@ -96,7 +99,17 @@ class CorpusRun:
         for turn in range(rec.completed_turns + 1, rec.turns_planned + 1):
             if self.stop.is_set():
                 return
-            prompt = rec.prompt if turn == 1 else next_prompt(self.opts.followup, task, turn, last_reply, self.synth)
+            try:
+                follow = FollowUp(rec.prompt) if turn == 1 else next_prompt(
+                    self.opts.followup, task, turn, last_reply, self.synth, self.opts.followup_fallback)
+            except FollowupFailed as exc:
+                self._followup_failed(rec, turn, str(exc))
+                return
+            if follow.fallback:
+                self.console.print(f"[yellow]warning:[/] task {rec.task_id} turn {turn}: synthesizing a follow-up "
+                                   f"failed ({escape(follow.fallback)}); saying 'continue' "
+                                   "(--followup-fallback continue)", highlight=False)
+            prompt = follow.prompt
             key = self.services.turn_key(Attribution(run_id=run_id, task_id=rec.task_id, turn=turn,
                                                      captures_dir=str(self.run_dir / "captures")))
             t = TurnInput(prompt=prompt, turn=turn, base_url=self.services.agent_base_url, api_key=key,
@@ -104,41 +117,64 @@ class CorpusRun:
                           session_id=rec.session_id, base_prompt=self.opts.base_prompt, skills=self.opts.skills)
             stem = paths["sessions"] / f"{rec.task_id}_turn_{turn:02d}"
             started = time.monotonic()
-            returncode: int | None = None
+            r: TurnResult | None = None
             reason: str | None = None
-            session_id, reply = None, None
             try:
                 r = run_agent_turn(self.podman, self.agent, t, stdout=stem.with_suffix(".out"),
                                    stderr=stem.with_suffix(".err"), trace_dir=paths["traces"], forwards=self.services.forwards,
                                    timeout_s=self.opts.timeout_s, labels={"run": run_id, "task": rec.task_id},
                                    tool_dirs=self.opts.tool_dirs)
-                returncode, session_id, reply = r.returncode, r.session_id, r.reply
-                if self.stop.is_set():
-                    reason = "interrupted"
-                elif r.timed_out:
-                    reason = "timeout"
-                elif r.returncode != 0 and turn == 1:
-                    reason = "failed"
-                elif (turn == 1 and rec.turns_planned > 1 and self.agent.supports_resume
-                      and self.agent.resumes_by_id and not r.session_id):
-                    reason = "no_session_id"
             except SandboxError as exc:
                 reason = f"error: {str(exc).splitlines()[0]}"
             finally:
                 self.services.keys.unregister(key)
-            calls = self.services.tracker.settle(run_id, rec.task_id, turn)
+            calls = self.services.tracker.settle_turn(run_id, rec.task_id, turn)
+            if r is not None:
+                reason = self._verdict(rec, turn, r, calls)
             with self.file.lock:
-                rec.turns.append(TurnRecord(turn, prompt, returncode, round(time.monotonic() - started, 3), calls, reason))
+                rec.turns.append(TurnRecord(turn, prompt, r.returncode if r else None,
+                                            round(time.monotonic() - started, 3), len(calls), reason,
+                                            failed_calls=sum(1 for c in calls if c.answered and not c.ok),
+                                            followup_fallback=follow.fallback))
                 if reason:
                     rec.aborted_reason = reason
                 else:
                     rec.completed_turns = turn
-                    rec.session_id = session_id or rec.session_id
+                    rec.session_id = (r.session_id if r else None) or rec.session_id
                 self.file.save()
             if reason:
                 log.warning("task %s turn %d: %s", rec.task_id, turn, reason)
                 return
-            last_reply = reply
+            last_reply = r.reply if r else None
+
+    def _verdict(self, rec: TaskRecord, turn: int, r: TurnResult, calls: list[CallOutcome]) -> str | None:
+        """Why the turn failed, or None: the agent's own end first, then the wire (agentcap_cli/verdict.py)."""
+        if self.stop.is_set():
+            return "interrupted"
+        if r.timed_out:
+            return "timeout"
+        wire = turn_failure(calls, self.run_dir / "captures")
+        if wire == NO_CALL and r.returncode != 0:
+            return "failed"  # the agent ended before calling the model; its exit code is in the record
+        if wire:
+            return wire  # an agent that exits 0 after its model calls failed did not do the turn
+        if r.returncode != 0 and turn == 1:
+            return "failed"
+        if (turn == 1 and rec.turns_planned > 1 and self.agent.supports_resume
+                and self.agent.resumes_by_id and not r.session_id):
+            return "no_session_id"
+        return None
+
+    def _followup_failed(self, rec: TaskRecord, turn: int, cause: str) -> None:
+        """No silent change of the corpus: the task stops, run.json and stderr say why."""
+        reason = f"followup_failed: {cause}"
+        self.console.print(f"[bold red]error:[/] task {rec.task_id} turn {turn}: synthesizing the follow-up failed: "
+                           f"{escape(cause)}\n  the task stops here "
+                           "(--followup-fallback continue would say 'continue' instead)", highlight=False)
+        with self.file.lock:
+            rec.turns.append(TurnRecord(turn, "", None, 0.0, 0, reason))
+            rec.aborted_reason = reason
+            self.file.save()
 
     # -- the corpus -----------------------------------------------------------------------------
 
@@ -224,9 +260,11 @@ def summary_table(record: RunRecord, limit: int = 20) -> Table:
         table.add_column(col, justify="right" if col in ("turns", "calls") else "left", overflow="fold")
     rows = sorted(record.tasks, key=lambda r: (r.done, r.task_id))  # problems first
     for rec in rows[:limit]:
-        result = "[green]ok[/]" if rec.done else f"[red]{rec.aborted_reason or 'incomplete'}[/]"
-        table.add_row(rec.task_id, f"{rec.completed_turns}/{rec.turns_planned}", str(sum(t.calls for t in rec.turns)),
-                      (rec.session_id or "")[:24], result)
+        result = "[green]ok[/]" if rec.done else f"[red]{escape(rec.aborted_reason or 'incomplete')}[/]"
+        calls, failed = sum(t.calls for t in rec.turns), sum(t.failed_calls for t in rec.turns)
+        table.add_row(rec.task_id, f"{rec.completed_turns}/{rec.turns_planned}",
+                      f"{calls} [red]({failed} failed)[/]" if failed else str(calls), (rec.session_id or "")[:24],
+                      result)
     if len(rows) > limit:
         table.add_row(f"… {len(rows) - limit} more", "", "", "", "")
     return table

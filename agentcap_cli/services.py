@@ -13,14 +13,17 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agentcap_addons.wire.apibase import api_root, split_api_base
 from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
-from agentcap_cli.commands.proxy import split_upstream
 from agentcap_cli.modelserver import ModelServer, make_responder
 from agentcap_cli.proxyproc import CaptureEvents, ProxyProcess, start_proxy
+from agentcap_cli.verdict import CallOutcome
 from sandbox.bridge import Bridge
 
 log = logging.getLogger("agentcap.run")
@@ -28,6 +31,7 @@ log = logging.getLogger("agentcap.run")
 EMBEDDED_SCRIPT = "shell-then-answer"
 EMBEDDED_MODEL = "agentcap-scripted"
 KEY_ENV = "AGENTCAP_UPSTREAM_KEY"  # only in the proxy child's environment, never on disk
+TurnKey = tuple[str, str, int, str | None, int | None]  # (run, task, turn, cell, repeat)
 
 
 class UpstreamUnreachable(RuntimeError):
@@ -57,49 +61,86 @@ def check_reachable(origin: str, timeout: float = 5.0) -> None:
 
 
 class CallTracker:
-    """Counts captures per (run, task, turn) from the proxy's events; ``settle`` waits for stragglers."""
+    """Counts captures per (run, task, turn) from the proxy's events and keeps each call's outcome (status
+    code, error kind), so a turn can be judged by the wire; ``settle_turn`` waits for stragglers."""
 
     def __init__(self, events: CaptureEvents, proxy: ProxyProcess) -> None:
         self.events, self.proxy = events, proxy
         self.calls: Counter[tuple[str, str, int]] = Counter()
         self.pending: dict[str, tuple[str, str, int]] = {}
         self.by_cell: dict[tuple[str, str, int], list[str]] = {}  # (run, cell, repeat) → request ids (suites)
+        self.by_turn: dict[TurnKey, list[str]] = {}  # (run, task, turn, cell, repeat) → request ids
+        self.outcomes: dict[str, CallOutcome] = {}  # request id → what its response record said
         self.cond = threading.Condition()
+        #: when every event written until then had been handled: a settle waits for one after it began,
+        #: since a turn's request events are in the pipe before its agent gets an answer
+        self.drained_at = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentcap-events", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._read()
+        finally:  # no more events will come: nobody waits for them
+            with self.cond:
+                self.drained_at = float("inf")
+                self.cond.notify_all()
+
+    def _read(self) -> None:
         while not self._stop.is_set():
-            ev = self.events.next(0.5)
+            if self.events.idle():
+                with self.cond:
+                    self.drained_at = time.monotonic()
+                    self.cond.notify_all()
+            ev = self.events.next(0.05)
             if ev is None:
                 if self.proxy.proc.poll() is not None:
                     return
                 continue
             with self.cond:
-                if ev.get("event") == "request":
-                    key = (str(ev.get("run_id")), str(ev.get("task_id")), int(ev.get("turn") or 0))
-                    self.calls[key] += 1
-                    self.pending[ev["request_id"]] = key
-                    if ev.get("cell") is not None:
-                        cell = (str(ev.get("run_id")), str(ev["cell"]), int(ev.get("repeat") or 0))
-                        self.by_cell.setdefault(cell, []).append(ev["request_id"])
-                elif ev.get("event") == "response":
-                    self.pending.pop(ev.get("request_id"), None)
+                self._on_event(ev)
                 self.cond.notify_all()
 
-    def settle(self, run_id: str, task_id: str, turn: int, timeout: float = 15.0) -> int:
-        """The turn's capture count once none of its calls waits for its response record."""
-        key = (run_id, task_id, turn)
+    def _on_event(self, ev: dict) -> None:
+        kind, rid = ev.get("event"), ev.get("request_id")
+        key = (str(ev.get("run_id")), str(ev.get("task_id")), int(ev.get("turn") or 0))
+        if kind == "request" or (kind == "capture_failed" and ev.get("record") == "request"):
+            self.by_turn.setdefault((*key, ev.get("cell"), ev.get("repeat")), []).append(rid)
+            self.outcomes[rid] = CallOutcome(rid, int(ev.get("seq") or 0))
+        if kind == "request":
+            self.calls[key] += 1
+            self.pending[rid] = key
+            if ev.get("cell") is not None:
+                cell = (str(ev.get("run_id")), str(ev["cell"]), int(ev.get("repeat") or 0))
+                self.by_cell.setdefault(cell, []).append(rid)
+            return
+        self.pending.pop(rid, None)  # a response record, or the proxy saying why there is none
+        if rid not in self.outcomes:
+            return
+        if kind == "response":
+            self.outcomes[rid] = replace(self.outcomes[rid], status_code=ev.get("status_code"), error=ev.get("error"),
+                                         answered=True)
+        elif kind == "capture_failed":  # the call was refused (no request record), or its response record is lost
+            self.outcomes[rid] = replace(self.outcomes[rid], error="capture_failed", answered=True,
+                                         message=str(ev.get("reason") or ""))
+
+    def settle_turn(self, run_id: str, task_id: str, turn: int, cell: str | None = None, repeat: int | None = None,
+                    timeout: float = 15.0) -> list[CallOutcome]:
+        """The turn's calls (in request order) once none of them waits for its response record."""
+        key, began = (run_id, task_id, turn, cell, repeat), time.monotonic()
         with self.cond:
-            self.cond.wait_for(lambda: key not in self.pending.values(), timeout)
-            return self.calls[key]
+            self.cond.wait_for(lambda: self.drained_at > began and
+                               not any(r in self.pending for r in self.by_turn.get(key, ())), timeout)
+            rids = self.by_turn.pop(key, [])
+            return sorted((self.outcomes.pop(r) for r in rids if r in self.outcomes), key=lambda c: c.seq)
 
     def settle_cell(self, run_id: str, cell: str, repeat: int, timeout: float = 15.0) -> list[str]:
         """The request ids of a suite repeat, once each has its response record."""
-        key = (run_id, cell, repeat)
+        key, began = (run_id, cell, repeat), time.monotonic()
         with self.cond:
-            self.cond.wait_for(lambda: not any(r in self.pending for r in self.by_cell.get(key, ())), timeout)
+            self.cond.wait_for(lambda: self.drained_at > began and
+                               not any(r in self.pending for r in self.by_cell.get(key, ())), timeout)
             return list(self.by_cell.get(key, ()))
 
     def total(self, run_id: str) -> int:
@@ -125,7 +166,7 @@ class Services:
                 self.model_server = ModelServer(make_responder(script=script or EMBEDDED_SCRIPT)).start()
                 upstream = self.model_server.url + "/v1"
             self.upstream = upstream
-            origin, prefix = split_upstream(upstream)
+            origin, root = split_api_base(upstream)  # https://host, …/v1 and …/v1/ alike
             check_reachable(origin)
             self.api_key = api_key
             self.keys = KeyRegistry(self.work / "keys")
@@ -140,16 +181,16 @@ class Services:
             self.tracker = CallTracker(self.proxy.events, self.proxy)
             self.bridge = Bridge(self.work / "sock")
             self.forwards = self.bridge.forwards({"proxy": self.proxy.port})
-            # what an agent in a container is given: the proxy, plus the upstream's path without /v1
-            self.agent_base_url = f"http://127.0.0.1:{self.proxy.port}{prefix.removesuffix('/v1')}"
+            # what an agent in a container is given: the proxy, plus the upstream's API root path
+            self.agent_base_url = f"http://127.0.0.1:{self.proxy.port}{root}"
         except BaseException:
             self.close()
             raise
 
     @property
     def direct_base_url(self) -> str:
-        """The upstream itself (for the follow-up synthesizer: its calls never pass the proxy)."""
-        return self.upstream.rstrip("/")
+        """The upstream's API root (for the synthesizer and the judge: their calls never pass the proxy)."""
+        return api_root(self.upstream)
 
     def turn_key(self, attribution: Attribution) -> str:
         key = new_key()

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from agentcap_addons.wire.yamlfile import ConfigError
 from agentcap_cli.corpus import load_tasks, parse_shard, shard
-from agentcap_cli.followup import CONTINUE, TEMPLATES, next_prompt
+from agentcap_cli.followup import CONTINUE, TEMPLATES, FollowupFailed, next_prompt
 from agentcap_cli.main import cli
 from agentcap_cli.runrecord import RunRecord, TaskRecord, TurnRecord
 from tests.conftest import closed_port
@@ -65,14 +65,17 @@ def test_followups_task_list_then_mode(tmp_path):
     from agentcap_cli.corpus import Task
 
     t = Task("t1", "do it", None, ["first follow-up"])
-    assert next_prompt("continue", t, 2, None, None) == "first follow-up"
-    assert next_prompt("continue", t, 3, None, None) == CONTINUE
-    assert next_prompt("templates", t, 3, None, None) == TEMPLATES[1]
+    assert next_prompt("continue", t, 2, None, None).prompt == "first follow-up"
+    assert next_prompt("continue", t, 3, None, None).prompt == CONTINUE
+    assert next_prompt("templates", t, 3, None, None).prompt == TEMPLATES[1]
 
     def broken(prompt, reply):
         raise RuntimeError("upstream down")
 
-    assert next_prompt("synthesized", t, 3, "r", broken) == CONTINUE  # falls back, logged
+    with pytest.raises(FollowupFailed, match="RuntimeError: upstream down"):  # never a silent "continue"
+        next_prompt("synthesized", t, 3, "r", broken)
+    fell = next_prompt("synthesized", t, 3, "r", broken, fallback="continue")  # only when allowed, and said
+    assert (fell.prompt, fell.fallback) == (CONTINUE, "RuntimeError: upstream down")
 
 
 def test_run_json_round_trip():

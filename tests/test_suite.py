@@ -113,7 +113,7 @@ BROKEN = [
      "no mock of this scenario offers a tool 'slack_drop_table'"),
     ("scenarios/release-notes/scenario.yaml", "rubric_file: rubric.md", "rubric_file: nope.md", "no file 'nope.md'"),
     ("scenarios/release-notes/scenario.yaml", "agent: release-bot", "agent: ghost", "no agents/ghost/capabilities.yaml"),
-    ("scenarios/write-file/scenario.yaml", "provider: pi", "provider: nobody", "unknown agent 'nobody'"),
+    ("scenarios/write-file/scenario.yaml", "provider: pi", "provider: nobody", "unknown provider 'nobody'"),
     ("scenarios/release-notes/scenario.yaml", "path: \"$.channels", "path: \"channels", "a JSONPath starts with $"),
     ("mcp/slack/mock.yaml", "fallback: error", "fallback: error\nbogus_key: 1", "bogus_key"),
     ("agentcap.yaml", "repeats: 1", "repeats: many", "repeats: must be a whole number"),

@@ -8,9 +8,10 @@ import sys
 import click
 from rich.console import Console
 
+from agentcap_addons.wire.apibase import api_root
 from agentcap_addons.wire.cassette import DEFAULT_IGNORE, MATCHERS
 from agentcap_addons.wire.yamlfile import ConfigError
-from agentcap_cli.commands.proxy import agent_env, split_upstream
+from agentcap_cli.commands.proxy import agent_env
 from agentcap_cli.modelserver import ModelApp, make_responder
 from mcp_mocks.threaded import bind, uvicorn_server
 
@@ -43,7 +44,7 @@ def _matchers(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="Replay: stream chunks back to back, or with the recorded pauses.  [env AGENTCAP_TIMING]")
 @click.option("--on-miss", type=click.Choice(["error", "forward"]), default="error", envvar="AGENTCAP_ON_MISS",
               help="Replay: answer an unrecorded request with an error, or forward it to --upstream.  [env AGENTCAP_ON_MISS]")
-@click.option("--upstream", envvar="AGENTCAP_UPSTREAM", help="Live upstream for --on-miss forward.  [env AGENTCAP_UPSTREAM]")
+@click.option("--upstream", envvar="AGENTCAP_UPSTREAM", help="Live upstream for --on-miss forward (https://host or https://host/v1 alike).  [env AGENTCAP_UPSTREAM]")
 @click.option("--match", "match_on", callback=_matchers, envvar="AGENTCAP_MATCH",
               help=f"Replay: comma-separated matchers ({', '.join(MATCHERS)}); default method,path,body.  [env AGENTCAP_MATCH]")
 @click.option("--ignore", multiple=True, metavar="PATH", envvar="AGENTCAP_IGNORE",
@@ -62,11 +63,10 @@ def serve(script: str | None, replay: str | None, host: str, port: int, timing: 
         raise click.BadParameter("--on-miss forward needs --upstream URL", param_hint="'--upstream'")
     forward_to = None
     if upstream:
-        try:
-            origin, base = split_upstream(upstream)
+        try:  # a miss is forwarded to <root><the path the client asked for>, e.g. …/v1/chat/completions
+            forward_to = api_root(upstream)
         except ValueError as e:
             raise click.BadParameter(f"{upstream!r} {e}", param_hint="'--upstream'") from None
-        forward_to = origin
     try:
         responder = make_responder(script, replay, timing=timing, on_miss=on_miss, match_on=match_on,
                                    ignore=ignore or None)

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import click
 from rich.console import Console
 
+from agentcap_addons.wire.apibase import split_api_base, split_origin
 from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
 from agentcap_addons.wire.store import REQUEST_SUFFIX
 from agentcap_cli.proxyproc import ProxyStartError, start_proxy
@@ -21,20 +22,12 @@ from agentcap_cli.workspace import new_run_dir
 def split_upstream(url: str) -> tuple[str, str]:
     """``https://host/v1`` → (``https://host``, ``/v1``). mitmproxy's reverse mode takes an origin
     only; the path part becomes the path of the base URL handed to agents."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host, e.g. https://router.huggingface.co/v1")
-    if parts.query or parts.fragment:
-        raise ValueError("must not carry a query or fragment")
-    if parts.username or parts.password:
-        raise ValueError("must not carry credentials (use --upstream-key-env)")
-    origin = f"{parts.scheme}://{parts.netloc}"
-    return origin, parts.path.rstrip("/")
+    return split_origin(url)
 
 
 def _upstream(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, str]:
     try:
-        return split_upstream(value)
+        return split_api_base(value)  # …/v1 or not: the agents get <proxy><root>/v1 either way
     except ValueError as e:
         raise click.BadParameter(f"{value!r} {e}") from None
 
@@ -50,7 +43,8 @@ def agent_env(base_url: str, key: str | None) -> dict[str, str]:
 
 @click.command()
 @click.option("--upstream", required=True, envvar="AGENTCAP_UPSTREAM", callback=_upstream,
-              help="Model API to forward to, e.g. https://router.huggingface.co/v1  [env AGENTCAP_UPSTREAM]")
+              help="Model API to forward to, e.g. https://router.huggingface.co (a final /v1 may be given or not).  "
+                   "[env AGENTCAP_UPSTREAM]")
 @click.option("--host", default="127.0.0.1", envvar="AGENTCAP_PROXY_HOST", help="Address to listen on.  [env AGENTCAP_PROXY_HOST]")
 @click.option("--port", default=8080, type=click.IntRange(0, 65535), envvar="AGENTCAP_PROXY_PORT",
               help="Port to listen on (0: any free port).  [env AGENTCAP_PROXY_PORT]")
@@ -73,7 +67,7 @@ def proxy(upstream: tuple[str, str], host: str, port: int, run_dir: Path | None,
     """
     err = Console(stderr=True)
     out = Console(highlight=False, soft_wrap=True)
-    origin, base_path = upstream
+    origin, root = upstream
     if upstream_key_env is not None and not os.environ.get(upstream_key_env):
         raise click.BadParameter(f"environment variable {upstream_key_env} is not set or empty",
                                  param_hint="'--upstream-key-env'")
@@ -94,7 +88,7 @@ def proxy(upstream: tuple[str, str], host: str, port: int, run_dir: Path | None,
             shutil.rmtree(keys_dir, ignore_errors=True)
         err.print(f"[red]error:[/] {e} (is port {port} free? try --port 0)")
         raise SystemExit(1)
-    base_url = p.base_url + base_path
+    base_url = p.base_url + root + "/v1"
     out.print(f"# agentcap proxy → {origin}   captures: {run_dir / 'captures'}")
     if p.web_url:
         out.print(f"# mitmweb UI: {p.web_url}")

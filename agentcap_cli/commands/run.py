@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
 from rich.console import Console
 from rich.logging import RichHandler
 
+from agentcap_addons.wire.apibase import split_api_base
 from agentcap_addons.wire.yamlfile import ConfigError
-from agentcap_cli.commands.proxy import split_upstream
 from agentcap_cli.corpus import load_tasks, parse_shard
 from agentcap_cli.corpus import shard as take_shard
-from agentcap_cli.followup import MODES
+from agentcap_cli.credentials import is_huggingface, upstream_key
+from agentcap_cli.followup import FALLBACKS, MODES
 from agentcap_cli.runner import CorpusRun, RunOptions, new_record, summary_table
 from agentcap_cli.runrecord import RUN_JSON, load_run
 from agentcap_cli.services import EMBEDDED_MODEL, Services, UpstreamUnreachable, provider_of
 from agentcap_cli.workspace import agentcap_home, new_run_dir
 from sandbox.agents import UnknownAgent, get_agent
 from sandbox.podman import SandboxError
+
+log = logging.getLogger("agentcap.run")
 
 
 def _agents(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
@@ -40,7 +41,7 @@ def _upstream(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     if value is None:
         return None
     try:
-        split_upstream(value)
+        split_api_base(value)  # https://host, https://host/v1 and …/v1/ name the same API
     except ValueError as exc:
         raise click.BadParameter(f"{value!r} {exc}") from None
     return value.rstrip("/")
@@ -62,15 +63,6 @@ def _resume_dir(value: str) -> Path:
     raise click.BadParameter(f"{value!r}: no {RUN_JSON} there nor under {agentcap_home()}", param_hint="--resume")
 
 
-def _api_key(api_key: str | None, upstream: str | None) -> str | None:
-    if api_key or not upstream:
-        return api_key or None
-    host = urlsplit(upstream).hostname or ""
-    if host.endswith("huggingface.co"):
-        return os.environ.get("HF_TOKEN") or None  # the HF router takes a Hugging Face token
-    return None
-
-
 def _setup_logging(verbose: int, console: Console) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)],
@@ -84,10 +76,11 @@ def _setup_logging(verbose: int, console: Console) -> None:
               help=f"Model name sent to the upstream (default with the embedded upstream: {EMBEDDED_MODEL}).  "
                    "[env AGENTCAP_MODEL]")
 @click.option("--upstream", callback=_upstream, envvar="AGENTCAP_UPSTREAM", metavar="URL",
-              help="Model API, e.g. https://router.huggingface.co/v1 (default: the embedded scripted model, "
-                   "no network needed).  [env AGENTCAP_UPSTREAM]")
+              help="Model API, e.g. https://router.huggingface.co (a final /v1 may be given or not; default: the "
+                   "embedded scripted model, no network needed).  [env AGENTCAP_UPSTREAM]")
 @click.option("--api-key", envvar="AGENTCAP_API_KEY", metavar="KEY",
-              help="Upstream key (HF_TOKEN for the HF router when unset). Only the proxy sees it.  [env AGENTCAP_API_KEY]")
+              help="Upstream key; for *.huggingface.co when unset: HF_TOKEN, then the `hf auth login` token. Only the "
+                   "proxy sees it; -v says which source was used.  [env AGENTCAP_API_KEY]")
 @click.option("--tasks", "tasks_file", type=click.Path(dir_okay=False, path_type=Path), envvar="AGENTCAP_TASKS",
               help="The corpus: .txt (a prompt per line), .yaml or .jsonl ({id?, prompt, turns?, followups?}).  "
                    "[env AGENTCAP_TASKS]")
@@ -95,6 +88,9 @@ def _setup_logging(verbose: int, console: Console) -> None:
               help="Turns per task (a task's own 'turns' wins).  [env AGENTCAP_TURNS]")
 @click.option("--followup", default="continue", type=click.Choice(MODES), envvar="AGENTCAP_FOLLOWUP",
               help="What the user says after turn 1 (a task's own 'followups' win).  [env AGENTCAP_FOLLOWUP]")
+@click.option("--followup-fallback", default="error", type=click.Choice(FALLBACKS), envvar="AGENTCAP_FOLLOWUP_FALLBACK",
+              help="When a synthesized follow-up fails: 'error' stops the task (recorded in run.json), 'continue' "
+                   "says 'continue' instead (recorded per turn).  [env AGENTCAP_FOLLOWUP_FALLBACK]")
 @click.option("--timeout", "timeout_s", default=600.0, type=click.FloatRange(1), envvar="AGENTCAP_TIMEOUT",
               help="Seconds per turn before its container is killed.  [env AGENTCAP_TIMEOUT]")
 @click.option("--label", envvar="AGENTCAP_LABEL", help="A free label kept in run.json.  [env AGENTCAP_LABEL]")
@@ -115,7 +111,7 @@ def _setup_logging(verbose: int, console: Console) -> None:
 @click.option("-v", "--verbose", count=True, help="More logs on stderr (-vv: debug, and the proxy's own log).")
 @click.pass_context
 def run(ctx: click.Context, agents: list[str], model: str | None, upstream: str | None, api_key: str | None,
-        tasks_file: Path | None, turns: int, followup: str, timeout_s: float, label: str | None,
+        tasks_file: Path | None, turns: int, followup: str, followup_fallback: str, timeout_s: float, label: str | None,
         sandbox_dir: Path | None, skills: tuple[Path, ...], tool_dirs: tuple[Path, ...], jobs: int,
         resume: str | None, shard: tuple[int, int] | None, verbose: int) -> None:
     """Run AGENT over a corpus of prompts, every turn in a fresh sandbox, every model call captured.
@@ -134,7 +130,10 @@ def run(ctx: click.Context, agents: list[str], model: str | None, upstream: str 
                           timeout_s=float(o.get("timeout_s") or 600), jobs=int(o.get("jobs") or 1), label=record.label,
                           sandbox_dir=Path(o["sandbox_dir"]) if o.get("sandbox_dir") else None,
                           skills=[Path(p) for p in o.get("skills") or []],
-                          tool_dirs=[Path(p) for p in o.get("tool_dirs") or []])
+                          tool_dirs=[Path(p) for p in o.get("tool_dirs") or []],
+                          followup_fallback=str(o.get("followup_fallback") or "error"))
+        if ctx.get_parameter_source("followup_fallback") != ParameterSource.DEFAULT:
+            opts.followup_fallback = followup_fallback
         if ctx.get_parameter_source("jobs") != ParameterSource.DEFAULT:
             opts.jobs = jobs
         if ctx.get_parameter_source("timeout_s") != ParameterSource.DEFAULT:
@@ -161,13 +160,19 @@ def run(ctx: click.Context, agents: list[str], model: str | None, upstream: str 
         for name in agents:
             # mounts need absolute paths: the same path inside the container as here
             opts = RunOptions(agent=name, model=model or EMBEDDED_MODEL, turns=turns, followup=followup,
-                              timeout_s=timeout_s, jobs=jobs, label=label,
+                              followup_fallback=followup_fallback, timeout_s=timeout_s, jobs=jobs, label=label,
                               sandbox_dir=sandbox_dir.resolve() if sandbox_dir else None,
                               skills=[p.resolve() for p in skills], tool_dirs=[p.resolve() for p in tool_dirs])
             plans.append((Path(), (tasks, shard_text), opts, False))
 
+    given = "AGENTCAP_API_KEY" if ctx.get_parameter_source("api_key") == ParameterSource.ENVIRONMENT else "--api-key"
+    key = upstream_key(api_key, given, upstream)
+    if upstream:
+        log.info("upstream key: %s", f"from {key.source}" if key.value else "none (requests go without one)")
+        if not key.value and is_huggingface(upstream):
+            log.warning("no key for %s: set HF_TOKEN, run `hf auth login`, or give --api-key", upstream)
     try:
-        services = Services(upstream, _api_key(api_key, upstream), verbose=verbose >= 2)
+        services = Services(upstream, key.value, verbose=verbose >= 2)
     except UpstreamUnreachable as exc:
         raise click.BadParameter(f"{upstream}: {exc}", param_hint="--upstream") from None
     ok = True

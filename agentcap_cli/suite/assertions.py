@@ -2,10 +2,14 @@
 
 Each kind is a function ``check(params, outcome) -> (passed, detail)`` plus the params it accepts;
 plugins add kinds with ``register_kind`` (a name that shadows a built-in warns unless ``force=True``).
+Params are agenteval's (``jsonpath``, ``values``, ``mode``, ``ignore_case``, ``dir_has_new_file.path``
+with a glob ``matches``) with agentcap's spellings as aliases (``path``, ``contains`` / ``text``,
+``dir`` with a regex ``matches``); :func:`normalize` maps both onto one set before anything runs.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import re
 from collections.abc import Callable
@@ -14,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agentcap_addons.wire.yamlfile import Located, check_keys
-from agentcap_cli.suite.jsonpath import JSONPathError, find
+from agentcap_cli.suite.jsonpath import JSONPathError, check, count, find
 
 log = logging.getLogger("agentcap.test")
 COMMON = {"kind", "name", "required"}
@@ -70,7 +74,7 @@ def parse_assertions(doc: Located, items: Any, tools: dict[str, set[str]]) -> li
         if kind is None:
             raise doc.error(f"{key}.kind", f"unknown assertion kind {a['kind']!r}; known: {', '.join(sorted(KINDS))}")
         check_keys(doc, a, key, kind.params | COMMON)
-        params = {k: v for k, v in a.items() if k not in COMMON}
+        params = normalize(a["kind"], {k: v for k, v in a.items() if k not in COMMON})
         if kind.validate:
             kind.validate(doc, key, params, tools)
         out.append(Assertion(a["kind"], params, str(a.get("name") or f"{a['kind']} #{i + 1}"), bool(a.get("required", True))))
@@ -92,23 +96,53 @@ def _counts(params: dict[str, Any], n: int) -> tuple[bool, str]:
 
 # -- mock_state -------------------------------------------------------------------------------------
 
+ALIASES = {  # kind → {agentcap's spelling: agenteval's}
+    "mock_state": {"path": "jsonpath"},
+    "file_contains": {"contains": "values"},
+    "output_contains": {"text": "values"},
+}
+
+
+def normalize(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One spelling per param (agenteval's), whichever dialect the scenario used."""
+    out = dict(params)
+    for old, new in ALIASES.get(kind, {}).items():
+        if old in out and new not in out:
+            out[new] = out.pop(old)
+    if kind in ("file_contains", "output_contains") and isinstance(out.get("values"), str):
+        out["values"] = [out["values"]]
+    if kind == "dir_has_new_file":
+        if "path" in out:  # agenteval: path is the directory, matches a glob (default *)
+            out["dir"], out["glob"] = out.pop("path"), out.pop("matches", "*")
+        if isinstance(out.get("contents_include"), str):
+            out["contents_include"] = [out["contents_include"]]
+    return out
+
+
 def _v_mock_state(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]]) -> None:
-    _need(doc, key, p, "server", "path")
+    _need(doc, key, p, "server", "jsonpath")
     if p["server"] not in tools:
         raise doc.error(f"{key}.server", f"{p['server']!r} is not one of this scenario's mocks ({', '.join(tools) or 'none'})")
     try:
-        find(p["path"], {})
+        check(p["jsonpath"])
     except JSONPathError as exc:
-        raise doc.error(f"{key}.path", str(exc)) from None
+        raise doc.error(f"{key}.jsonpath", str(exc)) from None
 
 
 def _mock_state(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
-    hits = find(p["path"], o.mock_state.get(p["server"], {}))
+    path = p["jsonpath"]
+    if p["server"] not in o.mock_state:
+        return False, f"no state for mock server {p['server']!r}"
+    # the state as agenteval's mocks keep it: with every call under __calls__ ({at, tool, args})
+    state = {**o.mock_state[p["server"]], "__calls__": [
+        {"at": c.get("at"), "tool": c["tool"], "args": c.get("args")} for c in o.mock_calls if c.get("server") == p["server"]]}
     if "equals" in p:
+        hits = find(path, state)
         ok = bool(hits) and all(h == p["equals"] for h in hits)
-        return ok, f"{p['path']} → {hits[:3]!r} (expected {p['equals']!r})"
-    ok, counted = _counts(p, len(hits))
-    return ok, f"{p['path']} matched {counted}"
+        return ok, f"{path} → {hits[:3]!r} (expected {p['equals']!r})"
+    n, _ = count(path, state)
+    ok, counted = _counts(p, n)
+    return ok, f"{path} matched {counted}"
 
 
 # -- tool_called ------------------------------------------------------------------------------------
@@ -149,36 +183,48 @@ def _file_exists(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
     return ok, f"{p['path']} {'exists' if ok else 'does not exist'}"
 
 
+def _found(values: list[Any], text: str, mode: str, ignore_case: bool = False) -> tuple[bool, list[Any], list[Any]]:
+    hay = text.lower() if ignore_case else text
+    present = [v for v in values if (str(v).lower() if ignore_case else str(v)) in hay]
+    missing = [v for v in values if v not in present]
+    return (not missing) if mode == "all" else bool(present), present, missing
+
+
 def _file_contains(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
     path = o.workspace / p["path"]
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return False, f"{p['path']} cannot be read"
-    wanted = p["contains"] if isinstance(p["contains"], list) else [p["contains"]]
-    present = [w for w in wanted if w in text]
-    ok = len(present) == len(wanted) if p.get("mode", "all") == "all" else bool(present)
-    return ok, f"{p['path']} holds {len(present)}/{len(wanted)} of {wanted!r} ({p.get('mode', 'all')})"
+    ok, present, missing = _found(p["values"], text, p.get("mode", "all"))
+    return ok, f"{p['path']}: found {present}; missing {missing} ({p.get('mode', 'all')})"
 
 
 def _dir_has_new_file(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
     base = o.workspace / p.get("dir", ".")
-    new = [f for f in sorted(base.rglob("*")) if f.is_file() and str(f.relative_to(o.workspace)) not in o.snapshot
-           and re.search(p.get("matches", ".*"), f.name)]
-    if "contents_include" in p:
-        new = [f for f in new if p["contents_include"] in f.read_text(errors="replace")]
-    return bool(new), f"new files: {[str(f.relative_to(o.workspace)) for f in new][:5]}"
+    if not base.is_dir():
+        return False, f"{p.get('dir', '.')} is not a directory"
+    new = [f for f in sorted(base.rglob("*")) if f.is_file() and str(f.relative_to(o.workspace)) not in o.snapshot]
+    if "glob" in p:  # agenteval: a glob relative to the directory
+        new = [f for f in new if fnmatch.fnmatch(str(f.relative_to(base)), p["glob"]) or fnmatch.fnmatch(f.name, p["glob"])]
+    else:
+        new = [f for f in new if re.search(p.get("matches", ".*"), f.name)]
+    wanted = p.get("contents_include") or []
+    new = [f for f in new if all(str(w) in f.read_text(errors="replace") for w in wanted)]
+    return bool(new), f"new files: {[str(f.relative_to(o.workspace)) for f in new][:5]}" + \
+        (f" containing {wanted}" if wanted else "")
 
 
 # -- output -----------------------------------------------------------------------------------------
 
 def _output_contains(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
-    ok = p["text"] in o.output
-    return ok, f"output {'contains' if ok else 'lacks'} {p['text']!r}"
+    ok, present, missing = _found(p["values"], o.output, p.get("mode", "all"), bool(p.get("ignore_case")))
+    return ok, f"output: found {present}; missing {missing}"
 
 
 def _output_matches(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
-    ok = re.search(p["pattern"], o.output, re.S) is not None
+    flags = re.S | (re.I if p.get("ignore_case") else 0)
+    ok = re.search(p["pattern"], o.output, flags) is not None
     return ok, f"output {'matches' if ok else 'does not match'} /{p['pattern']}/"
 
 
@@ -229,24 +275,39 @@ def _v_path(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]
     _need(doc, key, p, "path")
 
 
-def _v_contains(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]]) -> None:
-    _need(doc, key, p, "path", "contains")
+def _v_mode(doc: Located, key: str, p: dict[str, Any]) -> None:
     if p.get("mode", "all") not in ("all", "any"):
         raise doc.error(f"{key}.mode", "must be all or any")
+    if not isinstance(p["values"], list) or not p["values"]:
+        raise doc.error(f"{key}.values", "must be a value or a non-empty list of values")
+
+
+def _v_contains(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]]) -> None:
+    _need(doc, key, p, "path", "values")
+    _v_mode(doc, key, p)
 
 
 def _v_text(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]]) -> None:
-    _need(doc, key, p, "text")
+    _need(doc, key, p, "values")
+    _v_mode(doc, key, p)
+
+
+def _v_new_file(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[str]]) -> None:
+    if "glob" not in p and "matches" in p:
+        try:
+            re.compile(p["matches"])
+        except re.error as exc:
+            raise doc.error(f"{key}.matches", f"not a regular expression: {exc}") from None
 
 
 for _name, _params, _check, _validate in [
-    ("mock_state", {"server", "path", "min_count", "max_count", "equals"}, _mock_state, _v_mock_state),
+    ("mock_state", {"server", "jsonpath", "path", "min_count", "max_count", "equals"}, _mock_state, _v_mock_state),
     ("tool_called", {"tool", "server", "args", "match", "min_count", "max_count"}, _tool_called, _v_tool_called),
     ("file_exists", {"path"}, _file_exists, _v_path),
-    ("file_contains", {"path", "contains", "mode"}, _file_contains, _v_contains),
-    ("dir_has_new_file", {"dir", "matches", "contents_include"}, _dir_has_new_file, None),
-    ("output_contains", {"text"}, _output_contains, _v_text),
-    ("output_matches", {"pattern"}, _output_matches, _v_regex("pattern")),
+    ("file_contains", {"path", "values", "contains", "mode"}, _file_contains, _v_contains),
+    ("dir_has_new_file", {"path", "dir", "matches", "contents_include"}, _dir_has_new_file, _v_new_file),
+    ("output_contains", {"values", "text", "mode", "ignore_case"}, _output_contains, _v_text),
+    ("output_matches", {"pattern", "ignore_case"}, _output_matches, _v_regex("pattern")),
     ("model_calls", {"min_count", "max_count", "max_tokens", "max_seconds", "max_cost_usd"}, _model_calls, None),
 ]:
     KINDS[_name] = KindDef(_params, _check, _validate)
@@ -256,7 +317,7 @@ def evaluate(assertions: list[Assertion], outcome: Outcome) -> list[dict[str, An
     results = []
     for a in assertions:
         try:
-            ok, detail = KINDS[a.kind].check(a.params, outcome)
+            ok, detail = KINDS[a.kind].check(normalize(a.kind, a.params), outcome)
         except Exception as exc:  # a broken check fails its assertion, not the run
             ok, detail = False, f"error while checking: {exc}"
         results.append({"name": a.name, "kind": a.kind, "required": a.required, "passed": bool(ok), "detail": detail})

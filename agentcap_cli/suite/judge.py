@@ -1,38 +1,108 @@
-"""The LLM judge: a rubric scored 0..1 with reasoning, by a model called directly (never through the
-capture proxy, so its calls are not in the agent's captures; they are kept in the results instead)."""
+"""The LLM judge: a rubric scored 0..1 with reasoning. Three backends (``judge.backend``):
+
+* ``chat`` (agentcap's default): ``POST <upstream>/v1/chat/completions``, called directly;
+* ``anthropic-api``: ``POST <upstream>/v1/messages`` with ``x-api-key`` (agenteval's Anthropic SDK
+  backend), called directly — ``ANTHROPIC_BASE_URL`` / the Anthropic API unless an upstream is set;
+* ``claude-cli`` (agenteval's default): the claude CLI itself, ``claude -p --output-format json``, run
+  in agentcap's sandbox (claude-code image) against the same upstream through the capture proxy.
+
+Direct calls never pass the capture proxy; the claude CLI's go to ``<run>/judge/captures``. Either way
+they are not in the agent's captures; request and answer are kept in the repeat's result.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from agentcap_addons.wire.apibase import api_url
+from agentcap_cli.verdict import error_text
+
 SYSTEM = ("You are grading an AI agent's work against a rubric. Answer with one JSON object only: "
           '{"score": <number from 0 to 1>, "reasoning": "<one or two sentences>"}.')
+ANTHROPIC_VERSION = "2023-06-01"
 
 
-def judge(base_url: str, model: str, api_key: str | None, rubric: str, output: str, tool_calls: list[dict[str, Any]],
-          mock_state: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+@dataclass
+class Prompt:
+    rubric: str
+    output: str
+    tool_calls: list[dict[str, Any]]
+    mock_state: dict[str, Any]
+
+    def user(self) -> str:
+        return (f"## Rubric\n{self.rubric}\n\n## The agent's final answer\n{self.output or '(none)'}\n\n"
+                f"## Tool calls the agent made\n{json.dumps(self.tool_calls, ensure_ascii=False)[:8000]}\n\n"
+                f"## Final state of the mocked services\n{json.dumps(self.mock_state, ensure_ascii=False)[:8000]}")
+
+
+def judge(base_url: str, model: str, api_key: str | None, prompt: Prompt, *, api: str = "chat",
+          timeout: float = 120.0) -> dict[str, Any]:
     """{score, reasoning, request, response} — or {score: None, error} when the judge failed."""
-    user = (f"## Rubric\n{rubric}\n\n## The agent's final answer\n{output or '(none)'}\n\n"
-            f"## Tool calls the agent made\n{json.dumps(tool_calls, ensure_ascii=False)[:8000]}\n\n"
-            f"## Final state of the mocked services\n{json.dumps(mock_state, ensure_ascii=False)[:8000]}")
-    body = {"model": model, "stream": False, "max_tokens": 400,
-            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]}
-    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    if api == "anthropic-api":
+        body: dict[str, Any] = {"model": model, "max_tokens": 400, "system": SYSTEM,
+                                "messages": [{"role": "user", "content": prompt.user()}]}
+        headers = {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
+        url = api_url(base_url, "/v1/messages")
+    else:
+        body = {"model": model, "stream": False, "max_tokens": 400,
+                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt.user()}]}
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        url = api_url(base_url, "/v1/chat/completions")  # https://host, …/v1 and …/v1/ alike
     try:
-        r = httpx.post(base_url.rstrip("/") + "/chat/completions", json=body, headers=headers, timeout=timeout)
-        r.raise_for_status()
-        text = r.json()["choices"][0]["message"].get("content") or ""
+        r = httpx.post(url, json=body, headers=headers, timeout=timeout)
+        if r.status_code >= 400:
+            return {"score": None, "error": f"judge call failed: POST {url} → {r.status_code}: {error_text(r.content)}",
+                    "request": body}
+        data = r.json()
+        if api == "anthropic-api":
+            text = "".join(b.get("text", "") for b in data.get("content") or [] if b.get("type") == "text")
+        else:
+            text = data["choices"][0]["message"].get("content") or ""
     except Exception as exc:
-        return {"score": None, "error": f"judge call failed: {exc}", "request": body}
+        return {"score": None, "error": f"judge call failed: POST {url}: {exc}", "request": body}
+    return {**score_of(text), "request": body}
+
+
+def score_of(text: str) -> dict[str, Any]:
+    """{score, reasoning, response} from the judge's answer (the first JSON object in it)."""
     m = re.search(r"\{.*\}", text, re.S)
     try:
         data = json.loads(m.group(0)) if m else {}
         score = float(data["score"])
     except (ValueError, KeyError, TypeError):
-        return {"score": None, "error": f"judge answer has no score: {text[:200]!r}", "request": body, "response": text}
-    return {"score": max(0.0, min(1.0, score)), "reasoning": str(data.get("reasoning", "")), "request": body,
-            "response": text}
+        return {"score": None, "error": f"judge answer has no score: {text[:200]!r}", "response": text}
+    return {"score": max(0.0, min(1.0, score)), "reasoning": str(data.get("reasoning", "")), "response": text}
+
+
+def judge_claude_cli(podman: Any, services: Any, run_dir: Path, base: Path, cell: str, repeat: int, model: str,
+                     prompt: Prompt, timeout_s: float = 300.0) -> dict[str, Any]:
+    """agenteval's ``claude-cli`` backend: one ``claude -p`` turn in the sandbox, no tools, no MCP."""
+    from agentcap_addons.wire.registry import Attribution
+    from sandbox.agents import TurnInput, get_agent
+    from sandbox.podman import SandboxError
+    from sandbox.session import run_agent_turn
+
+    work = base / "judge"
+    text = f"{SYSTEM}\n\n{prompt.user()}\n\nScore the agent against the rubric now. Output only the JSON object."
+    key = services.turn_key(Attribution(run_id=run_dir.name, task_id=f"{cell}#judge", turn=1, cell=f"{cell}#judge",
+                                        repeat=repeat, captures_dir=str(run_dir / "judge" / "captures")))
+    t = TurnInput(prompt=text, turn=1, base_url=services.agent_base_url, api_key=key, model=model,
+                  workspace=work / "workspace", home=work / "home", max_turns=1)
+    try:
+        r = run_agent_turn(podman, get_agent("claude-code"), t, stdout=work / "judge.out", stderr=work / "judge.err",
+                           trace_dir=work / "traces", forwards=services.forwards, timeout_s=timeout_s,
+                           labels={"run": run_dir.name, "task": f"{cell}#judge"})
+    except SandboxError as exc:
+        return {"score": None, "error": f"judge (claude-cli): sandbox: {str(exc).splitlines()[0]}", "request": text}
+    finally:
+        services.keys.unregister(key)
+    if r.timed_out or not r.reply:
+        why = "timed out" if r.timed_out else f"no answer (exit {r.returncode}; see {work / 'judge.err'})"
+        return {"score": None, "error": f"judge (claude-cli): {why}", "request": text}
+    return {**score_of(r.reply), "request": text}

@@ -1,13 +1,21 @@
-"""A test project on disk: agentcap.yaml, agents/<name>/capabilities.yaml, scenarios/<id>/scenario.yaml.
+"""A test project on disk, in agentcap's dialect or agenteval's, read into one model.
+
+``agentcap.yaml`` or ``agenteval.yaml`` (plus a ``.env`` beside it: ``KEY=VALUE`` lines, the real
+environment wins), ``agents/<name>/capabilities.yaml`` (agentcap's or capa's format, see
+capabilities.py), ``scenarios/<id>/scenario.yaml`` with its ``input/prompt.md``, ``rubric.md``,
+``assets/`` and ``mcp/<server>/`` (agenteval keeps mocks beside the scenario; agentcap also looks in
+the project's ``mcp/``). Keys of both tools are read; agentcap's own spellings stay as aliases
+(``report_dir`` = ``report.dir``, ``path`` = ``jsonpath``, ``contains`` = ``values`` …).
 
 Loading validates everything a run would trip over later — unknown keys, assertion kinds and their
-params, mocks that do not load, tools named in assertions that no mock offers, missing rubric / prompt /
-asset files — and reports the first problem as ``file:line: key: message`` (ConfigError).
+params, mocks that do not load, tools named in assertions or capabilities that no mock offers, missing
+rubric / prompt / asset files — and reports the first problem as ``file:line: key: message``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,16 +23,20 @@ from typing import Any
 
 from agentcap_addons.wire.yamlfile import ConfigError, Located, check_keys, load, want
 from agentcap_cli.suite.assertions import Assertion, parse_assertions
+from agentcap_cli.suite.capabilities import AgentDef, check_tools, load_agent
 
 CONFIG_NAMES = ("agentcap.yaml", "agenteval.yaml")
-CONFIG_KEYS = {"provider", "models", "repeats", "timeout_seconds", "max_turns", "upstream", "judge", "report_dir",
-               "plugins", "prices"}
+CONFIG_KEYS = {"provider", "models", "repeats", "timeout_seconds", "max_turns", "turns", "upstream", "judge",
+               "report", "report_dir", "plugins", "prices", "providers"}
 SCENARIO_KEYS = {"id", "agent", "provider", "prompt", "prompt_file", "mcp", "assets", "run", "assertions", "judge",
                  "description"}
-RUN_KEYS = {"models", "repeats", "timeout_seconds", "max_turns"}
-CAPABILITY_KEYS = {"servers", "skills", "base_prompt", "base_prompt_file"}
-JUDGE_KEYS = {"rubric", "rubric_file", "min_score", "required", "model", "upstream"}
+RUN_KEYS = {"models", "repeats", "timeout_seconds", "max_turns", "turns"}
+JUDGE_KEYS = {"enabled", "rubric", "rubric_file", "min_score", "required", "model"}
+CONFIG_JUDGE_KEYS = {"enabled", "model", "min_score", "backend", "cli", "upstream"}
+JUDGE_BACKENDS = ("chat", "anthropic-api", "claude-cli")
 UPSTREAM_KEYS = {"script", "url", "api_key_env"}
+HARNESS_ALIASES = {"claude": "claude-code"}  # agenteval's provider names → agentcap's agent adapters
+DEFAULT_PROMPT_FILE = "input/prompt.md"
 
 
 @dataclass
@@ -43,14 +55,6 @@ class Judge:
 
 
 @dataclass
-class AgentDef:
-    name: str
-    servers: list[str] = field(default_factory=list)
-    skills: list[Path] = field(default_factory=list)
-    base_prompt: str | None = None
-
-
-@dataclass
 class Scenario:
     id: str
     dir: Path
@@ -62,9 +66,12 @@ class Scenario:
     models: list[str]
     repeats: int
     timeout_s: float
-    max_turns: int
+    max_turns: int | None  # the cap on the agent's own turns (claude --max-turns, …)
     assertions: list[Assertion]
     judge: Judge | None
+    turns: int = 1  # user turns: the prompt, then "Continue" (agentcap's addition)
+    mock_dirs: dict[str, Path] = field(default_factory=dict)  # server → its mock dir
+    assets_contents: list[Path] = field(default_factory=list)  # dirs whose contents go to the workspace root
 
 
 @dataclass
@@ -75,17 +82,63 @@ class Project:
     models: list[str]
     repeats: int
     timeout_s: float
-    max_turns: int
-    upstream: Upstream
+    max_turns: int | None
+    upstream: Upstream | None  # None: what the harness itself would use (agenteval.yaml without upstream:)
     judge_model: str | None
     judge_upstream: Upstream | None
     report_dir: Path
     prices: dict[str, dict[str, float]]
     agents: dict[str, AgentDef]
     scenarios: list[Scenario]
+    judge_backend: str = "chat"
+    judge_enabled: bool = True
+    judge_min_score: float = 0.5
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-provider config (plugins read it)
+    turns: int = 1
 
     def provider_of(self, scenario: Scenario) -> str:
         return scenario.provider or self.provider
+
+
+def harness_name(name: str) -> str:
+    """The agent adapter (or plugin Provider) a provider name means: ``claude`` is claude-code."""
+    from agenteval.providers.registry import plugin
+
+    return name if plugin(name) is not None else HARNESS_ALIASES.get(name, name)
+
+
+def check_provider(doc: Located, key: str, name: Any) -> str:
+    from agenteval.providers.registry import available, plugin
+    from sandbox.agents import UnknownAgent, get_agent
+
+    name = want(doc, name, str, key, "a provider (harness) name, e.g. claude or pi")
+    if plugin(name) is None:
+        try:
+            get_agent(HARNESS_ALIASES.get(name, name))
+        except UnknownAgent:
+            raise doc.error(key, f"unknown provider {name!r}; known: {', '.join(available())}") from None
+    return name
+
+
+def load_dotenv(path: Path) -> dict[str, str]:
+    """agenteval's ``.env``: ``KEY=VALUE`` lines (``export`` and quotes allowed, ``#`` comments); a
+    variable already in the environment is not overwritten. Returns what the file holds."""
+    loaded: dict[str, str] = {}
+    if not path.is_file():
+        return loaded
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        line = line.removeprefix("export ").strip()
+        key, _, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if key:
+            loaded[key] = value
+            os.environ.setdefault(key, value)
+    return loaded
 
 
 def _str_list(doc: Located, value: Any, key: str) -> list[str]:
@@ -93,6 +146,13 @@ def _str_list(doc: Located, value: Any, key: str) -> list[str]:
     if not all(isinstance(x, str) and x for x in items):
         raise doc.error(key, "must be a name or a list of names")
     return list(items)
+
+
+def _int(doc: Located, value: Any, key: str, low: int = 1) -> int:
+    n = want(doc, value, int, key, f"a whole number ≥ {low}")
+    if n < low:
+        raise doc.error(key, f"must be ≥ {low}")
+    return n
 
 
 def _upstream(doc: Located, value: Any, key: str, root: Path) -> Upstream:
@@ -115,23 +175,29 @@ def _upstream(doc: Located, value: Any, key: str, root: Path) -> Upstream:
     return Upstream(script, value.get("url"), value.get("api_key_env"))
 
 
-def _judge(doc: Located, value: Any, key: str, base: Path) -> Judge:
+def _judge(doc: Located, value: Any, key: str, base: Path, project: Project) -> Judge | None:
     want(doc, value, dict, key, "a mapping {rubric | rubric_file, min_score, required}")
     check_keys(doc, value, key, JUDGE_KEYS)
-    if "rubric_file" in value:
+    if not value.get("enabled", True):
+        return None
+    if "rubric" in value:  # agenteval: an inline rubric wins over rubric_file
+        rubric = want(doc, value["rubric"], str, f"{key}.rubric", "the rubric text")
+    elif "rubric_file" in value:
         path = base / value["rubric_file"]
         if not path.is_file():
             raise doc.error(f"{key}.rubric_file", f"no file {value['rubric_file']!r}")
         rubric = path.read_text()
     else:
-        rubric = want(doc, value.get("rubric"), str, f"{key}.rubric", "the rubric text (or give rubric_file)")
-    score = want(doc, value.get("min_score", 0.5), (int, float), f"{key}.min_score", "a number in 0..1")
+        raise doc.error(key, "needs a rubric or a rubric_file")
+    score = want(doc, value.get("min_score", project.judge_min_score), (int, float), f"{key}.min_score", "a number in 0..1")
     if not 0 <= score <= 1:
         raise doc.error(f"{key}.min_score", "must be in 0..1")
     return Judge(rubric, float(score), bool(value.get("required", True)), value.get("model"))
 
 
 def load_plugins(doc: Located, root: Path, names: list[str]) -> None:
+    """Import each module of ``plugins:`` (project root on sys.path): their ``register()`` calls add
+    providers, assertion kinds and agent adapters before anything is resolved."""
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     for i, name in enumerate(names):
@@ -149,130 +215,169 @@ def find_config(root: Path) -> Path:
 
 
 def load_project(root: str | Path) -> Project:
+    """Read and check a project (a ``.env`` beside the config is loaded into the environment first)."""
     root = Path(root).resolve()
     cfg_path = find_config(root)
+    agenteval = cfg_path.name == "agenteval.yaml"
+    load_dotenv(root / ".env")
     doc = load(cfg_path)
     cfg = doc.data or {}
     want(doc, cfg, dict, "", "a mapping")
     check_keys(doc, cfg, "", CONFIG_KEYS)
-    load_plugins(doc, root, _str_list(doc, cfg.get("plugins") or [], "plugins") if cfg.get("plugins") else [])
-    from sandbox.agents import UnknownAgent, get_agent
-
-    provider = want(doc, cfg.get("provider", "claude-code"), str, "provider", "an agent adapter name")
-    try:
-        get_agent(provider)
-    except UnknownAgent as exc:
-        raise doc.error("provider", str(exc)) from None
-    models = _str_list(doc, cfg.get("models", ["agentcap-scripted"]), "models")
-    repeats = want(doc, cfg.get("repeats", 1), int, "repeats", "a whole number ≥ 1")
-    timeout = want(doc, cfg.get("timeout_seconds", 600), (int, float), "timeout_seconds", "seconds")
-    max_turns = want(doc, cfg.get("max_turns", 1), int, "max_turns", "a whole number ≥ 1")
-    upstream = _upstream(doc, cfg.get("upstream", {"script": "shell-then-answer"}), "upstream", root)
+    load_plugins(doc, root, _str_list(doc, cfg["plugins"], "plugins") if cfg.get("plugins") else [])
+    default_provider = check_provider(doc, "provider", cfg.get("provider", "claude" if agenteval else "claude-code"))
+    models = _str_list(doc, cfg.get("models", ["claude-opus-4-8"] if agenteval else ["agentcap-scripted"]), "models")
+    repeats = _int(doc, cfg.get("repeats", 1), "repeats")
+    timeout = want(doc, cfg.get("timeout_seconds", 300 if agenteval else 600), (int, float), "timeout_seconds", "seconds")
+    max_turns = _int(doc, cfg["max_turns"], "max_turns") if "max_turns" in cfg else (25 if agenteval else None)
+    turns = _int(doc, cfg.get("turns", 1), "turns")
+    # agentcap.yaml without upstream: the embedded scripted model; agenteval.yaml: what the harness uses
+    up_cfg = cfg.get("upstream", None if agenteval else {"script": "shell-then-answer"})
+    upstream = _upstream(doc, up_cfg, "upstream", root) if up_cfg is not None else None
     judge_cfg = cfg.get("judge") or {}
-    want(doc, judge_cfg, dict, "judge", "a mapping {model, upstream}")
+    want(doc, judge_cfg, dict, "judge", "a mapping {enabled, model, min_score, backend, cli, upstream}")
+    check_keys(doc, judge_cfg, "judge", CONFIG_JUDGE_KEYS)
+    backend = judge_cfg.get("backend", "claude-cli" if agenteval else "chat")
+    if backend not in JUDGE_BACKENDS:
+        raise doc.error("judge.backend", f"{backend!r}: expected one of {', '.join(JUDGE_BACKENDS)}")
     judge_up = _upstream(doc, judge_cfg["upstream"], "judge.upstream", root) if "upstream" in judge_cfg else None
+    judge_min = want(doc, judge_cfg.get("min_score", 0.0 if agenteval else 0.5), (int, float), "judge.min_score", "0..1")
+    report = cfg.get("report") or {}
+    want(doc, report, dict, "report", "a mapping {dir}")
+    check_keys(doc, report, "report", {"dir"})
+    report_dir = root / str(report.get("dir") or cfg.get("report_dir") or "reports")
     prices = cfg.get("prices") or {}
     want(doc, prices, dict, "prices", "a mapping model → {input, output} (USD per million tokens)")
-    agents = _load_agents(root)
-    project = Project(root, cfg_path, provider, models, repeats, float(timeout), max_turns, upstream,
-                      judge_cfg.get("model"), judge_up, root / str(cfg.get("report_dir") or "reports"), prices,
-                      agents, [])
+    providers = cfg.get("providers") or {}
+    want(doc, providers, dict, "providers", "a mapping provider → its settings")
+    agents = {cap.parent.name: load_agent(cap) for cap in sorted((root / "agents").glob("*/capabilities.yaml"))}
+    project = Project(root, cfg_path, default_provider, models, repeats, float(timeout), max_turns, upstream,
+                      judge_cfg.get("model"), judge_up, report_dir, prices, agents, [], judge_backend=backend,
+                      judge_enabled=bool(judge_cfg.get("enabled", True)), judge_min_score=float(judge_min),
+                      providers=providers, turns=turns)
     project.scenarios = _load_scenarios(project)
     return project
 
 
-def _load_agents(root: Path) -> dict[str, AgentDef]:
-    agents: dict[str, AgentDef] = {}
-    for cap in sorted((root / "agents").glob("*/capabilities.yaml")):
-        doc = load(cap)
-        data = doc.data or {}
-        want(doc, data, dict, "", "a mapping {servers, skills, base_prompt}")
-        check_keys(doc, data, "", CAPABILITY_KEYS)
-        base = data.get("base_prompt")
-        if "base_prompt_file" in data:
-            path = cap.parent / data["base_prompt_file"]
-            if not path.is_file():
-                raise doc.error("base_prompt_file", f"no file {data['base_prompt_file']!r}")
-            base = path.read_text()
-        skills = [cap.parent / s for s in _str_list(doc, data.get("skills") or [], "skills")] if data.get("skills") else []
-        for i, s in enumerate(skills):
-            if not s.is_dir():
-                raise doc.error(f"skills.{i}", f"no skills dir {s}")
-        servers = _str_list(doc, data["servers"], "servers") if data.get("servers") else []
-        for i, s in enumerate(servers):
-            if not (root / "mcp" / s / "mock.yaml").is_file():
-                raise doc.error(f"servers.{i}", f"no mock mcp/{s}/mock.yaml")
-        agents[cap.parent.name] = AgentDef(cap.parent.name, servers, skills, base)
-    return agents
+class _Mocks:
+    """Mocks by server name, loaded once: the scenario's ``mcp/<name>/`` first, then the project's."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.tools: dict[Path, set[str]] = {}
+
+    def find(self, scenario_dir: Path, name: str) -> Path | None:
+        for d in (scenario_dir / "mcp" / name, self.project.root / "mcp" / name):
+            if (d / "mock.yaml").is_file():
+                return d
+        return None
+
+    def offered(self, doc: Located, key: str, d: Path) -> set[str]:
+        from mcp_mocks.engine import MockServer
+
+        if d not in self.tools:
+            try:
+                self.tools[d] = {t["name"] for t in MockServer.load(d).spec.tools}
+            except ConfigError:
+                raise
+            except Exception as exc:
+                raise doc.error(key, f"mock {d} does not load: {exc}") from None
+        return self.tools[d]
 
 
 def _load_scenarios(project: Project) -> list[Scenario]:
-    from mcp_mocks.engine import MockServer
-    from sandbox.agents import UnknownAgent, get_agent
-
-    out = []
+    out: list[Scenario] = []
     seen: dict[str, Path] = {}
-    tool_names: dict[str, set[str]] = {}
+    mocks = _Mocks(project)
     for path in sorted((project.root / "scenarios").glob("*/scenario.yaml")):
-        doc = load(path)
-        s = doc.data or {}
-        want(doc, s, dict, "", "a mapping")
-        check_keys(doc, s, "", SCENARIO_KEYS)
-        sid = want(doc, s.get("id", path.parent.name), str, "id", "a name")
-        if sid in seen:
-            raise doc.error("id", f"{sid!r} is also the id of {seen[sid]}")
-        seen[sid] = path
-        agents = _str_list(doc, s.get("agent"), "agent") if s.get("agent") else ["default"]
-        for i, a in enumerate(agents):
-            if a != "default" and a not in project.agents:
-                raise doc.error(f"agent.{i}" if isinstance(s.get("agent"), list) else "agent",
-                                f"no agents/{a}/capabilities.yaml")
-        provider = s.get("provider")
-        if provider is not None:
-            try:
-                get_agent(provider)
-            except UnknownAgent as exc:
-                raise doc.error("provider", str(exc)) from None
-        if ("prompt" in s) == ("prompt_file" in s):
-            raise doc.error("prompt", "give exactly one of prompt or prompt_file")
-        if "prompt_file" in s:
-            pf = path.parent / s["prompt_file"]
-            if not pf.is_file():
-                raise doc.error("prompt_file", f"no file {s['prompt_file']!r}")
-            prompt = pf.read_text()
-        else:
-            prompt = want(doc, s["prompt"], str, "prompt", "text")
-        mcp = _str_list(doc, s["mcp"], "mcp") if s.get("mcp") else []
-        for a in agents:
-            mcp += [x for x in (project.agents[a].servers if a in project.agents else []) if x not in mcp]
-        for i, server in enumerate(mcp):
-            if server not in tool_names:
-                try:
-                    mock = MockServer.load(project.root / "mcp" / server)
-                except ConfigError:
-                    raise
-                except Exception as exc:
-                    raise doc.error(f"mcp.{i}", f"mock mcp/{server} does not load: {exc}") from None
-                tool_names[server] = {t["name"] for t in mock.spec.tools}
-        assets = []
-        for i, a in enumerate(_str_list(doc, s["assets"], "assets") if s.get("assets") else []):
-            p = (path.parent / a) if (path.parent / a).exists() else (project.root / a)
-            if not p.exists():
-                raise doc.error(f"assets.{i}", f"no file or dir {a!r} (beside the scenario or in the project)")
-            assets.append(p)
-        run = s.get("run") or {}
-        want(doc, run, dict, "run", "a mapping")
-        check_keys(doc, run, "run", RUN_KEYS)
-        models = _str_list(doc, run["models"], "run.models") if "models" in run else project.models
-        repeats = want(doc, run.get("repeats", project.repeats), int, "run.repeats", "a whole number ≥ 1")
-        if repeats < 1:
-            raise doc.error("run.repeats", "must be ≥ 1")
-        timeout = want(doc, run.get("timeout_seconds", project.timeout_s), (int, float), "run.timeout_seconds", "seconds")
-        max_turns = want(doc, run.get("max_turns", project.max_turns), int, "run.max_turns", "a whole number ≥ 1")
-        assertions = parse_assertions(doc, s.get("assertions") or [], {k: v for k, v in tool_names.items() if k in mcp})
-        judge = _judge(doc, s["judge"], "judge", path.parent) if s.get("judge") else None
-        out.append(Scenario(sid, path.parent, agents, provider, prompt, mcp, assets, models, repeats, float(timeout),
-                            max_turns, assertions, judge))
+        scenario = _load_scenario(project, path, mocks)
+        if scenario.id in seen:
+            raise load(path).error("id", f"{scenario.id!r} is also the id of {seen[scenario.id]}")
+        seen[scenario.id] = path
+        out.append(scenario)
     if not out:
         raise ConfigError(project.root / "scenarios", None, "", "no scenarios/<id>/scenario.yaml")
     return out
+
+
+def _load_scenario(project: Project, path: Path, mocks: _Mocks) -> Scenario:
+    doc = load(path)
+    s = doc.data or {}
+    want(doc, s, dict, "", "a mapping")
+    check_keys(doc, s, "", SCENARIO_KEYS)
+    base = path.parent
+    sid = want(doc, s.get("id", base.name), str, "id", "a name")
+    agents = _str_list(doc, s["agent"], "agent") if s.get("agent") else ["default"]
+    for i, a in enumerate(agents):
+        if a != "default" and a not in project.agents:
+            raise doc.error(f"agent.{i}" if isinstance(s.get("agent"), list) else "agent",
+                            f"no agents/{a}/capabilities.yaml")
+    provider = check_provider(doc, "provider", s["provider"]) if s.get("provider") is not None else None
+    prompt = _prompt(doc, s, base)
+    mcp = _str_list(doc, s["mcp"], "mcp") if s.get("mcp") else []
+    for a in agents:  # agentcap's capabilities name the mocks they need; capa's are wired to the scenario's
+        adef = project.agents.get(a)
+        if adef is not None and not adef.capa:
+            mcp += [x for x in adef.servers if x not in mcp]
+    mock_dirs: dict[str, Path] = {}
+    tools: dict[str, set[str]] = {}
+    for i, server in enumerate(mcp):
+        d = mocks.find(base, server)
+        if d is None:
+            raise doc.error(f"mcp.{i}", f"no mock {server!r}: expected {base.name}/mcp/{server}/mock.yaml "
+                                        f"(or mcp/{server}/mock.yaml in the project)")
+        mock_dirs[server], tools[server] = d, mocks.offered(doc, f"mcp.{i}", d)
+    for a in agents:
+        adef = project.agents.get(a)
+        for server in (adef.servers if adef else []):
+            if server in tools:
+                check_tools(adef, adef.dir / "capabilities.yaml", server, tools[server])
+    assets, contents = _assets(doc, s, base, project.root)
+    run = s.get("run") or {}
+    want(doc, run, dict, "run", "a mapping")
+    check_keys(doc, run, "run", RUN_KEYS)
+    models = _str_list(doc, run["models"], "run.models") if "models" in run else project.models
+    repeats = _int(doc, run.get("repeats", project.repeats), "run.repeats")
+    timeout = want(doc, run.get("timeout_seconds", project.timeout_s), (int, float), "run.timeout_seconds", "seconds")
+    max_turns = _int(doc, run["max_turns"], "run.max_turns") if "max_turns" in run else project.max_turns
+    turns = _int(doc, run.get("turns", project.turns), "run.turns")
+    assertions = parse_assertions(doc, s.get("assertions") or [], tools)
+    judge = _judge(doc, s["judge"], "judge", base, project) if s.get("judge") else None
+    if not assertions and judge is None:
+        raise doc.error("assertions", "neither assertions nor a judge: nothing would be checked")
+    return Scenario(sid, base, agents, provider, prompt, mcp, assets, models, repeats, float(timeout), max_turns,
+                    assertions, judge, turns=turns, mock_dirs=mock_dirs, assets_contents=contents)
+
+
+def _prompt(doc: Located, s: dict[str, Any], base: Path) -> str:
+    """agenteval: an inline ``prompt`` wins, else ``prompt_file`` (default ``input/prompt.md``)."""
+    if "prompt" in s:
+        return want(doc, s["prompt"], str, "prompt", "text").strip()
+    rel = want(doc, s.get("prompt_file", DEFAULT_PROMPT_FILE), str, "prompt_file", "a file path")
+    pf = base / rel
+    if not pf.is_file():
+        raise doc.error("prompt_file" if "prompt_file" in s else "prompt",
+                        f"no file {rel!r}" if "prompt_file" in s else f"no prompt: give prompt, or prompt_file (default {DEFAULT_PROMPT_FILE})")
+    return pf.read_text().strip()
+
+
+def _assets(doc: Located, s: dict[str, Any], base: Path, root: Path) -> tuple[list[Path], list[Path]]:
+    """(files / dirs copied by name, dirs whose contents are copied). agenteval: ``assets: <dir>`` (or
+    an ``assets/`` dir beside scenario.yaml) is copied into the workspace root; agentcap: a list of files
+    or dirs (beside the scenario or in the project), each copied under its own name."""
+    value = s.get("assets")
+    if value is None:
+        return [], [base / "assets"] if (base / "assets").is_dir() else []
+    if isinstance(value, str):
+        p = base / value if (base / value).exists() else root / value
+        if p.is_dir():
+            return [], [p]
+        value = [value]
+    items, out = _str_list(doc, value, "assets"), []
+    for i, a in enumerate(items):
+        p = (base / a) if (base / a).exists() else (root / a)
+        if not p.exists():
+            raise doc.error(f"assets.{i}" if len(items) > 1 or isinstance(s.get("assets"), list) else "assets",
+                            f"no file or dir {a!r} (beside the scenario or in the project)")
+        out.append(p)
+    return out, []

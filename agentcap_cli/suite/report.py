@@ -15,7 +15,11 @@ def build(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]
     cells: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         cells.setdefault(r["cell"], []).append(r)
-    return {"schema": 1, **meta, "passed": all(r["passed"] for r in records) and bool(records),
+    passed = sum(1 for r in records if r["passed"])
+    return {"schema": 1, **meta, "passed": passed == len(records) and bool(records),
+            # agenteval's summary block, for CI scripts written against its results.json
+            "summary": {"cells": len(cells), "runs_total": len(records), "runs_passed": passed,
+                        "suite_pass": passed == len(records) and bool(records)},
             "cells": {c: {"scenario": rs[0]["scenario"], "agent": rs[0]["agent"], "model": rs[0]["model"],
                           **cell_summary(sorted(rs, key=lambda r: r["repeat"]))} for c, rs in sorted(cells.items())},
             "records": sorted(records, key=lambda r: (r["cell"], r["repeat"]))}

@@ -4,6 +4,10 @@ Per repeat: a fresh workspace (assets copied, then a snapshot of its files), fre
 host's loopback and bridged into the sandbox, a per-repeat key attributing every model call to
 (run, cell, repeat), the agent's turns, then the assertions and the judge. Every repeat's record is
 written to ``<run>/results/<cell>/<repeat>.json`` as soon as it ends, so a crash keeps what was done.
+
+A provider registered as an agenteval plugin (``agenteval.providers.registry.register``) runs its own
+``install`` / ``run`` on the host instead of a sandboxed adapter; its model calls are captured when
+its harness honours the base-URL variables it is given.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agentcap_addons.wire.decode import decode_response
@@ -25,9 +30,10 @@ from agentcap_addons.wire.registry import Attribution
 from agentcap_addons.wire.store import atomic_write_bytes, read_capture, rfc3339_ns
 from agentcap_cli.followup import CONTINUE
 from agentcap_cli.services import Services
+from agentcap_cli.suite import judge as judges
 from agentcap_cli.suite.assertions import Outcome, cost_of, evaluate
-from agentcap_cli.suite.judge import judge
-from agentcap_cli.suite.project import Project, Scenario
+from agentcap_cli.suite.project import Project, Scenario, harness_name
+from agentcap_cli.verdict import NO_CALL, turn_failure
 from mcp_mocks.engine import MockServer
 from mcp_mocks.serve import HTTPMock
 from sandbox.agents import TurnInput, get_agent
@@ -43,33 +49,48 @@ class Unit:
     provider: str
     model: str
     repeat: int
+    n_agents: int = 1  # agents / models of this scenario in this run: their names go into the cell id
+    n_models: int = 1
 
     @property
     def cell(self) -> str:
-        base = self.scenario.id if len(self.scenario.agents) == 1 else f"{self.scenario.id}[{self.agent}]"
-        return base if len(self.scenario.models) == 1 else f"{base}@{self.model}"
+        base = self.scenario.id if self.n_agents == 1 else f"{self.scenario.id}[{self.agent}]"
+        return base if self.n_models == 1 else f"{base}@{self.model}"
 
 
 def plan(project: Project, *, filter: str | None = None, agents: list[str] | None = None,
-         models: list[str] | None = None, repeat: int | None = None) -> list[Unit]:
+         models: list[str] | None = None, repeat: int | None = None, provider: str | None = None) -> list[Unit]:
+    """The repeats to run. As in agenteval, ``agents`` / ``models`` replace the scenarios' own (one cell
+    each), ``provider`` replaces the default one (a scenario's own ``provider:`` still wins), and
+    ``filter`` keeps cells whose id (``id`` or ``id[agent]``) contains it."""
     units = []
     for s in project.scenarios:
-        if filter and filter not in s.id:
-            continue
-        for a in s.agents:
-            if agents and a not in agents:
-                continue
-            for m in models or s.models:
+        agent_list, model_list = agents or s.agents, models or s.models
+        for a in agent_list:
+            for m in model_list:
                 for r in range(1, (repeat or s.repeats) + 1):
-                    units.append(Unit(s, a, project.provider_of(s), m, r))
+                    u = Unit(s, a, s.provider or provider or project.provider, m, r, len(agent_list), len(model_list))
+                    if not filter or filter in u.cell:
+                        units.append(u)
     return units
+
+
+@dataclass
+class Ran:
+    """What the agent did in one repeat."""
+
+    outputs: list[str]
+    error: str | None = None
+    turns: int = 0  # user turns run
+    num_turns: int | None = None  # the agent's own turns, as its harness reports them
+    cost_usd: float | None = None  # as its harness reports it
 
 
 class SuiteRun:
     def __init__(self, project: Project, services: Services, run_dir: Path, *, no_judge: bool = False,
-                 keep_workspace: bool = False, console: Console | None = None) -> None:
+                 keep_workspace: bool = False, console: Console | None = None, verbose: int = 0) -> None:
         self.project, self.services, self.run_dir = project, services, run_dir
-        self.no_judge, self.keep = no_judge, keep_workspace
+        self.no_judge, self.keep, self.verbose = no_judge or not project.judge_enabled, keep_workspace, verbose
         self.console = console or Console(stderr=True)
         self.podman = get_podman()
         self.lock = threading.Lock()
@@ -81,49 +102,15 @@ class SuiteRun:
         s, cell = u.scenario, u.cell
         base = self.run_dir / "cells" / cell / str(u.repeat)
         workspace, home = base / "workspace", base / "home"
-        for d in (workspace, home):
-            d.mkdir(parents=True, exist_ok=True)
-        for asset in s.assets:  # a fresh workspace per repeat, assets copied, then a snapshot
-            target = workspace / asset.name
-            shutil.copytree(asset, target) if asset.is_dir() else shutil.copyfile(asset, target)
-        snapshot = {str(p.relative_to(workspace)) for p in workspace.rglob("*") if p.is_file()}
-        adef = self.project.agents.get(u.agent)
-        agent = get_agent(u.provider)
+        snapshot = self._workspace(s, workspace, home)
         started = time.monotonic()
-        mocks = {name: MockServer.load(self.project.root / "mcp" / name) for name in s.mcp}
+        mocks = {name: MockServer.load(s.mock_dirs[name]) for name in s.mcp}
         served = {name: HTTPMock(m).start() for name, m in mocks.items()}
-        outputs, error, turns = [], None, 0
         try:
-            forwards = dict(self.services.forwards)
-            for name, h in served.items():
-                forwards[h.port] = self.services.bridge.add(f"{cell}-{u.repeat}-{name}".replace("/", "_"), h.port)
-            session = None
-            for turn in range(1, s.max_turns + 1):
-                key = self.services.turn_key(Attribution(run_id=self.run_dir.name, task_id=cell, turn=turn, cell=cell,
-                                                         repeat=u.repeat, captures_dir=str(self.run_dir / "captures")))
-                t = TurnInput(prompt=s.prompt if turn == 1 else CONTINUE, turn=turn,
-                              base_url=self.services.agent_base_url, api_key=key, model=u.model, workspace=workspace,
-                              home=home, session_id=session, mcp_servers={n: h.url for n, h in served.items()},
-                              base_prompt=adef.base_prompt if adef else None,
-                              skills=list(adef.skills) if adef else [])
-                try:
-                    r = run_agent_turn(self.podman, agent, t, stdout=base / f"turn_{turn:02d}.out",
-                                       stderr=base / f"turn_{turn:02d}.err", trace_dir=base / "traces",
-                                       forwards=forwards, timeout_s=s.timeout_s,
-                                       labels={"run": self.run_dir.name, "task": cell})
-                finally:
-                    self.services.keys.unregister(key)
-                turns = turn
-                outputs.append(r.reply or "")
-                session = r.session_id or session
-                if r.timed_out:
-                    error = f"turn {turn} timed out after {s.timeout_s:g} s"
-                    break
-                if r.returncode != 0:
-                    error = f"turn {turn}: the agent exited with {r.returncode}"
-                    break
-        except SandboxError as exc:
-            error = f"sandbox: {str(exc).splitlines()[0]}"
+            if self._plugin(u) is not None:
+                ran = self._run_plugin(u, workspace, served)
+            else:
+                ran = self._run_sandboxed(u, base, workspace, home, served)
         finally:
             for h in served.values():
                 h.stop()
@@ -131,17 +118,18 @@ class SuiteRun:
         for name, m in mocks.items():
             m.write(base / "mocks")
         calls = self._model_calls(self.services.tracker.settle_cell(self.run_dir.name, cell, u.repeat))
-        outcome = Outcome(workspace, snapshot, "\n".join(outputs), {n: m.snapshot() for n, m in mocks.items()},
+        outcome = Outcome(workspace, snapshot, "\n".join(ran.outputs), {n: m.snapshot() for n, m in mocks.items()},
                           [c for m in mocks.values() for c in m.records()], calls, self.project.prices)
         checks = evaluate(s.assertions, outcome)
-        judged = self._judge(s, u, outcome) if s.judge and not self.no_judge else None
-        passed = error is None and all(c["passed"] for c in checks if c["required"]) and \
+        judged = self._judge(s, u, outcome, base) if s.judge and not self.no_judge and ran.error is None else None
+        passed = ran.error is None and all(c["passed"] for c in checks if c["required"]) and \
             (judged is None or not judged["required"] or judged["passed"])
+        cost = ran.cost_usd if ran.cost_usd is not None else cost_of(calls, self.project.prices)
         record = {"cell": cell, "scenario": s.id, "agent": u.agent, "provider": u.provider, "model": u.model,
-                  "repeat": u.repeat, "passed": passed, "error": error, "duration_s": round(duration, 3),
-                  "turns": turns, "model_calls": len(calls),
+                  "repeat": u.repeat, "passed": passed, "error": ran.error, "duration_s": round(duration, 3),
+                  "turns": ran.turns, "num_turns": ran.num_turns, "model_calls": len(calls),
                   "tokens": sum((c["tokens_in"] or 0) + (c["tokens_out"] or 0) for c in calls),
-                  "cost_usd": cost_of(calls, self.project.prices),
+                  "cost_usd": cost, "cost_source": "harness" if ran.cost_usd is not None else "prices",
                   "tool_calls": [{"server": c["server"], "tool": c["tool"], "args": c["args"]} for c in outcome.mock_calls],
                   "output": outcome.output, "assertions": checks, "judge": judged, "finished_at": rfc3339_ns()}
         (self.run_dir / "results" / cell).mkdir(parents=True, exist_ok=True)
@@ -149,7 +137,111 @@ class SuiteRun:
                            json.dumps(record, indent=2, default=str).encode())
         if not self.keep:
             shutil.rmtree(workspace, ignore_errors=True)
+        self._trial_line(u, record)
         return record
+
+    def _workspace(self, s: Scenario, workspace: Path, home: Path) -> set[str]:
+        """A fresh workspace with the scenario's assets; the files it starts with (for dir_has_new_file)."""
+        for d in (workspace, home):
+            d.mkdir(parents=True, exist_ok=True)
+        for asset in s.assets:  # agentcap: each file or dir under its own name
+            target = workspace / asset.name
+            shutil.copytree(asset, target) if asset.is_dir() else shutil.copyfile(asset, target)
+        for folder in s.assets_contents:  # agenteval: the assets dir's contents into the workspace root
+            shutil.copytree(folder, workspace, dirs_exist_ok=True)
+        return {str(p.relative_to(workspace)) for p in workspace.rglob("*") if p.is_file()}
+
+    def _agent_setup(self, u: Unit, base: Path, served: dict[str, HTTPMock]) -> tuple[dict[str, str], list[Path], str | None]:
+        """(MCP servers the agent is given, its skill dirs, its base prompt). A capa-format agent gets
+        the mocks its capabilities declare (agenteval prunes the rest); agentcap's gets every mock."""
+        adef = self.project.agents.get(u.agent)
+        servers = {n: h.url for n, h in served.items() if adef is None or not adef.capa or n in adef.servers}
+        skills = list(adef.skills) if adef else []
+        for sid, text in (adef.inline_skills.items() if adef else ()):
+            d = base / "skills" / sid
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "SKILL.md").write_text(text)
+            skills.append(d)
+        return servers, skills, adef.base_prompt if adef else None
+
+    def _run_sandboxed(self, u: Unit, base: Path, workspace: Path, home: Path, served: dict[str, HTTPMock]) -> Ran:
+        s, cell = u.scenario, u.cell
+        agent = get_agent(harness_name(u.provider))
+        servers, skills, base_prompt = self._agent_setup(u, base, served)
+        ran, session = Ran([]), None
+        try:
+            forwards = dict(self.services.forwards)
+            for name, h in served.items():
+                forwards[h.port] = self.services.bridge.add(f"{cell}-{u.repeat}-{name}".replace("/", "_"), h.port)
+            for turn in range(1, s.turns + 1):
+                key = self.services.turn_key(Attribution(run_id=self.run_dir.name, task_id=cell, turn=turn, cell=cell,
+                                                         repeat=u.repeat, captures_dir=str(self.run_dir / "captures")))
+                t = TurnInput(prompt=s.prompt if turn == 1 else CONTINUE, turn=turn,
+                              base_url=self.services.agent_base_url, api_key=key, model=u.model, workspace=workspace,
+                              home=home, session_id=session, mcp_servers=servers, base_prompt=base_prompt,
+                              skills=skills, max_turns=s.max_turns)
+                try:
+                    r = run_agent_turn(self.podman, agent, t, stdout=base / f"turn_{turn:02d}.out",
+                                       stderr=base / f"turn_{turn:02d}.err", trace_dir=base / "traces",
+                                       forwards=forwards, timeout_s=s.timeout_s,
+                                       labels={"run": self.run_dir.name, "task": cell})
+                finally:
+                    self.services.keys.unregister(key)
+                ran.turns = turn
+                ran.outputs.append(r.reply or "")
+                session = r.session_id or session
+                if r.num_turns is not None:
+                    ran.num_turns = (ran.num_turns or 0) + r.num_turns
+                if r.cost_usd is not None:
+                    ran.cost_usd = (ran.cost_usd or 0.0) + r.cost_usd
+                calls = self.services.tracker.settle_turn(self.run_dir.name, cell, turn, cell, u.repeat)
+                if r.timed_out:
+                    ran.error = f"turn {turn} timed out after {s.timeout_s:g} s"
+                    break
+                wire = turn_failure(calls, self.run_dir / "captures")  # an agent may exit 0 after a 401
+                if wire and not (wire == NO_CALL and r.returncode != 0):
+                    ran.error = f"turn {turn}: {wire}"
+                    break
+                if r.returncode != 0:
+                    ran.error = f"turn {turn}: the agent exited with {r.returncode}"
+                    break
+        except SandboxError as exc:
+            ran.error = f"sandbox: {str(exc).splitlines()[0]}"
+        return ran
+
+    def _plugin(self, u: Unit) -> Any:
+        from agenteval.providers.registry import plugin
+
+        return plugin(u.provider)
+
+    def _run_plugin(self, u: Unit, workspace: Path, served: dict[str, HTTPMock]) -> Ran:
+        """An agenteval Provider plugin, on the host: install → run → teardown, as agenteval calls it."""
+        import os
+
+        s = u.scenario
+        provider = self._plugin(u)(self.project.providers.get(u.provider, {}))
+        adef = self.project.agents.get(u.agent)
+        key = self.services.turn_key(Attribution(run_id=self.run_dir.name, task_id=u.cell, turn=1, cell=u.cell,
+                                                 repeat=u.repeat, captures_dir=str(self.run_dir / "captures")))
+        proxy = self.services.agent_base_url  # the proxy + the upstream's API root path (no /v1)
+        env = {**os.environ, "ANTHROPIC_BASE_URL": proxy, "ANTHROPIC_API_KEY": key,
+               "OPENAI_BASE_URL": proxy + "/v1", "OPENAI_API_KEY": key}
+        try:
+            provider.install(agent_dir=adef.dir if adef else self.project.root / "agents" / u.agent,
+                             workspace=workspace, mock_endpoints={n: h.url for n, h in served.items()})
+            out = provider.run(prompt=s.prompt, workspace=workspace, model=u.model, timeout=int(s.timeout_s),
+                               max_turns=s.max_turns or 25, env=env)
+        except Exception as exc:
+            return Ran([], error=f"provider {u.provider}: {type(exc).__name__}: {exc}", turns=1)
+        finally:
+            self.services.keys.unregister(key)
+            if not self.keep:
+                try:
+                    provider.teardown(workspace=workspace)
+                except Exception:
+                    pass
+        return Ran([out.final_output or ""], error=out.error, turns=1, num_turns=out.num_turns or None,
+                   cost_usd=out.total_cost_usd if out.total_cost_usd else None)
 
     def _model_calls(self, request_ids: list[str]) -> list[dict[str, Any]]:
         """Usage of this repeat's captures (their ids come from the proxy's events: no directory scan)."""
@@ -163,21 +255,45 @@ class SuiteRun:
                         "duration_ms": ((cap.response or {}).get("timings") or {}).get("done")})
         return out
 
-    def _judge(self, s: Scenario, u: Unit, o: Outcome) -> dict[str, Any]:
+    def _judge(self, s: Scenario, u: Unit, o: Outcome, base: Path) -> dict[str, Any]:
         assert s.judge is not None
-        base = self.services.judge_base_url or self.services.direct_base_url
-        verdict = judge(base, s.judge.model or self.project.judge_model or u.model, self.services.api_key, s.judge.rubric,
-                        o.output, [{"tool": c["tool"], "args": c["args"]} for c in o.mock_calls], o.mock_state)
+        model = s.judge.model or self.project.judge_model or u.model
+        prompt = judges.Prompt(s.judge.rubric, o.output, [{"server": c["server"], "tool": c["tool"], "args": c["args"]}
+                                                          for c in o.mock_calls], o.mock_state)
+        backend = self.project.judge_backend
+        if backend == "claude-cli":
+            verdict = judges.judge_claude_cli(self.podman, self.services, self.run_dir, base, u.cell, u.repeat,
+                                              model, prompt)
+        else:
+            url = self.services.judge_base_url or self.services.direct_base_url
+            verdict = judges.judge(url, model, self.services.api_key, prompt, api=backend)
+        verdict["backend"] = backend
         score = verdict.get("score")
         return {**verdict, "min_score": s.judge.min_score, "required": s.judge.required,
                 "passed": score is not None and score >= s.judge.min_score}
 
+    def _trial_line(self, u: Unit, r: dict[str, Any]) -> None:
+        """agenteval's per-trial line (with -v): ``trial 1/1: PASS $0.1783 turns=4 13.2s judge=1.00``."""
+        if not self.verbose:
+            return
+        verdict = "PASS" if r["passed"] else "FAIL"
+        judge = f"  judge={r['judge']['score']:.2f}" if r["judge"] and r["judge"].get("score") is not None else ""
+        cost = f"${r['cost_usd']:.4f}" if r["cost_usd"] is not None else "$?"
+        turns = r["num_turns"] if r["num_turns"] is not None else r["turns"]
+        tail = f"  error: {r['error'][:80]}" if r["error"] else \
+            "".join(f"  failed=[{a['name']}]" for a in r["assertions"] if not a["passed"])
+        self.console.print(escape(f"scenario '{u.cell}' provider={u.provider} model={u.model}\n"
+                                  f"  trial {u.repeat}/{u.scenario.repeats}: {verdict} {cost} turns={turns} "
+                                  f"{r['duration_s']:.1f}s{judge}{tail}"), highlight=False, soft_wrap=True)
+
     # -- the suite ------------------------------------------------------------------------------
 
     def run(self, units: list[Unit], jobs: int) -> list[dict[str, Any]]:
-        for provider in sorted({u.provider for u in units}):
+        for provider in sorted({harness_name(u.provider) for u in units if self._plugin(u) is None}):
             with self.console.status(f"image for {provider}"):
                 ensure_image(self.podman, provider)
+        if self.project.judge_backend == "claude-cli" and not self.no_judge and any(u.scenario.judge for u in units):
+            ensure_image(self.podman, "claude-code")
         records: list[dict[str, Any]] = []
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=self.console)
@@ -211,5 +327,5 @@ class SuiteRun:
         except Exception as exc:  # a bug in one repeat must not stop the others
             return {"cell": u.cell, "scenario": u.scenario.id, "agent": u.agent, "provider": u.provider,
                     "model": u.model, "repeat": u.repeat, "passed": False, "error": f"{type(exc).__name__}: {exc}",
-                    "duration_s": 0.0, "turns": 0, "model_calls": 0, "tokens": 0, "cost_usd": None, "tool_calls": [],
-                    "output": "", "assertions": [], "judge": None}
+                    "duration_s": 0.0, "turns": 0, "num_turns": None, "model_calls": 0, "tokens": 0, "cost_usd": None,
+                    "cost_source": "prices", "tool_calls": [], "output": "", "assertions": [], "judge": None}

@@ -36,6 +36,7 @@ class TurnInput:
     mcp_servers: dict[str, str] = field(default_factory=dict)  # name → streamable HTTP URL
     base_prompt: str | None = None  # written where the agent reads project instructions
     skills: list[Path] = field(default_factory=list)  # read-only skill dirs (agents that load skills get them)
+    max_turns: int | None = None  # cap on the agent's own turns, for harnesses that have one (claude --max-turns)
 
     @property
     def v1(self) -> str:
@@ -46,6 +47,8 @@ class TurnInput:
 class TurnOutput:
     session_id: str | None
     reply: str | None
+    cost_usd: float | None = None  # what the harness itself reports (claude's result JSON), if it does
+    num_turns: int | None = None  # the agent's own turns, as the harness reports them
 
 
 class Agent:

@@ -1,7 +1,12 @@
-"""claude-code (@anthropic-ai/claude-code): Anthropic Messages, MCP over HTTP, resumes by session id."""
+"""claude-code (@anthropic-ai/claude-code): Anthropic Messages, MCP over HTTP, resumes by session id.
+
+Skills go where Claude Code finds personal skills (``$HOME/.claude/skills/<name>/SKILL.md``), so the
+workspace the test inspects holds only what the agent wrote; ``max_turns`` is ``--max-turns``; cost
+and turns come from its own result JSON (``total_cost_usd``, ``num_turns``)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from .base import Agent, TurnInput, TurnOutput, last_json, write_json
@@ -24,10 +29,16 @@ class ClaudeCode(Agent):
         super().configure(t)
         write_json(t.home / MCP_CONFIG, {"mcpServers": {
             name: {"type": "http", "url": url} for name, url in t.mcp_servers.items()}})
+        for skill in t.skills:
+            target = t.home / ".claude" / "skills" / skill.name
+            if not target.exists():
+                shutil.copytree(skill, target)
 
     def command(self, t: TurnInput) -> list[str]:
         cmd = ["claude", "-p", "--output-format", "json", "--model", t.model, "--dangerously-skip-permissions",
                "--mcp-config", str(t.home / MCP_CONFIG), "--strict-mcp-config"]
+        if t.max_turns:
+            cmd += ["--max-turns", str(t.max_turns)]
         if t.turn > 1 and t.session_id:
             cmd += ["--resume", t.session_id]
         return [*cmd, "--", t.prompt]
@@ -47,7 +58,10 @@ class ClaudeCode(Agent):
             result = next((m for m in reversed(result) if isinstance(m, dict) and m.get("type") == "result"), None)
         if not isinstance(result, dict):
             return TurnOutput(session_id=t.session_id, reply=None)
-        return TurnOutput(session_id=result.get("session_id") or t.session_id, reply=result.get("result"))
+        cost, turns = result.get("total_cost_usd"), result.get("num_turns")
+        return TurnOutput(session_id=result.get("session_id") or t.session_id, reply=result.get("result"),
+                          cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+                          num_turns=int(turns) if isinstance(turns, int) else None)
 
     def trace_files(self, t: TurnInput, session_id: str | None) -> list[Path]:
         files = sorted((t.home / ".claude" / "projects").rglob("*.jsonl"))

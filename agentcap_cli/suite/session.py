@@ -1,0 +1,190 @@
+"""One suite invocation, whichever command started it (``agentcap test`` or ``agenteval run``): the
+upstream resolved, services up, the repeats run, run.json and the reports written, a summary shown.
+
+Where the model calls go, in order: ``--upstream URL``; the project's ``upstream:`` (a script or a
+URL); else what the harness itself would use — for Anthropic Messages harnesses (claude-code)
+``ANTHROPIC_BASE_URL`` or the Anthropic API with ``ANTHROPIC_API_KEY``, for OpenAI ones
+``OPENAI_BASE_URL`` or the OpenAI API with ``OPENAI_API_KEY`` (environment first, then the project's
+``.env``). The key goes to the capture proxy only, never into a sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from agentcap_cli.suite.project import Project, harness_name
+
+if TYPE_CHECKING:
+    from agentcap_cli.runrecord import RunFile
+    from agentcap_cli.suite.runner import Unit
+
+HARNESS_DEFAULTS = {  # api → (base URL variable, default URL, key variable)
+    "anthropic-messages": ("ANTHROPIC_BASE_URL", "https://api.anthropic.com", "ANTHROPIC_API_KEY"),
+    "openai-chat": ("OPENAI_BASE_URL", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "openai-responses": ("OPENAI_BASE_URL", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+}
+
+
+class SuiteInputError(ValueError):
+    """Bad input found before anything ran (exit 2); the message names the flag, key or variable."""
+
+
+@dataclass
+class Resolved:
+    url: str | None  # None: the scripted model server (script)
+    script: str | None
+    api_key: str | None
+    source: str  # where it came from, for the log and run.json (never the key)
+
+
+def resolve_upstream(project: Project, units: list["Unit"], flag: str | None) -> Resolved:
+    key_env = project.upstream.api_key_env if project.upstream else None
+    if flag:
+        return Resolved(flag, None, os.environ.get("AGENTCAP_API_KEY") or _harness_key(units), "--upstream")
+    up = project.upstream
+    if up is not None:
+        key = os.environ.get(key_env) if key_env else None
+        if key_env and not key:
+            raise SuiteInputError(f"{project.config_file}: upstream.api_key_env: ${key_env} is not set")
+        return Resolved(up.url, str(up.script) if up.script else None, key, f"{project.config_file.name} upstream")
+    apis = {_api(u) for u in units if _api(u) in HARNESS_DEFAULTS}
+    if len({HARNESS_DEFAULTS[a][0] for a in apis}) > 1:
+        raise SuiteInputError("the scenarios' providers speak different APIs (Anthropic and OpenAI) and no upstream "
+                              "is set: set upstream: in the project or pass --upstream")
+    if not apis:  # only plugin providers: whichever API the environment holds a key for
+        keyed = [a for a in ("anthropic-messages", "openai-chat") if os.environ.get(HARNESS_DEFAULTS[a][2])]
+        apis = set(keyed[:1])
+    if not apis:
+        raise SuiteInputError("no upstream: set upstream: in the project, pass --upstream, or set ANTHROPIC_API_KEY "
+                              "/ OPENAI_API_KEY")
+    url_env, default, key_var = HARNESS_DEFAULTS[apis.pop()]
+    key = os.environ.get(key_var)
+    if not key:
+        raise SuiteInputError(f"no {key_var} in the environment or in {project.root / '.env'} (the harness's own "
+                              f"upstream needs it); or set upstream: in the project, or pass --upstream")
+    return Resolved(os.environ.get(url_env) or default, None, key, f"${url_env}" if os.environ.get(url_env) else default)
+
+
+def _api(u: "Unit") -> str:
+    from agenteval.providers.registry import plugin
+    from sandbox.agents import get_agent
+
+    return "plugin" if plugin(u.provider) else get_agent(harness_name(u.provider)).api
+
+
+def _harness_key(units: list["Unit"]) -> str | None:
+    for u in units:
+        api = _api(u)
+        if api in HARNESS_DEFAULTS and os.environ.get(HARNESS_DEFAULTS[api][2]):
+            return os.environ[HARNESS_DEFAULTS[api][2]]
+    return None
+
+
+def execute(project: Project, units: list["Unit"], *, jobs: int = 1, report_dir: Path | None = None,
+            no_judge: bool = False, keep_workspace: bool = False, verbose: int = 0, upstream: str | None = None,
+            err: Console | None = None) -> tuple[dict[str, Any], Path]:
+    """Run ``units``; (results, the reports dir). Raises SuiteInputError on bad input (exit 2),
+    UpstreamUnreachable, SandboxError."""
+    from agentcap_cli.modelserver import ModelServer, make_responder
+    from agentcap_cli.services import Services
+    from agentcap_cli.suite.report import build, write_reports
+    from agentcap_cli.suite.runner import SuiteRun
+    from agentcap_cli.workspace import new_run_dir
+
+    err = err or Console(stderr=True)
+    up = resolve_upstream(project, units, upstream)
+    if verbose:
+        err.print(f"upstream: {up.url or f'script {up.script}'} (from {up.source}); "
+                  f"key: {'set' if up.api_key else 'none'}", highlight=False)
+    judge_server = None
+    os.environ.setdefault("AGENTCAP_WORKSPACE", str(project.root))
+    services = Services(up.url, up.api_key, verbose=verbose >= 2, script=up.script)
+    try:
+        ju = project.judge_upstream
+        if ju is not None and not no_judge:
+            if ju.script:
+                judge_server = ModelServer(make_responder(script=str(ju.script))).start()
+                services.judge_base_url = judge_server.url + "/v1"
+            else:
+                services.judge_base_url = ju.url
+        run_dir = new_run_dir("suite", project.root.name)
+        run_file = _run_file(run_dir, project, units, up)
+        started = time.monotonic()
+        suite = SuiteRun(project, services, run_dir, no_judge=no_judge, keep_workspace=keep_workspace, console=err,
+                         verbose=verbose)
+        records = suite.run(units, jobs)
+        results = build(records, {"project": str(project.root), "run_id": run_dir.name, "run_dir": str(run_dir),
+                                  "jobs": jobs, "wall_s": round(time.monotonic() - started, 3)})
+        by_task = {f"{r['cell']}#{r['repeat']}": r for r in records}
+        for t in run_file.record.tasks:
+            r = by_task.get(t.task_id)
+            if r is not None:
+                t.completed_turns = r["turns"] if r["passed"] else 0
+                t.aborted_reason = None if r["passed"] else (r["error"] or "checks failed")
+        if suite.interrupted:
+            results["passed"] = False
+            results["interrupted"] = True
+        run_file.finish("interrupted" if suite.interrupted else "done" if results["passed"] else "failed")
+        reports = report_dir or project.report_dir
+        write_reports(reports, results)
+    finally:
+        services.close()
+        if judge_server is not None:
+            judge_server.stop()
+    summary(err, results)
+    return results, reports
+
+
+def _run_file(run_dir: Path, project: Project, units: list["Unit"], up: Resolved) -> "RunFile":
+    """run.json for the suite run (kind "suite"), so `agentcap ls` / export / inspect list it like any run."""
+    from agentcap_addons.wire.store import rfc3339_ns
+    from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord
+    from agentcap_cli.services import provider_of
+
+    rec = RunRecord(run_id=run_dir.name, kind="suite", agent=",".join(sorted({harness_name(u.provider) for u in units})),
+                    model=",".join(sorted({u.model for u in units})),
+                    provider="scripted" if up.script else provider_of(up.url),
+                    upstream=up.url or f"script:{up.script}", label=project.root.name,
+                    turns_per_task=max(u.scenario.turns for u in units), followup="continue",
+                    started_at=rfc3339_ns(),
+                    tasks=[TaskRecord(f"{u.cell}#{u.repeat}", u.scenario.prompt, u.scenario.turns) for u in units])
+    run_file = RunFile(run_dir, rec)
+    run_file.save()
+    return run_file
+
+
+def summary(err: Console, results: dict[str, Any]) -> None:
+    """The rich table, each failure on one line, then agenteval's verdict line."""
+    table = Table(title=f"agentcap test — {'passed' if results['passed'] else 'FAILED'}", header_style="bold")
+    for col in ("cell", "pass", "rate (95% CI)", "tokens", "cost $", "time s", "judge", "flaky"):
+        table.add_column(col)
+    for cell, c in results["cells"].items():
+        lo, hi = c["wilson_95"]
+        style = "green" if c["passed"] == c["repeats"] else "red"
+        costs = [r["cost_usd"] for r in results["records"] if r["cell"] == cell and r["cost_usd"] is not None]
+        table.add_row(escape(cell), f"[{style}]{c['passed']}/{c['repeats']}[/]", f"{c['pass_rate']:.0%} ({lo:.0%}–{hi:.0%})",
+                      f"{c['tokens']['mean'] or 0:.0f}", f"{sum(costs) / len(costs):.4f}" if costs else "-",
+                      f"{c['duration_s']['mean'] or 0:.1f}",
+                      "-" if c["judge_score"]["mean"] is None else f"{c['judge_score']['mean']:.2f}",
+                      "⚠" if c["flaky"] else "")
+    err.print(table)
+    for r in results["records"]:
+        if not r["passed"]:
+            bad = [f"{a['name']}: {a['detail']}" for a in r["assertions"] if a["required"] and not a["passed"]]
+            judge = r.get("judge") or {}
+            if judge.get("required") and not judge.get("passed", True):
+                bad.append(f"judge: score {judge.get('score')} < {judge.get('min_score')} "
+                           f"({judge.get('reasoning') or judge.get('error')})")
+            err.print(f"[red]✗[/] {escape(r['cell'])}#{r['repeat']}: "
+                      + escape("; ".join(([r["error"]] if r["error"] else []) + bad)), highlight=False, soft_wrap=True)
+    s = results["summary"]
+    err.print(f"suite: {s['runs_passed']}/{s['runs_total']} runs passed -> {'PASS' if s['suite_pass'] else 'FAIL'}",
+              highlight=False)

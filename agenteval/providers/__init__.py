@@ -1,0 +1,1 @@
+"""Providers: agentcap's sandboxed harnesses plus plugins registered with :func:`registry.register`."""
