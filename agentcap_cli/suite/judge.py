@@ -102,6 +102,7 @@ def judge_claude_cli(podman: Any, services: Any, run_dir: Path, base: Path, cell
         return {"score": None, "error": f"judge (claude-cli): sandbox: {str(exc).splitlines()[0]}", "request": text}
     finally:
         services.keys.unregister(key)
+        services.tracker.settle_turn(run_dir.name, f"{cell}#judge", 1, f"{cell}#judge", repeat)
     if r.timed_out or not r.reply:
         why = "timed out" if r.timed_out else f"no answer (exit {r.returncode}; see {work / 'judge.err'})"
         return {"score": None, "error": f"judge (claude-cli): {why}", "request": text}

@@ -240,8 +240,11 @@ class SuiteRun:
                     provider.teardown(workspace=workspace)
                 except Exception:
                     pass
-        return Ran([out.final_output or ""], error=out.error, turns=1, num_turns=out.num_turns or None,
-                   cost_usd=out.total_cost_usd if out.total_cost_usd else None)
+        calls = self.services.tracker.settle_turn(self.run_dir.name, u.cell, 1, u.cell, u.repeat)
+        # a plugin may talk to its model around the proxy (no calls here); calls that did pass are judged
+        wire = turn_failure(calls, self.run_dir / "captures") if calls else None
+        return Ran([out.final_output or ""], error=out.error or (f"turn 1: {wire}" if wire else None), turns=1,
+                   num_turns=out.num_turns or None, cost_usd=out.total_cost_usd if out.total_cost_usd else None)
 
     def _model_calls(self, request_ids: list[str]) -> list[dict[str, Any]]:
         """Usage of this repeat's captures (their ids come from the proxy's events: no directory scan)."""
