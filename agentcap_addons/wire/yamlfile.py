@@ -7,7 +7,9 @@ whose message names the file, the line and the dotted key.
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +92,14 @@ def load(path: str | os.PathLike[str]) -> Located:
     return Located(p, data, lines)
 
 
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when a choice is close to ``word``, else ``""``."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def check_keys(doc: Located, obj: dict[str, Any], prefix: str, allowed: set[str]) -> None:
     for key in obj:
         if key not in allowed:
             path = f"{prefix}.{key}" if prefix else str(key)
-            raise doc.error(path, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+            raise doc.error(path, f"unknown key{did_you_mean(key, allowed)} (expected one of: {', '.join(sorted(allowed))})")

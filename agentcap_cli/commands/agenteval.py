@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import click
-from rich.console import Console
 
+from agentcap_cli.console import err_console
 from agentcap_cli.commands.suite import list_, test, validate
 
 SCAFFOLD = Path(__file__).resolve().parent.parent / "scaffold_agenteval"
@@ -34,7 +34,7 @@ agenteval.add_command(validate, name="validate")
 @click.argument("target", default=".", type=click.Path(file_okay=False, path_type=Path))
 def init(target: Path) -> None:
     """Scaffold an agenteval project at TARGET (files that exist are left alone)."""
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = err_console()
     created = []
     for src in sorted(p for p in SCAFFOLD.rglob("*") if p.is_file()):
         rel = src.relative_to(SCAFFOLD)

@@ -6,11 +6,11 @@ import asyncio
 import sys
 
 import click
-from rich.console import Console
 
 from agentcap_addons.wire.apibase import api_root
 from agentcap_addons.wire.cassette import DEFAULT_IGNORE, MATCHERS
 from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_cli.console import err_console, out_console
 from agentcap_cli.commands.proxy import agent_env
 from agentcap_cli.modelserver import ModelApp, make_responder
 from mcp_mocks.threaded import bind, uvicorn_server
@@ -56,7 +56,7 @@ def serve(script: str | None, replay: str | None, host: str, port: int, timing: 
 
     Streamed and not, in the shapes the official SDKs and agent CLIs parse. Ctrl-C stops it.
     """
-    err = Console(stderr=True)
+    err = err_console()
     if (script is None) == (replay is None):
         raise click.UsageError("give exactly one of --script or --replay")
     if on_miss == "forward" and not upstream:
@@ -84,7 +84,7 @@ def serve(script: str | None, replay: str | None, host: str, port: int, timing: 
         raise SystemExit(2)
     bound = sock.getsockname()[1]
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound}/v1"
-    out = Console(highlight=False, soft_wrap=True)
+    out = out_console()
     out.print(f"# agentcap model server ({'script ' + script if script else 'replay of ' + str(replay)})")
     for k, v in agent_env(base_url, "agentcap-local").items():
         out.print(f"export {k}={v}")

@@ -10,11 +10,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
-from rich.console import Console
 
 from agentcap_addons.wire.apibase import split_api_base, split_origin
 from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
 from agentcap_addons.wire.store import REQUEST_SUFFIX
+from agentcap_cli.console import err_console, out_console
 from agentcap_cli.proxyproc import ProxyStartError, start_proxy
 from agentcap_cli.workspace import new_run_dir
 
@@ -65,8 +65,8 @@ def proxy(upstream: tuple[str, str], host: str, port: int, run_dir: Path | None,
 
     Every LLM API call that passes through is written to DIR/captures/. Ctrl-C stops it cleanly.
     """
-    err = Console(stderr=True)
-    out = Console(highlight=False, soft_wrap=True)
+    err = err_console()
+    out = out_console()
     origin, root = upstream
     if upstream_key_env is not None and not os.environ.get(upstream_key_env):
         raise click.BadParameter(f"environment variable {upstream_key_env} is not set or empty",

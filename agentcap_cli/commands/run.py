@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 from click.core import ParameterSource
-from rich.console import Console
 from rich.logging import RichHandler
 
 from agentcap_addons.wire.apibase import split_api_base
 from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_cli.console import err_console
 from agentcap_cli.corpus import load_tasks, parse_shard
 from agentcap_cli.corpus import shard as take_shard
 from agentcap_cli.credentials import is_huggingface, upstream_key
@@ -119,7 +119,7 @@ def run(ctx: click.Context, agents: list[str], model: str | None, upstream: str 
     Prints each run's directory on stdout; progress and the summary go to stderr.
     Exit 0 when every task completed all its turns, 1 otherwise, 2 on bad input.
     """
-    err = Console(stderr=True)
+    err = err_console()
     _setup_logging(verbose, err)
     plans: list[tuple[Path, object, RunOptions, bool]] = []
     if resume:

@@ -6,9 +6,9 @@ import sys
 import time
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from agentcap_cli.console import err_console, out_console
 from sandbox.agents import UnknownAgent, agent_names, get_agent
 from sandbox.doctor import FAIL, OK, run_checks
 from sandbox.images import ensure_image, list_images
@@ -30,7 +30,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
 
 
 def _fail(exc: SandboxError) -> None:
-    Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+    err_console().print(f"[red]error:[/] {exc}", highlight=False)
     sys.exit(1)
 
 
@@ -47,7 +47,7 @@ def build(agents: tuple[str, ...], rebuild: bool) -> None:
 
     Also takes the names of the shared layers: base, node.
     """
-    err = Console(stderr=True)
+    err = err_console()
     names = agents or tuple(agent_names())
     try:
         podman = get_podman()
@@ -81,14 +81,14 @@ def ls_() -> None:
         table.add_column(col, no_wrap=col != "tag", overflow="fold")
     for r in rows:
         table.add_row(r.name, r.tag, "✓" if r.current else "", f"{r.size / 1e6:.0f} MB", r.created[:19])
-    Console().print(table)
+    out_console().print(table)
 
 
 @sandbox.command()
 @click.option("--all", "everything", is_flag=True, help="Also remove the current images (they rebuild on use).")
 def prune(everything: bool) -> None:
     """Remove leftover agentcap containers and the images no Containerfile asks for any more."""
-    err = Console(stderr=True)
+    err = err_console()
     try:
         podman = get_podman()
         gone = remove_containers(podman)
@@ -118,5 +118,5 @@ def doctor() -> None:
         table.add_column(col, overflow="fold")
     for c in checks:
         table.add_row(c.name, f"[{STYLE[c.status]}]{c.status}[/]", c.detail, c.fix or "")
-    Console().print(table)
+    out_console().print(table)
     sys.exit(1 if any(c.status == FAIL for c in checks) else 0)

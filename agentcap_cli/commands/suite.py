@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_cli.console import err_console, out_console
 from agentcap_cli.suite.project import Project, load_project
 
 SCAFFOLD = Path(__file__).resolve().parent.parent / "scaffold"
@@ -32,12 +33,37 @@ def _load(root: Path) -> Project:
 
 @click.command(name="validate")
 @_root_option
-def validate(root: Path) -> None:
-    """Check every file of the project deeply (no model calls): exit 0 when valid, 2 otherwise."""
-    project = _load(root)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+              envvar="AGENTCAP_FORMAT",
+              help="text: file:line: key: message on stderr; json: a list on stdout; github: ::error "
+                   "annotations on stdout.  [env AGENTCAP_FORMAT]")
+def validate(root: Path, fmt: str) -> None:
+    """Check every file of the project deeply (no model calls), reporting every broken file at once:
+    exit 0 when valid, 2 otherwise."""
+    errors: list[ConfigError] = []
+    project = None
+    try:
+        project = load_project(root, errors)
+    except ConfigError as exc:
+        errors.append(exc)
+    if fmt == "json":
+        click.echo(json.dumps({"valid": not errors, "errors": [
+            {"file": e.path, "line": e.line, "key": e.key, "message": e.message} for e in errors]}, indent=2))
+    elif fmt == "github":
+        for e in errors:  # GitHub's workflow-command escaping: % CR LF in the message
+            msg = e.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            click.echo(f"::error file={e.path},line={e.line or 1},title={e.key or 'agentcap validate'}::{msg}")
+    else:
+        err = err_console()
+        for e in errors:
+            err.print(f"[red]error:[/] {escape(str(e))}")
+    if errors:
+        sys.exit(2)
+    assert project is not None
     n = sum(len(s.agents) * len(s.models) for s in project.scenarios)
-    Console(stderr=True).print(f"[green]✓[/] {project.config_file}: {len(project.scenarios)} scenario(s), "
-                               f"{len(project.agents)} agent(s), {n} cell(s)")
+    if fmt == "text":
+        err_console().print(f"[green]✓[/] {project.config_file}: {len(project.scenarios)} scenario(s), "
+                            f"{len(project.agents)} agent(s), {n} cell(s)")
 
 
 @click.command(name="list")
@@ -51,7 +77,7 @@ def list_(root: Path) -> None:
     for s in project.scenarios:
         table.add_row(s.id, ", ".join(s.agents), project.provider_of(s), ", ".join(s.models), str(s.repeats),
                       str(len(s.assertions)), "yes" if s.judge else "")
-    Console().print(table)
+    out_console().print(table)
 
 
 @click.command(name="init")
@@ -61,7 +87,7 @@ def init(directory: Path) -> None:
     if directory.exists() and any(directory.iterdir()):
         raise click.BadParameter(f"{directory} is not empty", param_hint="DIRECTORY")
     shutil.copytree(SCAFFOLD, directory, dirs_exist_ok=True)
-    Console(stderr=True).print(f"[green]✓[/] created {directory}: cd {directory} && agentcap test")
+    err_console().print(f"[green]✓[/] created {directory}: cd {directory} && agentcap test")
 
 
 @click.command(name="test")
@@ -84,17 +110,26 @@ def init(directory: Path) -> None:
               help="Where reports go (default: report.dir of the project, reports/).")
 @click.option("--no-judge", is_flag=True, help="Skip the LLM judge.")
 @click.option("--keep-workspace", is_flag=True, help="Keep each repeat's workspace in the run dir.")
+@click.option("--pass-rate", type=click.FloatRange(0, 1), envvar="AGENTCAP_PASS_RATE",
+              help="A cell passes when this share of its repeats pass (a scenario's min_pass_rate wins; "
+                   "default 1: all).  [env AGENTCAP_PASS_RATE]")
+@click.option("-m", "tags", metavar="EXPR", help="Only scenarios whose tags match, e.g. \"slack and not slow\".")
+@click.option("-k", "names", metavar="EXPR", help="Only cells whose id matches, e.g. \"release or notes\" (substrings).")
+@click.option("--failed", is_flag=True, help="Only the cells that failed in the last run (from the report dir's results.json).")
+@click.option("-x", "--exitfirst", is_flag=True, help="Stop starting repeats at the first failed one (= --maxfail 1).")
+@click.option("--maxfail", type=click.IntRange(1), help="Stop starting repeats after N failed ones.")
 @click.option("-v", "--verbose", count=True, help="Per-trial lines (-v); the proxy's log too (-vv).")
 def test(root: Path, filter_: str | None, provider: str | None, agents: tuple[str, ...], models: tuple[str, ...],
          repeat: int | None, upstream: str | None, jobs: int, report_dir: Path | None, no_judge: bool,
-         keep_workspace: bool, verbose: int) -> None:
+         keep_workspace: bool, pass_rate: float | None, tags: str | None, names: str | None, failed: bool,
+         exitfirst: bool, maxfail: int | None, verbose: int) -> None:
     """Run every cell (scenario × agent × model) with its repeats; exit 0 only when all required checks pass."""
     from agentcap_cli.services import UpstreamUnreachable
     from agentcap_cli.suite.runner import plan
     from agentcap_cli.suite.session import SuiteInputError, execute
     from sandbox.podman import SandboxError
 
-    err = Console(stderr=True)
+    err = err_console()
     project = _load(root)
     if provider:
         _check_provider(provider)
@@ -103,13 +138,23 @@ def test(root: Path, filter_: str | None, provider: str | None, agents: tuple[st
             raise click.BadParameter(f"no agents/{a}/capabilities.yaml in {project.root}", param_hint="'--agent'")
     if report_dir is not None and not report_dir.is_absolute():
         report_dir = project.root / report_dir  # as in agenteval: relative to the project root
-    units = plan(project, filter=filter_, agents=list(agents) or None, models=list(models) or None, repeat=repeat,
-                 provider=provider)
+    from agentcap_cli.suite.select import SelectError
+
+    cells = _failed_cells(report_dir or project.report_dir) if failed else None
+    try:
+        units = plan(project, filter=filter_, agents=list(agents) or None, models=list(models) or None, repeat=repeat,
+                     provider=provider, tags=tags, names=names, cells=cells)
+    except SelectError as exc:
+        raise click.BadParameter(str(exc), param_hint="'-m' / '-k'") from None
     if not units:
-        raise click.BadParameter("no cell matches the filters", param_hint="'--filter'")
+        if failed:
+            err.print("no cell failed in the last run: nothing to run")
+            sys.exit(0)
+        raise click.BadParameter("no cell matches the filters", param_hint="'--filter' / '-m' / '-k'")
     try:
         results, reports = execute(project, units, jobs=jobs, report_dir=report_dir, no_judge=no_judge,
-                                   keep_workspace=keep_workspace, verbose=verbose, upstream=upstream, err=err)
+                                   keep_workspace=keep_workspace, verbose=verbose, upstream=upstream, err=err,
+                                   pass_rate=pass_rate, maxfail=1 if exitfirst else maxfail)
     except SuiteInputError as exc:
         raise click.BadParameter(str(exc), param_hint="upstream") from None
     except UpstreamUnreachable as exc:
@@ -119,6 +164,16 @@ def test(root: Path, filter_: str | None, provider: str | None, agents: tuple[st
         sys.exit(1)
     click.echo(str(reports))
     sys.exit(0 if results["passed"] else 1)
+
+
+def _failed_cells(reports: Path) -> set[str]:
+    """The cells that did not pass in the last run, from its results.json."""
+    path = reports / "results.json"
+    try:
+        results = json.loads(path.read_text())
+        return {c for c, v in results["cells"].items() if not v.get("gate_passed", v.get("passed") == v.get("repeats"))}
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise click.BadParameter(f"no readable results from a last run at {path} ({exc})", param_hint="'--failed'") from None
 
 
 def _check_provider(name: str) -> None:

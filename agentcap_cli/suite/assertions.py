@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.yamlfile import Located, check_keys
+from agentcap_addons.wire.yamlfile import Located, check_keys, did_you_mean
 from agentcap_cli.suite.jsonpath import JSONPathError, check, count, find
 
 log = logging.getLogger("agentcap.test")
@@ -72,7 +72,8 @@ def parse_assertions(doc: Located, items: Any, tools: dict[str, set[str]]) -> li
             raise doc.error(key, "an assertion needs a 'kind'")
         kind = KINDS.get(a["kind"])
         if kind is None:
-            raise doc.error(f"{key}.kind", f"unknown assertion kind {a['kind']!r}; known: {', '.join(sorted(KINDS))}")
+            raise doc.error(f"{key}.kind", f"unknown assertion kind {a['kind']!r}{did_you_mean(a['kind'], KINDS)}; "
+                                           f"known: {', '.join(sorted(KINDS))}")
         check_keys(doc, a, key, kind.params | COMMON)
         params = normalize(a["kind"], {k: v for k, v in a.items() if k not in COMMON})
         if kind.validate:
@@ -153,7 +154,8 @@ def _v_tool_called(doc: Located, key: str, p: dict[str, Any], tools: dict[str, s
     if p.get("server") and p["server"] not in tools:
         raise doc.error(f"{key}.server", f"{p['server']!r} is not one of this scenario's mocks")
     if not any(p["tool"] in tools[s] for s in servers):
-        raise doc.error(f"{key}.tool", f"no mock of this scenario offers a tool {p['tool']!r}")
+        offered = {t for s in servers for t in tools[s]}
+        raise doc.error(f"{key}.tool", f"no mock of this scenario offers a tool {p['tool']!r}{did_you_mean(p['tool'], offered)}")
     if p.get("match", "subset") not in ("exact", "subset", "regex"):
         raise doc.error(f"{key}.match", "must be exact, subset or regex")
 

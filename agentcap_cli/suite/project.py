@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.yamlfile import ConfigError, Located, check_keys, load, want
+from agentcap_addons.wire.yamlfile import ConfigError, Located, check_keys, did_you_mean, load, want
 from agentcap_cli.suite.assertions import Assertion, parse_assertions
 from agentcap_cli.suite.capabilities import AgentDef, check_tools, load_agent
 
@@ -29,7 +30,7 @@ CONFIG_NAMES = ("agentcap.yaml", "agenteval.yaml")
 CONFIG_KEYS = {"provider", "models", "repeats", "timeout_seconds", "max_turns", "turns", "upstream", "judge",
                "report", "report_dir", "plugins", "prices", "providers"}
 SCENARIO_KEYS = {"id", "agent", "provider", "prompt", "prompt_file", "mcp", "assets", "run", "assertions", "judge",
-                 "description"}
+                 "description", "tags", "min_pass_rate"}
 RUN_KEYS = {"models", "repeats", "timeout_seconds", "max_turns", "turns"}
 JUDGE_KEYS = {"enabled", "rubric", "rubric_file", "min_score", "required", "model"}
 CONFIG_JUDGE_KEYS = {"enabled", "model", "min_score", "backend", "cli", "upstream"}
@@ -72,6 +73,8 @@ class Scenario:
     turns: int = 1  # user turns: the prompt, then "Continue" (agentcap's addition)
     mock_dirs: dict[str, Path] = field(default_factory=dict)  # server → its mock dir
     assets_contents: list[Path] = field(default_factory=list)  # dirs whose contents go to the workspace root
+    tags: list[str] = field(default_factory=list)  # for -m selection (agentcap's addition)
+    min_pass_rate: float | None = None  # the cell passes when this share of its repeats pass (default: all)
 
 
 @dataclass
@@ -116,7 +119,8 @@ def check_provider(doc: Located, key: str, name: Any) -> str:
         try:
             get_agent(HARNESS_ALIASES.get(name, name))
         except UnknownAgent:
-            raise doc.error(key, f"unknown provider {name!r}; known: {', '.join(available())}") from None
+            raise doc.error(key, f"unknown provider {name!r}{did_you_mean(name, available())}; "
+                                 f"known: {', '.join(available())}") from None
     return name
 
 
@@ -214,8 +218,12 @@ def find_config(root: Path) -> Path:
     raise ConfigError(root / CONFIG_NAMES[0], None, "", "no agentcap.yaml (or agenteval.yaml) here")
 
 
-def load_project(root: str | Path) -> Project:
-    """Read and check a project (a ``.env`` beside the config is loaded into the environment first)."""
+def load_project(root: str | Path, errors: list[ConfigError] | None = None) -> Project:
+    """Read and check a project (a ``.env`` beside the config is loaded into the environment first).
+
+    The first problem raises ConfigError; with ``errors`` given, a broken agent or scenario file is
+    added there instead and the others are still checked (``validate`` reports them all at once).
+    A broken config file raises either way: nothing else can be read without it."""
     root = Path(root).resolve()
     cfg_path = find_config(root)
     agenteval = cfg_path.name == "agenteval.yaml"
@@ -250,12 +258,20 @@ def load_project(root: str | Path) -> Project:
     want(doc, prices, dict, "prices", "a mapping model → {input, output} (USD per million tokens)")
     providers = cfg.get("providers") or {}
     want(doc, providers, dict, "providers", "a mapping provider → its settings")
-    agents = {cap.parent.name: load_agent(cap) for cap in sorted((root / "agents").glob("*/capabilities.yaml"))}
+    agents, broken = {}, set()
+    for cap in sorted((root / "agents").glob("*/capabilities.yaml")):
+        try:
+            agents[cap.parent.name] = load_agent(cap)
+        except ConfigError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+            broken.add(cap.parent.name)
     project = Project(root, cfg_path, default_provider, models, repeats, float(timeout), max_turns, upstream,
                       judge_cfg.get("model"), judge_up, report_dir, prices, agents, [], judge_backend=backend,
                       judge_enabled=bool(judge_cfg.get("enabled", True)), judge_min_score=float(judge_min),
                       providers=providers, turns=turns)
-    project.scenarios = _load_scenarios(project)
+    project.scenarios = _load_scenarios(project, errors, broken)
     return project
 
 
@@ -285,22 +301,29 @@ class _Mocks:
         return self.tools[d]
 
 
-def _load_scenarios(project: Project) -> list[Scenario]:
+def _load_scenarios(project: Project, errors: list[ConfigError] | None, broken: set[str]) -> list[Scenario]:
     out: list[Scenario] = []
     seen: dict[str, Path] = {}
     mocks = _Mocks(project)
-    for path in sorted((project.root / "scenarios").glob("*/scenario.yaml")):
-        scenario = _load_scenario(project, path, mocks)
-        if scenario.id in seen:
-            raise load(path).error("id", f"{scenario.id!r} is also the id of {seen[scenario.id]}")
+    paths = sorted((project.root / "scenarios").glob("*/scenario.yaml"))
+    for path in paths:
+        try:
+            scenario = _load_scenario(project, path, mocks, broken)
+            if scenario.id in seen:
+                raise load(path).error("id", f"{scenario.id!r} is also the id of {seen[scenario.id]}")
+        except ConfigError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+            continue
         seen[scenario.id] = path
         out.append(scenario)
-    if not out:
+    if not paths:
         raise ConfigError(project.root / "scenarios", None, "", "no scenarios/<id>/scenario.yaml")
     return out
 
 
-def _load_scenario(project: Project, path: Path, mocks: _Mocks) -> Scenario:
+def _load_scenario(project: Project, path: Path, mocks: _Mocks, broken: set[str] = frozenset()) -> Scenario:
     doc = load(path)
     s = doc.data or {}
     want(doc, s, dict, "", "a mapping")
@@ -309,9 +332,9 @@ def _load_scenario(project: Project, path: Path, mocks: _Mocks) -> Scenario:
     sid = want(doc, s.get("id", base.name), str, "id", "a name")
     agents = _str_list(doc, s["agent"], "agent") if s.get("agent") else ["default"]
     for i, a in enumerate(agents):
-        if a != "default" and a not in project.agents:
+        if a != "default" and a not in project.agents and a not in broken:  # a broken one is reported already
             raise doc.error(f"agent.{i}" if isinstance(s.get("agent"), list) else "agent",
-                            f"no agents/{a}/capabilities.yaml")
+                            f"no agents/{a}/capabilities.yaml{did_you_mean(a, project.agents)}")
     provider = check_provider(doc, "provider", s["provider"]) if s.get("provider") is not None else None
     prompt = _prompt(doc, s, base)
     mcp = _str_list(doc, s["mcp"], "mcp") if s.get("mcp") else []
@@ -324,8 +347,9 @@ def _load_scenario(project: Project, path: Path, mocks: _Mocks) -> Scenario:
     for i, server in enumerate(mcp):
         d = mocks.find(base, server)
         if d is None:
-            raise doc.error(f"mcp.{i}", f"no mock {server!r}: expected {base.name}/mcp/{server}/mock.yaml "
-                                        f"(or mcp/{server}/mock.yaml in the project)")
+            known = [p.parent.name for p in (*base.glob("mcp/*/mock.yaml"), *project.root.glob("mcp/*/mock.yaml"))]
+            raise doc.error(f"mcp.{i}", f"no mock {server!r}{did_you_mean(server, known)}: expected "
+                                        f"{base.name}/mcp/{server}/mock.yaml (or mcp/{server}/mock.yaml in the project)")
         mock_dirs[server], tools[server] = d, mocks.offered(doc, f"mcp.{i}", d)
     for a in agents:
         adef = project.agents.get(a)
@@ -345,8 +369,17 @@ def _load_scenario(project: Project, path: Path, mocks: _Mocks) -> Scenario:
     judge = _judge(doc, s["judge"], "judge", base, project) if s.get("judge") else None
     if not assertions and judge is None:
         raise doc.error("assertions", "neither assertions nor a judge: nothing would be checked")
+    tags = _str_list(doc, s["tags"], "tags") if s.get("tags") else []
+    for i, t in enumerate(tags):
+        if not re.fullmatch(r"[A-Za-z_][\w-]*", t):
+            raise doc.error(f"tags.{i}", f"{t!r}: a tag is a word (letters, digits, _ and -)")
+    gate = s.get("min_pass_rate")
+    if gate is not None and not (isinstance(want(doc, gate, (int, float), "min_pass_rate", "a number in 0..1"), (int, float))
+                                 and 0 <= gate <= 1):
+        raise doc.error("min_pass_rate", "must be in 0..1")
     return Scenario(sid, base, agents, provider, prompt, mcp, assets, models, repeats, float(timeout), max_turns,
-                    assertions, judge, turns=turns, mock_dirs=mock_dirs, assets_contents=contents)
+                    assertions, judge, turns=turns, mock_dirs=mock_dirs, assets_contents=contents, tags=tags,
+                    min_pass_rate=float(gate) if gate is not None else None)
 
 
 def _prompt(doc: Located, s: dict[str, Any], base: Path) -> str:

@@ -16,7 +16,7 @@ import json
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from agentcap_addons.wire.decode import decode_response
 from agentcap_addons.wire.registry import Attribution
 from agentcap_addons.wire.store import atomic_write_bytes, read_capture, rfc3339_ns
+from agentcap_cli.console import err_console
 from agentcap_cli.followup import CONTINUE
 from agentcap_cli.services import Services
 from agentcap_cli.suite import judge as judges
@@ -59,18 +60,26 @@ class Unit:
 
 
 def plan(project: Project, *, filter: str | None = None, agents: list[str] | None = None,
-         models: list[str] | None = None, repeat: int | None = None, provider: str | None = None) -> list[Unit]:
+         models: list[str] | None = None, repeat: int | None = None, provider: str | None = None,
+         tags: str | None = None, names: str | None = None, cells: set[str] | None = None) -> list[Unit]:
     """The repeats to run. As in agenteval, ``agents`` / ``models`` replace the scenarios' own (one cell
     each), ``provider`` replaces the default one (a scenario's own ``provider:`` still wins), and
-    ``filter`` keeps cells whose id (``id`` or ``id[agent]``) contains it."""
+    ``filter`` keeps cells whose id (``id`` or ``id[agent]``) contains it. ``tags`` (``-m``) and
+    ``names`` (``-k``) are pytest-style expressions (suite/select.py); ``cells`` keeps only those ids."""
+    from agentcap_cli.suite.select import by_name, by_tags
+
+    tag_ok, name_ok = by_tags(tags) if tags else None, by_name(names) if names else None
     units = []
     for s in project.scenarios:
+        if tag_ok and not tag_ok(s.tags):
+            continue
         agent_list, model_list = agents or s.agents, models or s.models
         for a in agent_list:
             for m in model_list:
                 for r in range(1, (repeat or s.repeats) + 1):
                     u = Unit(s, a, s.provider or provider or project.provider, m, r, len(agent_list), len(model_list))
-                    if not filter or filter in u.cell:
+                    if (not filter or filter in u.cell) and (not name_ok or name_ok(u.cell)) and \
+                            (cells is None or u.cell in cells):
                         units.append(u)
     return units
 
@@ -91,10 +100,13 @@ class SuiteRun:
                  keep_workspace: bool = False, console: Console | None = None, verbose: int = 0) -> None:
         self.project, self.services, self.run_dir = project, services, run_dir
         self.no_judge, self.keep, self.verbose = no_judge or not project.judge_enabled, keep_workspace, verbose
-        self.console = console or Console(stderr=True)
+        self.console = console or err_console()
         self.podman = get_podman()
         self.lock = threading.Lock()
         self.interrupted = False
+        self.stopped_early = False  # --maxfail reached: repeats not started yet are skipped
+        self.failures = 0
+        self.maxfail: int | None = None
 
     # -- one repeat -----------------------------------------------------------------------------
 
@@ -291,7 +303,9 @@ class SuiteRun:
 
     # -- the suite ------------------------------------------------------------------------------
 
-    def run(self, units: list[Unit], jobs: int) -> list[dict[str, Any]]:
+    def run(self, units: list[Unit], jobs: int, maxfail: int | None = None) -> list[dict[str, Any]]:
+        """Every unit's record; with ``maxfail``, repeats not started yet are dropped once that many failed
+        (``self.stopped_early``)."""
         for provider in sorted({harness_name(u.provider) for u in units if self._plugin(u) is None}):
             with self.console.status(f"image for {provider}"):
                 ensure_image(self.podman, provider)
@@ -304,10 +318,18 @@ class SuiteRun:
         try:
             with progress:
                 bar = progress.add_task("repeats", total=len(units))
-                for record in pool.map(self._guarded, units):
+                self.maxfail = maxfail
+                futures = [pool.submit(self._guarded, u) for u in units]
+                for fut in as_completed(futures):
+                    record = None if fut.cancelled() else fut.result()
+                    if record is None:  # not started: --maxfail was reached
+                        continue
                     records.append(record)
                     failed = sum(1 for r in records if not r["passed"])
                     progress.update(bar, advance=1, description=f"repeats · {failed} failed")
+                if self.stopped_early:
+                    self.console.print(f"[yellow]{self.failures} failed (--maxfail {maxfail}): "
+                                       f"{len(units) - len(records)} repeat(s) not started[/]")
         except KeyboardInterrupt:
             # stop the repeats in flight (their containers go), keep what finished, report it
             self.interrupted = True
@@ -324,7 +346,19 @@ class SuiteRun:
             pool.shutdown(wait=True, cancel_futures=True)
         return records
 
-    def _guarded(self, u: Unit) -> dict[str, Any]:
+    def _guarded(self, u: Unit) -> dict[str, Any] | None:
+        """The repeat's record; None when it was not started because --maxfail was reached."""
+        if self.stopped_early:
+            return None
+        record = self._record(u)
+        if not record["passed"]:
+            with self.lock:
+                self.failures += 1
+                if self.maxfail and self.failures >= self.maxfail:
+                    self.stopped_early = True
+        return record
+
+    def _record(self, u: Unit) -> dict[str, Any]:
         try:
             return self.run_unit(u)
         except Exception as exc:  # a bug in one repeat must not stop the others

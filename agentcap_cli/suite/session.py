@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from agentcap_cli.console import err_console
 from agentcap_cli.suite.project import Project, harness_name
 
 if TYPE_CHECKING:
@@ -90,8 +91,10 @@ def _harness_key(units: list["Unit"]) -> str | None:
 
 def execute(project: Project, units: list["Unit"], *, jobs: int = 1, report_dir: Path | None = None,
             no_judge: bool = False, keep_workspace: bool = False, verbose: int = 0, upstream: str | None = None,
-            err: Console | None = None) -> tuple[dict[str, Any], Path]:
-    """Run ``units``; (results, the reports dir). Raises SuiteInputError on bad input (exit 2),
+            err: Console | None = None, pass_rate: float | None = None,
+            maxfail: int | None = None) -> tuple[dict[str, Any], Path]:
+    """Run ``units``; (results, the reports dir). A cell passes when its pass rate reaches its scenario's
+    ``min_pass_rate``, else ``pass_rate``, else 1.0. Raises SuiteInputError on bad input (exit 2),
     UpstreamUnreachable, SandboxError."""
     from agentcap_cli.modelserver import ModelServer, make_responder
     from agentcap_cli.services import Services
@@ -99,7 +102,7 @@ def execute(project: Project, units: list["Unit"], *, jobs: int = 1, report_dir:
     from agentcap_cli.suite.runner import SuiteRun
     from agentcap_cli.workspace import new_run_dir
 
-    err = err or Console(stderr=True)
+    err = err or err_console()
     up = resolve_upstream(project, units, upstream)
     if verbose:
         err.print(f"upstream: {up.url or f'script {up.script}'} (from {up.source}); "
@@ -120,9 +123,14 @@ def execute(project: Project, units: list["Unit"], *, jobs: int = 1, report_dir:
         started = time.monotonic()
         suite = SuiteRun(project, services, run_dir, no_judge=no_judge, keep_workspace=keep_workspace, console=err,
                          verbose=verbose)
-        records = suite.run(units, jobs)
+        records = suite.run(units, jobs, maxfail=maxfail)
+        gates = {u.cell: u.scenario.min_pass_rate if u.scenario.min_pass_rate is not None else
+                 pass_rate if pass_rate is not None else 1.0 for u in units}
         results = build(records, {"project": str(project.root), "run_id": run_dir.name, "run_dir": str(run_dir),
-                                  "jobs": jobs, "wall_s": round(time.monotonic() - started, 3)})
+                                  "jobs": jobs, "wall_s": round(time.monotonic() - started, 3)}, gates)
+        if suite.stopped_early:
+            results["passed"] = results["summary"]["suite_pass"] = False
+            results["stopped_early"] = {"maxfail": maxfail, "not_run": len(units) - len(records)}
         by_task = {f"{r['cell']}#{r['repeat']}": r for r in records}
         for t in run_file.record.tasks:
             r = by_task.get(t.task_id)
@@ -164,13 +172,14 @@ def _run_file(run_dir: Path, project: Project, units: list["Unit"], up: Resolved
 def summary(err: Console, results: dict[str, Any]) -> None:
     """The rich table, each failure on one line, then agenteval's verdict line."""
     table = Table(title=f"agentcap test — {'passed' if results['passed'] else 'FAILED'}", header_style="bold")
-    for col in ("cell", "pass", "rate (95% CI)", "tokens", "cost $", "time s", "judge", "flaky"):
+    for col in ("cell", "pass", "rate (95% CI)", "gate", "tokens", "cost $", "time s", "judge", "flaky"):
         table.add_column(col)
     for cell, c in results["cells"].items():
         lo, hi = c["wilson_95"]
-        style = "green" if c["passed"] == c["repeats"] else "red"
+        style = "green" if c["gate_passed"] else "red"
         costs = [r["cost_usd"] for r in results["records"] if r["cell"] == cell and r["cost_usd"] is not None]
         table.add_row(escape(cell), f"[{style}]{c['passed']}/{c['repeats']}[/]", f"{c['pass_rate']:.0%} ({lo:.0%}–{hi:.0%})",
+                      f"{c['gate']:.0%}",
                       f"{c['tokens']['mean'] or 0:.0f}", f"{sum(costs) / len(costs):.4f}" if costs else "-",
                       f"{c['duration_s']['mean'] or 0:.1f}",
                       "-" if c["judge_score"]["mean"] is None else f"{c['judge_score']['mean']:.2f}",
