@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -218,3 +220,70 @@ def test_a_saved_flow_file_carries_the_per_turn_key_not_the_real_one(upstream, t
     assert [fl.request.headers.get("authorization") or fl.request.headers.get("x-api-key") for fl in flows] == \
         [f"Bearer {key}", key, f"Bearer {key}"]
     assert real_key.encode() not in flows_file.read_bytes()
+
+
+def test_detach_env_file_and_the_documented_eval_recipe(upstream, tmp_path):
+    """`eval "$(agentcap proxy --detach … | grep ^export)"` returns (it used to hang), the agent's env
+    works, every call is logged as one line, and kill $AGENTCAP_PROXY_PID stops it cleanly."""
+    agentcap = f"{sys.executable} -m agentcap_cli.main"
+    script = (f'out="$({agentcap} proxy --upstream {upstream.url} --port 0 --dir {tmp_path / "run"} --detach)"\n'
+              'eval "$(echo "$out" | grep ^export)"\n'
+              'curl -s -o /dev/null -w "%{http_code}\\n" -H content-type:application/json '
+              '-d \'{"model": "m"}\' "$OPENAI_BASE_URL/chat/completions"\n'
+              'echo "pid=$AGENTCAP_PROXY_PID"\n'
+              'echo "$out" | grep "^# running"\n')
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    pid = int(r.stdout.split("pid=")[1].split()[0])
+    log = Path(r.stdout.split("(log: ")[1].split(")")[0])
+    try:
+        assert r.returncode == 0 and r.stdout.splitlines()[0] == "200", r.stdout + r.stderr
+        assert len(list(iter_captures(tmp_path / "run"))) == 1
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(400):  # bounded: the proxy stops within seconds
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            subprocess.run(["sleep", "0.05"])
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the detached proxy did not stop on SIGTERM")
+    text = log.read_text()
+    assert "#1 openai-chat model=m status=200" in text and "agentcap proxy stopped: 1 capture(s)" in text
+    assert "client connect" not in text  # mitmproxy's own connection log only with -v
+
+
+def test_json_ready_line_env_file_and_port_in_use(upstream, tmp_path):
+    env_file = tmp_path / "proxy.env"
+    proc = subprocess.Popen(AGENTCAP + ["proxy", "--upstream", upstream.url + "/v1", "--port", "0", "--json",
+                                        "--dir", str(tmp_path / "run"), "--env-file", str(env_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        ready = json.loads(proc.stdout.readline())
+        assert ready["base_url"].endswith("/v1") and ready["env"]["OPENAI_BASE_URL"] == ready["base_url"]
+        assert ready["captures"] == str(tmp_path / "run" / "captures") and ready["pid"] == proc.pid
+        assert f"export OPENAI_BASE_URL={ready['base_url']}" in env_file.read_text()
+        port = int(ready["base_url"].rsplit(":", 1)[1].split("/")[0])
+        r = CliRunner().invoke(cli, ["proxy", "--upstream", upstream.url, "--port", str(port)])
+        assert r.exit_code == 2 and "--port" in r.output and "in use" in r.output
+        httpx.post(ready["base_url"] + "/chat/completions?key=SECRETVALUE", json={"model": "mm"}, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    [line] = [x for x in err.splitlines() if x.startswith("#1 ")]
+    assert "model=mm" in line and "status=" in line and "SECRETVALUE" not in err
+
+
+def test_an_unreachable_upstream_is_a_warning_at_start(tmp_path):
+    from tests.conftest import closed_port
+
+    proc = subprocess.Popen(AGENTCAP + ["proxy", "--upstream", f"http://127.0.0.1:{closed_port()}", "--port", "0",
+                                        "--dir", str(tmp_path / "run"), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert json.loads(proc.stdout.readline())["base_url"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert "warning:" in err and "calls will fail until it answers" in err
