@@ -11,22 +11,24 @@ import signal
 
 import click
 
-#: command name → where it lives; a command's module (and what it needs: mitmproxy, mcp, pyarrow,
-#: textual, podman-py …) is imported only when that command runs, so every start stays quick
-COMMANDS = {
-    "run": "agentcap_cli.commands.run:run",
-    "ls": "agentcap_cli.commands.ls:ls",
-    "export": "agentcap_cli.commands.export:export",
-    "inspect": "agentcap_cli.commands.inspect:inspect",
-    "test": "agentcap_cli.commands.suite:test",
-    "validate": "agentcap_cli.commands.suite:validate",
-    "list": "agentcap_cli.commands.suite:list_",
-    "init": "agentcap_cli.commands.suite:init",
-    "proxy": "agentcap_cli.commands.proxy:proxy",
-    "model": "agentcap_cli.commands.model:model",
-    "mock": "agentcap_cli.commands.mock:mock",
-    "sandbox": "agentcap_cli.commands.sandbox:sandbox",
-    "doctor": "agentcap_cli.commands.sandbox:doctor",
+#: command name → (where it lives, its one-line help). A command's module (and what it needs:
+#: mitmproxy, mcp, pyarrow, textual, podman-py …) is imported only when that command runs, and
+#: ``agentcap --help`` reads the short help from here, so every start stays quick (tested against
+#: each command's own docstring).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("agentcap_cli.commands.run:run", "Run AGENT over a corpus of prompts, every model call captured."),
+    "ls": ("agentcap_cli.commands.ls:ls", "The runs in a workspace."),
+    "export": ("agentcap_cli.commands.export:export", "Export runs as parquet datasets, locally or to the Hub."),
+    "inspect": ("agentcap_cli.commands.inspect:inspect", "Browse runs, parquet files or Hub datasets."),
+    "test": ("agentcap_cli.commands.suite:test", "Run a test suite: every cell with its repeats."),
+    "validate": ("agentcap_cli.commands.suite:validate", "Check a test project deeply (no model calls)."),
+    "list": ("agentcap_cli.commands.suite:list_", "The scenarios of a test project and their cells."),
+    "init": ("agentcap_cli.commands.suite:init", "A new test project that passes out of the box."),
+    "proxy": ("agentcap_cli.commands.proxy:proxy", "The capture proxy in front of one upstream."),
+    "model": ("agentcap_cli.commands.model:model", "Local model upstreams: scripted or replayed."),
+    "mock": ("agentcap_cli.commands.mock:mock", "Mock MCP servers whose state a test controls."),
+    "sandbox": ("agentcap_cli.commands.sandbox:sandbox", "Podman images for the agents, and their leftovers."),
+    "doctor": ("agentcap_cli.commands.sandbox:doctor", "Check what the sandbox needs."),
 }
 
 
@@ -38,8 +40,13 @@ class LazyGroup(click.Group):
         ref = COMMANDS.get(name)
         if ref is None:
             return None
-        module, _, attr = ref.partition(":")
+        module, _, attr = ref[0].partition(":")
         return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table: no command module is imported to print it."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

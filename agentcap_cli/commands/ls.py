@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from agentcap_cli.console import out_console
 from agentcap_cli.runrecord import RUN_JSON
 from agentcap_cli.workspace import workspace_root
 
@@ -33,7 +33,7 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
         except FileNotFoundError:
             if not (d / "captures").is_dir():
                 continue
-            row.update(kind="proxy", status="-")
+            row.update(kind="proxy", status=None)
         except ValueError:
             row.update(status="unreadable")
         else:
@@ -49,11 +49,16 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
 
 @click.command(name="ls")
 @click.argument("workspace", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--workspace", "workspace_opt", type=click.Path(file_okay=False, path_type=Path),
+              help="The workspace (same as the argument; default: $AGENTCAP_WORKSPACE, else the current directory).")
 @click.option("-l", "long", is_flag=True, help="Also provider, upstream, label, start and end.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout instead of a table.")
-def ls(workspace: Path | None, long: bool, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout instead of a table (null for unknown).")
+def ls(workspace: Path | None, workspace_opt: Path | None, long: bool, as_json: bool) -> None:
     """The runs in WORKSPACE (default: $AGENTCAP_WORKSPACE, else the current directory)."""
-    rows = list_runs(workspace or workspace_root())
+    root = workspace_opt or workspace or workspace_root()
+    if not root.is_dir():
+        raise click.BadParameter(f"{root}: no such directory", param_hint="WORKSPACE")
+    rows = list_runs(root)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))
@@ -74,4 +79,4 @@ def ls(workspace: Path | None, long: bool, as_json: bool) -> None:
             cells += [r.get("provider") or "-", r.get("upstream") or "-", r.get("label") or "",
                       (r.get("started_at") or "")[:19], (r.get("finished_at") or "")[:19]]
         table.add_row(*cells)
-    Console(width=200 if long else None).print(table)
+    out_console().print(table)
