@@ -8,6 +8,7 @@ what is on disk. Query values never appear: the path is the capture's own (alrea
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from agentcap_addons.wire.decode import decode_response
 from agentcap_addons.wire.store import Capture, read_capture
@@ -45,3 +46,25 @@ def line_for_event(captures: Path, event: dict) -> str | None:
         return call_line(read_capture(captures, event["request_id"]))
     except (OSError, ValueError, KeyError) as exc:
         return f"#? {event.get('request_id')}: capture unreadable ({exc})"
+
+
+def served_line(n: int, method: str, path: str, body: bytes, rendered: Any, seconds: float) -> str:
+    """``agentcap model serve``'s line for one answer: ``#3 openai-chat model=m status=200 tools=bash 0.004s``
+    (``forwarded`` when a replay miss went to the live upstream)."""
+    from agentcap_addons.wire.policy import api_kind, redact_path
+    from agentcap_addons.wire.pretty import decode_response_bytes
+    from agentcap_addons.wire.store import parse_json_body
+
+    api = api_kind(path) if method == "POST" else "other"
+    ok, req = parse_json_body(body)
+    model = req.get("model") if ok and isinstance(req, dict) else None
+    parts = [f"#{n}", api, f"model={model or '-'}"]
+    if rendered is None:
+        parts.append(f"forwarded {method} {redact_path(path)}")
+    else:
+        parts.append(f"status={rendered.status}")
+        if api != "other" and rendered.status < 400:
+            d = decode_response_bytes(api, b"".join(rendered.chunks))
+            if d.tool_calls:
+                parts.append("tools=" + ",".join(c.name for c in d.tool_calls))
+    return " ".join(parts) + f" {seconds:.3f}s"

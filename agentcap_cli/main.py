@@ -7,9 +7,12 @@ Bad input exits 2 with one message naming the flag; data goes to stdout, logs to
 from __future__ import annotations
 
 import importlib
+import os
 import signal
+from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 #: command name → (where it lives, its one-line help). A command's module (and what it needs:
 #: mitmproxy, mcp, pyarrow, textual, podman-py …) is imported only when that command runs, and
@@ -30,6 +33,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sandbox": ("agentcap_cli.commands.sandbox:sandbox", "Podman images for the agents, and their leftovers."),
     "doctor": ("agentcap_cli.commands.sandbox:doctor", "Check what the sandbox needs."),
 }
+
+
+def _error_hint(self: click.Parameter, ctx: click.Context) -> str:
+    """Name what the user actually set: the environment variable when the value came from one."""
+    if ctx.get_parameter_source(self.name or "") == ParameterSource.ENVIRONMENT:
+        names = [self.envvar] if isinstance(self.envvar, str) else list(self.envvar or [])
+        given = [n for n in names if os.environ.get(n)]
+        if given:
+            return f"${given[0]} (for {' / '.join(repr(o) for o in self.opts)})"
+    return _click_error_hint(self, ctx)
+
+
+_click_error_hint = click.Parameter.get_error_hint
+click.Parameter.get_error_hint = _error_hint  # type: ignore[method-assign]
+
+
+def workspace_option(f):  # noqa: ANN001, ANN201
+    """``--workspace DIR`` (env ``AGENTCAP_WORKSPACE``): where ``.agentcap/`` run dirs live."""
+    def use(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+        if value is not None:
+            os.environ["AGENTCAP_WORKSPACE"] = str(value.resolve())
+        return value
+
+    return click.option("--workspace", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_WORKSPACE",
+                        callback=use, expose_value=False, is_eager=True,
+                        help="Where .agentcap/ run dirs live (default: the current directory).  "
+                             "[env AGENTCAP_WORKSPACE]")(f)
 
 
 class LazyGroup(click.Group):

@@ -9,6 +9,7 @@ thread (``mcp_mocks.threaded``: port bound before start) — what tests, benches
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 from pathlib import Path
 from collections.abc import Callable
@@ -62,6 +63,9 @@ class ModelApp:
         self.seen: list[tuple[str, str]] = []
         #: called with (method, path) as each request arrives (tests synchronise on it)
         self.on_request: Callable[[str, str], None] | None = None
+        #: called once each answer is sent: (method, path, request body, what was sent or None when
+        #: forwarded, seconds) — `agentcap model serve` logs one line per call from it
+        self.on_served: Callable[[str, str, bytes, Rendered | None, float], None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -78,11 +82,15 @@ class ModelApp:
         self.seen.append((scope["method"], path))
         if self.on_request is not None:
             self.on_request(scope["method"], path)
+        started = time.monotonic()
         result = self.responder.respond(scope["method"], path, body)
         if isinstance(result, Forward):
             await self._forward(scope, path, body, send)
-            return
-        await self._send(result, send)
+        else:
+            await self._send(result, send)
+        if self.on_served is not None:
+            self.on_served(scope["method"], path, body, None if isinstance(result, Forward) else result,
+                           time.monotonic() - started)
 
     @staticmethod
     async def _send(r: Rendered, send: Any) -> None:

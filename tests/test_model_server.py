@@ -385,3 +385,27 @@ def test_namespaced_responses_tools_are_called_by_their_flat_name(tmp_path):
     assert (call["namespace"], call["name"], json.loads(call["arguments"])) == ("mcp__slack", "post", {"text": "hi"})
     decoded = decode_body("openai-responses", out)
     assert [c.name for c in decoded.tool_calls] == ["mcp__slack__post"]
+
+
+def test_serve_json_ready_line_and_one_log_line_per_call():
+    import json as _json
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "agentcap_cli.main", "model", "serve", "--script", "shell-then-answer",
+                             "--port", "0", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = _json.loads(proc.stdout.readline())
+        assert ready["env"]["OPENAI_BASE_URL"] == ready["base_url"] and ready["pid"] == proc.pid
+        r = httpx.post(ready["base_url"] + "/chat/completions", timeout=30,
+                       json={"model": "mm", "messages": [{"role": "user", "content": "hi"}],
+                             "tools": [{"type": "function", "function": {"name": "bash", "parameters": {}}}]})
+        assert r.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    [line] = [x for x in err.splitlines() if x.startswith("#1 ")]
+    assert line.startswith("#1 openai-chat model=mm status=200 tools=bash ")

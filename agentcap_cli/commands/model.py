@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
+import os
 import sys
 
 import click
+from rich.markup import escape
 
 from agentcap_addons.wire.apibase import api_root
 from agentcap_addons.wire.cassette import DEFAULT_IGNORE, MATCHERS
 from agentcap_addons.wire.yamlfile import ConfigError
-from agentcap_cli.console import err_console, out_console
+from agentcap_cli.calllog import served_line
 from agentcap_cli.commands.proxy import agent_env
+from agentcap_cli.console import err_console, out_console
 from agentcap_cli.modelserver import ModelApp, make_responder
 from mcp_mocks.threaded import bind, uvicorn_server
 
@@ -50,8 +55,11 @@ def _matchers(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--ignore", multiple=True, metavar="PATH", envvar="AGENTCAP_IGNORE",
               help=f"Replay: a dotted body path left out of matching (repeatable); default: {', '.join(DEFAULT_IGNORE)}.  "
                    "[env AGENTCAP_IGNORE]")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line {base_url, env, pid} instead of the export lines.")
+@click.option("-q", "--quiet", is_flag=True, help="No log line per answered call.")
 def serve(script: str | None, replay: str | None, host: str, port: int, timing: str, on_miss: str,
-          upstream: str | None, match_on: tuple[str, ...] | None, ignore: tuple[str, ...]) -> None:
+          upstream: str | None, match_on: tuple[str, ...] | None, ignore: tuple[str, ...], as_json: bool,
+          quiet: bool) -> None:
     """Serve OpenAI chat completions, the Responses API and Anthropic Messages locally.
 
     Streamed and not, in the shapes the official SDKs and agent CLIs parse. Ctrl-C stops it.
@@ -84,13 +92,21 @@ def serve(script: str | None, replay: str | None, host: str, port: int, timing: 
         raise SystemExit(2)
     bound = sock.getsockname()[1]
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound}/v1"
-    out = out_console()
-    out.print(f"# agentcap model server ({'script ' + script if script else 'replay of ' + str(replay)})")
-    for k, v in agent_env(base_url, "agentcap-local").items():
-        out.print(f"export {k}={v}")
-    out.print("# Ctrl-C to stop")
+    env = agent_env(base_url, "agentcap-local")
+    if as_json:
+        click.echo(json.dumps({"base_url": base_url, "env": env, "pid": os.getpid()}))
+    else:
+        out = out_console()
+        out.print(f"# agentcap model server ({'script ' + script if script else 'replay of ' + str(replay)})")
+        for k, v in env.items():
+            out.print(f"export {k}={v}")
+        out.print("# Ctrl-C to stop")
     sys.stdout.flush()
-    server = uvicorn_server(ModelApp(responder, forward_to))
+    app = ModelApp(responder, forward_to)
+    if not quiet:
+        count = itertools.count(1)
+        app.on_served = lambda *a: err.print(escape(served_line(next(count), *a)))
+    server = uvicorn_server(app)
     try:
         asyncio.run(server.serve(sockets=[sock]))
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from agentcap_cli.corpus import load_tasks, parse_shard
 from agentcap_cli.corpus import shard as take_shard
 from agentcap_cli.credentials import is_huggingface, upstream_key
 from agentcap_cli.followup import FALLBACKS, MODES
+from agentcap_cli.main import workspace_option
 from agentcap_cli.runner import CorpusRun, RunOptions, new_record, summary_table
 from agentcap_cli.runrecord import RUN_JSON, load_run
 from agentcap_cli.services import EMBEDDED_MODEL, Services, UpstreamUnreachable, provider_of
@@ -91,8 +92,9 @@ def _setup_logging(verbose: int, console: Console) -> None:
 @click.option("--followup-fallback", default="error", type=click.Choice(FALLBACKS), envvar="AGENTCAP_FOLLOWUP_FALLBACK",
               help="When a synthesized follow-up fails: 'error' stops the task (recorded in run.json), 'continue' "
                    "says 'continue' instead (recorded per turn).  [env AGENTCAP_FOLLOWUP_FALLBACK]")
-@click.option("--timeout", "timeout_s", default=600.0, type=click.FloatRange(1), envvar="AGENTCAP_TIMEOUT",
-              help="Seconds per turn before its container is killed.  [env AGENTCAP_TIMEOUT]")
+@click.option("--timeout", "timeout_s", default=600.0, type=click.FloatRange(1),
+              envvar=["AGENTCAP_TURN_TIMEOUT", "AGENTCAP_TIMEOUT"],
+              help="Seconds per turn before its container is killed.  [env AGENTCAP_TURN_TIMEOUT]")
 @click.option("--label", envvar="AGENTCAP_LABEL", help="A free label kept in run.json.  [env AGENTCAP_LABEL]")
 @click.option("--sandbox", "sandbox_dir", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_SANDBOX",
               help="Put task workspaces under DIR/<task> instead of the run dir.  [env AGENTCAP_SANDBOX]")
@@ -109,6 +111,7 @@ def _setup_logging(verbose: int, console: Console) -> None:
 @click.option("--shard", callback=_shard, envvar="AGENTCAP_SHARD", metavar="I/N",
               help="Only shard I of N of the corpus (every N-th task from the I-th).  [env AGENTCAP_SHARD]")
 @click.option("-v", "--verbose", count=True, help="More logs on stderr (-vv: debug, and the proxy's own log).")
+@workspace_option
 @click.pass_context
 def run(ctx: click.Context, agents: list[str], model: str | None, upstream: str | None, api_key: str | None,
         tasks_file: Path | None, turns: int, followup: str, followup_fallback: str, timeout_s: float, label: str | None,

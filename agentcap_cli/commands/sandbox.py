@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -70,12 +71,18 @@ def build(agents: tuple[str, ...], rebuild: bool) -> None:
 
 
 @sandbox.command(name="ls")
-def ls_() -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout instead of a table.")
+def ls_(as_json: bool) -> None:
     """The images agentcap built (current = what the Containerfiles ask for now)."""
     try:
         rows = list_images(get_podman())
     except SandboxError as exc:
         _fail(exc)
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps({"image": r.name, "tag": r.tag, "current": r.current, "size": r.size,
+                                   "created": r.created}))
+        return
     table = Table(box=None, header_style="bold")
     for col in ("image", "tag", "current", "size", "created"):
         table.add_column(col, no_wrap=col != "tag", overflow="fold")
@@ -107,12 +114,17 @@ def prune(everything: bool) -> None:
 
 
 @click.command()
-def doctor() -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON lines {check, status, detail, fix} on stdout instead of a table.")
+def doctor(as_json: bool) -> None:
     """Check what the sandbox needs; each problem comes with the command that fixes it.
 
     Exit status 0 when nothing failed (warnings are things built on first use).
     """
     checks = run_checks()
+    if as_json:
+        for c in checks:
+            click.echo(json.dumps({"check": c.name, "status": c.status, "detail": c.detail, "fix": c.fix}))
+        sys.exit(1 if any(c.status == FAIL for c in checks) else 0)
     table = Table(box=None, header_style="bold")
     for col in ("check", "", "detail", "fix"):
         table.add_column(col, overflow="fold")

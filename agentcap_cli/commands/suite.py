@@ -68,9 +68,16 @@ def validate(root: Path, fmt: str) -> None:
 
 @click.command(name="list")
 @_root_option
-def list_(root: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (one per scenario) on stdout instead of a table.")
+def list_(root: Path, as_json: bool) -> None:
     """The scenarios and their cells."""
     project = _load(root)
+    if as_json:
+        for s in project.scenarios:
+            click.echo(json.dumps({"id": s.id, "agents": s.agents, "provider": project.provider_of(s), "models": s.models,
+                                   "repeats": s.repeats, "tags": s.tags, "assertions": len(s.assertions),
+                                   "judge": s.judge is not None, "mcp": s.mcp}))
+        return
     table = Table(header_style="bold", box=None)
     for col in ("scenario", "agents", "provider", "models", "repeats", "assertions", "judge"):
         table.add_column(col, overflow="fold", no_wrap=col == "scenario")
