@@ -1,29 +1,48 @@
 """One mock MCP server's behaviour, independent of any transport: state, dispatch, recording.
 
 Dispatch per ``tools/call``: the handler's function for the tool (``HANDLERS`` / ``tool_<name>``,
-called as ``fn(args, ctx)``) → else the first declarative rule whose ``match`` holds → else the
-fallback (``echo``: ``{"ok": true, "tool", "args"}``; ``error``: a tool error). Unknown tools,
-handler crashes, rules with ``error``, broken templates and impossible state paths all answer as
-MCP tool errors (``isError: true``) — and every call is recorded, errors included.
+called as ``fn(args, ctx)``) → else the first declarative rule whose ``match`` and ``when`` hold →
+else, if the tool has rules, a ``no_matching_rule`` tool error, if it has none the fallback
+(``echo``: ``{"ok": true, "tool", "args"}``; ``error``: a tool error). Unknown tools, handler
+crashes and timeouts, rules with ``error``, broken or (``strict``) undefined templates and
+impossible state paths all answer as MCP tool errors (``isError: true``) — and every call is
+recorded, errors included.
+
+Guarantees:
+
+- **A call changes the state completely or not at all.** Rules apply their mutations through a
+  journal and roll back on the first failure. A handler works on a copy of the state
+  (``ctx.state``, also ``ctx.state.data``) that replaces the state only when it returns; a crash,
+  a ``ToolError`` or a timeout leaves the state as it was.
+- **The state is always plain JSON**: templates render to plain JSON, and what a handler leaves
+  is checked (and made plain) before it is kept — ``snapshot()`` and ``write()`` cannot fail.
+- **A stuck handler cannot stop the server**: calls are answered one at a time, a handler runs on
+  a worker thread with a deadline (``handler_timeout``, default 30 s) and is abandoned past it
+  (its copy of the state is thrown away, whatever it does later). ``snapshot()``, ``records()``,
+  ``write()`` and ``reset()`` never wait for a call in progress.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import marshal
+import queue
 import random
 import threading
 import time
+import traceback
 import uuid as uuidlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from agentcap_addons.wire.store import atomic_write_bytes, dumps, rfc3339_ns
 
 from . import state as statelib
 from . import templating
-from .spec import MockSpec, Rule, load_spec
+from .spec import OK, MockSpec, Mutation, Rule, load_spec
+from .state import State
 
 
 class ToolError(Exception):
@@ -34,7 +53,7 @@ class ToolError(Exception):
 class Context:
     """What a handler function gets besides the arguments."""
 
-    state: dict[str, Any]
+    state: State  # a dict (the state); agenteval's ctx.state.data / ctx.state.mutate(fn) work too
     server: str
     tool: str
     now: str
@@ -61,6 +80,45 @@ class CallRecord:
     fault: bool = False
 
 
+class HandlerTimeout(Exception):
+    pass
+
+
+class _Worker:
+    """Runs handler calls on a daemon thread, one at a time, each with a deadline. A call past
+    its deadline leaves its thread behind (a daemon: it cannot keep the process alive; it exits
+    if the call ever returns) and the next call gets a fresh thread."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue[Any] | None = None
+
+    def run(self, fn: Callable[[], Any], timeout: float) -> Any:
+        if self._jobs is None:
+            self._jobs = queue.SimpleQueue()
+            threading.Thread(target=self._loop, args=(self._jobs,), name=self.name, daemon=True).start()
+        done, box = threading.Event(), []
+        self._jobs.put((fn, box, done))
+        if not done.wait(timeout):
+            self._jobs.put(None)
+            self._jobs = None
+            raise HandlerTimeout
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    @staticmethod
+    def _loop(jobs: queue.SimpleQueue[Any]) -> None:
+        while (job := jobs.get()) is not None:
+            fn, box, done = job
+            try:
+                box.append((True, fn()))
+            except BaseException as e:  # noqa: BLE001 — handed to the caller, which reports it
+                box.append((False, e))
+            done.set()
+
+
 @dataclass
 class MockServer:
     spec: MockSpec
@@ -68,7 +126,10 @@ class MockServer:
     calls: list[CallRecord] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
+        self._serial = threading.Lock()  # one call at a time
+        self._data = threading.Lock()    # state / calls / generation: held only briefly
+        self._worker = _Worker(f"mock-{self.spec.name}-handler")
+        self._gen = 0
         self.reset()
 
     @classmethod
@@ -80,28 +141,33 @@ class MockServer:
         return self.spec.name
 
     def reset(self) -> None:
-        """Fresh state from the seed (deep-copied) and an empty call log."""
-        with self._lock:
+        """Fresh state from the seed and an empty call log. A call in progress is forgotten: its
+        changes and its record are dropped."""
+        with self._data:
             self.state = copy.deepcopy(self.spec.seed)
             self.calls = []
             self._rng = random.Random(self.spec.fault_seed)
+            self._gen += 1
+            self._frozen: bytes | None = None  # the state, marshalled, for the next handler's copy
 
     # ------------------------------------------------------------------ calls
 
     def call(self, tool: str, args: dict[str, Any] | None) -> Outcome:
         """Answer one ``tools/call`` and record it. Thread-safe (calls are serialised)."""
         args = args if isinstance(args, dict) else {}
-        with self._lock:
+        with self._serial:
+            gen = self._gen
             start = time.perf_counter()
             at = rfc3339_ns()
+            sent = copy.deepcopy(args)  # as the agent sent them, whatever a handler does to its dict
             fault = self._fault(tool)
-            if fault is not None:
-                outcome = Outcome(fault, True)
-            else:
-                outcome = self._dispatch(tool, args, at)
-            rec = CallRecord(len(self.calls) + 1, at, self.name, tool, copy.deepcopy(args), copy.deepcopy(outcome.result),
-                             outcome.is_error, round((time.perf_counter() - start) * 1000, 3), fault is not None)
-            self.calls.append(rec)
+            outcome = Outcome(fault, True) if fault is not None else self._dispatch(tool, args, at, gen)
+            rec = CallRecord(0, at, self.name, tool, sent, outcome.result, outcome.is_error,
+                             round((time.perf_counter() - start) * 1000, 3), fault is not None)
+            with self._data:
+                if gen == self._gen:
+                    rec.seq = len(self.calls) + 1
+                    self.calls.append(rec)
             latency = self._latency(tool)
         if latency:
             time.sleep(latency / 1000)  # an injected slow tool: the transport layer runs this in a worker thread
@@ -117,64 +183,112 @@ class MockServer:
         f = self.spec.faults.get(tool) or self.spec.faults.get("*")
         return f.latency_ms if f else 0.0
 
-    def _dispatch(self, tool: str, args: dict[str, Any], at: str) -> Outcome:
+    def _dispatch(self, tool: str, args: dict[str, Any], at: str, gen: int) -> Outcome:
         if tool not in self.spec.tool_names:
             return Outcome(f"unknown tool {tool!r} (this server has: {', '.join(self.spec.tool_names)})", True)
         ident = str(uuidlib.uuid4())
         handler = self.spec.handlers.get(tool)
         if handler is not None:
-            ctx = Context(self.state, self.name, tool, at, ident, self._rng)
+            return self._handle(handler, tool, args, at, ident, gen)
+        rules = self.spec.rules.get(tool)
+        if rules:
+            with self._data:
+                return self._rules(tool, rules, {"args": args, "state": self.state, "now": at, "uuid": ident})
+        if self.spec.fallback == "error":
+            return Outcome(f"no response rule or handler answers {tool}", True)
+        return Outcome({"ok": True, "tool": tool, "args": copy.deepcopy(args)}, False)
+
+    # ------------------------------------------------------------------ handlers
+
+    def _handle(self, handler: Callable[..., Any], tool: str, args: dict[str, Any], at: str, ident: str,
+                gen: int) -> Outcome:
+        with self._data:
+            base = self.state
+            if self._frozen is None:
+                self._frozen = marshal.dumps(base)
+            frozen = self._frozen
+        # the handler's own copy of the state: marshal is the fastest deep copy of plain data (C,
+        # several times faster than a JSON round trip or copy.deepcopy)
+        ctx = Context(State(marshal.loads(frozen)), self.name, tool, at, ident, self._rng)
+        timeout = self.spec.handler_timeout
+        try:
+            value = self._worker.run(lambda: handler(args, ctx), timeout)
+            result = OK.copy() if value is None else templating.plain(value)
+        except HandlerTimeout:
+            return Outcome(f"handler timed out: {tool} did not return within {timeout:g} s (handler_timeout); "
+                           "the state is unchanged", True)
+        except ToolError as e:
+            return Outcome(str(e), True)
+        except Exception as e:  # a crash in the mock's own code: still an answer, and recorded
+            return Outcome(f"handler crashed: {type(e).__name__}: {e}{_where(e, handler)}", True)
+        left = ctx.state
+        if isinstance(left, dict) and left == base:  # read only (the usual case): nothing to keep
+            return Outcome(result, False)
+        try:  # what it left, as plain JSON (a tuple becomes a list, a datetime its str() …)
+            new_state = json.loads(json.dumps(left, default=templating.json_default))
+        except (TypeError, ValueError, RecursionError) as e:
+            return Outcome(f"handler error: {tool} left a state with no JSON form ({e}); the state is unchanged", True)
+        if not isinstance(new_state, dict):
+            return Outcome(f"handler error: {tool} left a {type(new_state).__name__} as the state, not a mapping; "
+                           "the state is unchanged", True)
+        with self._data:
+            if gen == self._gen:
+                self.state, self._frozen = new_state, None
+        return Outcome(result, False)
+
+    # ------------------------------------------------------------------ rules
+
+    def _rules(self, tool: str, rules: list[Rule], tctx: dict[str, Any]) -> Outcome:
+        strict = self.spec.strict
+        for rule in rules:
             try:
-                return Outcome(_jsonable(handler(args, ctx)), False)
-            except ToolError as e:
-                return Outcome(str(e), True)
-            except Exception as e:  # a crash in the mock's own code: still an answer, and recorded
-                return Outcome(f"handler crashed: {type(e).__name__}: {e}", True)
-        tctx = {"args": args, "state": self.state, "now": at, "uuid": ident}
-        for rule in self.spec.rules.get(tool, []):
-            try:
-                if not self._matches(rule, args, tctx):
+                if not self._matches(rule, tctx, strict):
                     continue
-                return self._apply(rule, tctx)
+                return self._apply(rule, tctx, strict)
             except (templating.TemplateError, statelib.PathError) as e:
                 return Outcome(f"mock error in responses.{tool}: {e}", True)
-        if self.spec.fallback == "error":
-            return Outcome(f"no response rule matched this call to {tool}", True)
-        return Outcome({"ok": True, "tool": tool, "args": args}, False)
+        return Outcome(f"no_matching_rule: no response rule of {tool} matches these arguments", True)
 
     @staticmethod
-    def _matches(rule: Rule, args: dict[str, Any], tctx: dict[str, Any]) -> bool:
+    def _matches(rule: Rule, tctx: dict[str, Any], strict: bool) -> bool:
+        args = tctx["args"]
         for path, want in rule.match.items():
-            try:
-                got = statelib.get(args, str(path))
-            except statelib.PathError:
+            if path in args:
+                got = args[path]
+            else:
+                try:
+                    got = statelib.get(args, str(path))
+                except statelib.PathError:
+                    got = None  # as agenteval: a missing argument equals null
+            if got != templating.render(want, tctx, strict):
                 return False
-            if got != templating.render(want, tctx):
-                return False
-        return True
+        return rule.when is None or bool(templating.evaluate(rule.when, tctx, strict))
 
-    def _apply(self, rule: Rule, tctx: dict[str, Any]) -> Outcome:
+    def _apply(self, rule: Rule, tctx: dict[str, Any], strict: bool) -> Outcome:
         # mutations are journaled: if one fails (or a template does), the state is rolled back
         undo: statelib.Undo = []
         try:
             for m in rule.mutate:
-                path = templating.render(m.path, tctx)
-                statelib.mutate(self.state, m.op, str(path), copy.deepcopy(templating.render(m.value, tctx)), undo)
+                statelib.mutate(self.state, m.op, _path(m, tctx, strict), templating.render(m.value, tctx, strict),
+                                undo)
             if rule.has_error:
-                return Outcome(templating.render(rule.error, tctx), True)
-            return Outcome(templating.render(rule.result, tctx), False)
+                return Outcome(templating.render(rule.error, tctx, strict), True)
+            return Outcome(templating.render(rule.result, tctx, strict), False)
         except BaseException:
             statelib.rollback(undo)
             raise
+        finally:
+            if undo:
+                self._frozen = None
 
     # ------------------------------------------------------------------ output
 
     def snapshot(self) -> dict[str, Any]:
-        with self._lock:
+        with self._data:
             return copy.deepcopy(self.state)
 
     def records(self) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._data:
             return [asdict(c) for c in self.calls]
 
     def write(self, directory: str | Path) -> None:
@@ -197,9 +311,23 @@ class MockServer:
         atomic_write_bytes(calls_path, b"".join(dumps(r) + b"\n" for r in allrecs))
 
 
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return json.loads(json.dumps(value, default=str))
+def _path(m: Mutation, tctx: dict[str, Any], strict: bool) -> list[str]:
+    """The mutation's path with each templated segment rendered to one key."""
+    out = []
+    for seg in m.path:
+        if templating.is_template(seg):
+            value = templating.render(seg, tctx, strict)
+            if value is None or value == "":
+                raise statelib.PathError(f"{'.'.join(m.path)}: segment {seg!r} is empty for this call")
+            seg = value if isinstance(value, str) else json.dumps(value)
+        out.append(seg)
+    return out
+
+
+def _where(e: BaseException, handler: Callable[..., Any]) -> str:
+    """`` (handler.py:17)``: the innermost line of the handler's file in the traceback."""
+    code = getattr(handler, "__code__", None)
+    if code is None:
+        return ""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == code.co_filename]
+    return f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""

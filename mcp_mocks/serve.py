@@ -2,8 +2,9 @@
 
 Over HTTP, the MCP endpoint is ``/mcp``; beside it, for debugging, ``GET /_agentcap/state`` and
 ``GET /_agentcap/calls`` return the live state and call log, ``POST /_agentcap/reset`` resets.
-The SDK's DNS-rebinding protection stays on, allowing the names a container uses to reach the
-host (``10.0.2.2``, ``host.containers.internal``) besides loopback.
+The SDK's DNS-rebinding protection stays on — for the debug routes too (same Host and Origin
+checks, by the SDK's own validator) — allowing the names a container uses to reach the host
+(``10.0.2.2``, ``host.containers.internal``) besides loopback.
 """
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ import anyio
 from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from agentcap_addons.wire.store import dumps
 
 from .engine import MockServer
 from .threaded import ThreadedServer
+
 
 class _QuietClosedStream(logging.Filter):
     """The SDK logs a traceback whenever a client goes away with its GET stream open; that is a
@@ -48,7 +54,10 @@ def mcp_server(mock: MockServer) -> Server:
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        outcome = await anyio.to_thread.run_sync(mock.call, params.name, dict(params.arguments or {}))
+        # abandon_on_cancel: a server stopping (or a client going away) does not wait for a slow
+        # call; the call still finishes, and is recorded, on its thread
+        outcome = await anyio.to_thread.run_sync(mock.call, params.name, dict(params.arguments or {}),
+                                                 abandon_on_cancel=True)
         return to_result(outcome.result, outcome.is_error)
 
     return Server(mock.name, on_list_tools=list_tools, on_call_tool=call_tool)
@@ -56,11 +65,23 @@ def mcp_server(mock: MockServer) -> Server:
 
 def to_result(result: Any, is_error: bool) -> types.CallToolResult:
     """A mock's answer as MCP content: text stays text, anything else is JSON text (and, for an
-    object, ``structuredContent`` too)."""
+    object, ``structuredContent`` too). An object that already is a tool result — a ``content``
+    list of typed blocks, as agenteval's handlers may return — is sent as it is."""
+    if isinstance(result, dict) and _is_content(result.get("content")):
+        try:
+            res = types.CallToolResult.model_validate(result)
+        except ValidationError:
+            pass
+        else:
+            return res.model_copy(update={"is_error": True}) if is_error else res
     text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
     structured = result if isinstance(result, dict) and not is_error else None
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
                                 structured_content=structured, is_error=is_error)
+
+
+def _is_content(blocks: Any) -> bool:
+    return isinstance(blocks, list) and bool(blocks) and all(isinstance(b, dict) and "type" in b for b in blocks)
 
 
 class MockApp:
@@ -75,6 +96,7 @@ class MockApp:
             allowed_origins=[f"http://{h}:*" for h in hosts],
         )
         self.manager = StreamableHTTPSessionManager(mcp_server(mock), json_response=True, security_settings=security)
+        self.security = TransportSecurityMiddleware(security)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -84,6 +106,10 @@ class MockApp:
             return
         path = scope["path"].rstrip("/")
         if path.startswith("/_agentcap/"):
+            refused = await self.security.validate_request(Request(scope, receive))
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
             await self._side(scope, path, send)
         elif path == "/mcp":
             await self.manager.handle_request(scope, receive, send)
@@ -120,7 +146,7 @@ class MockApp:
 
 
 async def _json(send: Any, status: int, obj: Any) -> None:
-    body = json.dumps(obj, ensure_ascii=False).encode()
+    body = dumps(obj)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
@@ -131,7 +157,8 @@ class HTTPMock(ThreadedServer):
 
     def __init__(self, mock: MockServer, host: str = "127.0.0.1", port: int = 0) -> None:
         self.mock = mock
-        super().__init__(MockApp(mock), host, port, lifespan="on", name=f"mock-{mock.name}")
+        # a stop waits at most 3 s for calls in progress (an agent's open stream, a slow handler)
+        super().__init__(MockApp(mock), host, port, lifespan="on", name=f"mock-{mock.name}", graceful_s=3)
 
     @property
     def url(self) -> str:

@@ -1,25 +1,35 @@
 """``mock.yaml``: read and checked up front, every problem named by file, line and key.
 
+One reader for both dialects — agenteval's, exactly as its README documents it, and agentcap's
+additions — into one model (:class:`MockSpec`)::
+
     name: slack
-    schema: tools.json            # a verbatim tools/list JSON ({"tools": [...]} or a bare list)
-    # or: tools: [{name, description, inputSchema}, …]
+    schema: schema.json           # a verbatim tools/list JSON ({"tools": [...]} or a bare list)
+    # or: tools: [{name, description, inputSchema}, …]   (inline tools win when both are given)
     handler: handler.py           # optional; handler.py beside mock.yaml is picked up by itself
     seed: {channels: {general: {messages: []}}}
-    fallback: echo                # or "error": what a call no handler or rule answers gets
+    strict: false                 # true: a template using an undefined name is a tool error
+    handler_timeout: 30           # seconds a handler may take before the call is a tool error
+    fallback: echo                # or "error": what a call to a tool without rules gets
     fault_seed: 0                 # the RNG of `faults`
     faults: {post_message: {latency_ms: 20, error_rate: 0.1}}
     responses:
       post_message:
         - match: {channel: random}
           error: "channel is archived"
+        - when: "args.channel not in state.channels"     # agentcap: a Jinja condition
+          error: "channel_not_found"
         - mutate:
-            - {op: append, path: "channels.{{ args.channel }}.messages", value: {text: "{{ args.text }}"}}
+            - append: {path: "channels.{{ args.channel }}.messages", value: {text: "{{ args.text }}"}}
+            - increment: {path: posts, by: 1}
+            - {op: set, path: last, value: "{{ now }}"}   # agentcap's spelling of the same
           result: {ok: true}
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -34,15 +44,18 @@ from agentcap_addons.wire.yamlfile import ConfigError, Located, check_keys, load
 from . import templating
 from .state import OPS
 
-TOP_KEYS = {"name", "schema", "tools", "handler", "seed", "fallback", "responses", "faults", "fault_seed"}
-RULE_KEYS = {"match", "mutate", "result", "error"}
-MUTATION_KEYS = {"op", "path", "value"}
+TOP_KEYS = {"name", "schema", "tools", "handler", "seed", "strict", "handler_timeout", "fallback", "responses",
+            "faults", "fault_seed"}
+RULE_KEYS = {"match", "when", "mutate", "result", "error"}
+MUTATION_BODY_KEYS = {"path", "value", "by"}
+DEFAULT_HANDLER_TIMEOUT = 30.0
+OK = {"ok": True}  # what a rule without result, or a handler returning None, answers (as agenteval)
 
 
 @dataclass
 class Mutation:
     op: str
-    path: str
+    path: list[str]  # segments, each a literal key or a template (see templating.split_path)
     value: Any = None
 
 
@@ -50,9 +63,10 @@ class Mutation:
 class Rule:
     match: dict[str, Any]
     mutate: list[Mutation]
-    result: Any = None
+    result: Any = field(default_factory=lambda: dict(OK))
     error: Any = None
     has_error: bool = False
+    when: str | None = None  # a Jinja expression that must be truthy
 
 
 @dataclass
@@ -72,6 +86,8 @@ class MockSpec:
     fallback: str = "echo"
     faults: dict[str, Fault] = field(default_factory=dict)
     fault_seed: int = 0
+    strict: bool = False
+    handler_timeout: float = DEFAULT_HANDLER_TIMEOUT
 
     @property
     def tool_names(self) -> list[str]:
@@ -84,9 +100,9 @@ def resolve(target: str | os.PathLike[str]) -> Path:
 
 
 def _load_tools(doc: Located, top: dict[str, Any]) -> list[dict[str, Any]]:
-    if ("schema" in top) == ("tools" in top):
-        raise doc.error("schema", "give exactly one of 'schema' (a tools/list JSON file) or inline 'tools'")
-    if "schema" in top:
+    if "schema" not in top and "tools" not in top:
+        raise doc.error("", "give the tools: 'schema' (a tools/list JSON file) or inline 'tools'")
+    if "tools" not in top:  # as agenteval: when both are given, the inline tools win
         sp = doc.path.parent / str(top["schema"])
         try:
             data = json.loads(sp.read_text(encoding="utf-8"))
@@ -108,7 +124,7 @@ def _load_tools(doc: Located, top: dict[str, Any]) -> list[dict[str, Any]]:
             raise doc.error(f"{key}.{i}" if key == "tools" else key, f"tool {t['name']!r} is listed twice")
         names.add(t["name"])
         t.setdefault("inputSchema", {"type": "object"})
-    return tools
+    return templating.plain(tools)
 
 
 def _load_handler(doc: Located, top: dict[str, Any], names: list[str]) -> dict[str, Callable[..., Any]]:
@@ -132,17 +148,65 @@ def _load_handler(doc: Located, top: dict[str, Any], names: list[str]) -> dict[s
         raise ConfigError(hp, line, "", f"handler does not import: {type(e).__name__}: {e}") from None
     finally:
         sys.path.remove(str(hp.parent))
-    handlers: dict[str, Callable[..., Any]] = dict(getattr(module, "HANDLERS", {}) or {})
+    registered = getattr(module, "HANDLERS", None) or {}
+    if not isinstance(registered, dict):
+        raise ConfigError(hp, None, "HANDLERS", "must be a dict of tool name to function")
+    handlers: dict[str, Callable[..., Any]] = dict(registered)
     for n in names:
         fn = getattr(module, f"tool_{n}", None)
         if callable(fn):
             handlers.setdefault(n, fn)
     for n, fn in handlers.items():
+        key = f"HANDLERS.{n}" if n in registered else f"tool_{n}"
         if n not in names:
-            raise ConfigError(hp, None, f"HANDLERS.{n}", f"handles a tool that is not in the schema ({', '.join(names)})")
+            raise ConfigError(hp, None, key, f"handles a tool that is not in the schema ({', '.join(names)})")
         if not callable(fn):
-            raise ConfigError(hp, None, f"HANDLERS.{n}", "is not callable")
+            raise ConfigError(hp, None, key, "is not callable")
+        _check_signature(hp, key, fn)
     return handlers
+
+
+def _check_signature(hp: Path, key: str, fn: Callable[..., Any]) -> None:
+    try:
+        inspect.signature(fn).bind(None, None)
+    except TypeError:
+        code = getattr(fn, "__code__", None)
+        line = code.co_firstlineno if code else None
+        raise ConfigError(hp, line, key, "a handler is called as fn(args, ctx)") from None
+    except ValueError:  # a builtin without a signature: it will say so when called
+        pass
+
+
+def _mutation(doc: Located, mk: str, m: Any) -> Mutation:
+    """``- append: {path, value}`` (agenteval: one key naming the op) or ``{op, path, value}``."""
+    if isinstance(m, dict) and "op" in m:
+        op, body, bk, opk = m["op"], {k: v for k, v in m.items() if k != "op"}, mk, f"{mk}.op"
+    elif isinstance(m, dict) and len(m) == 1:
+        [(op, body)] = m.items()
+        bk = opk = f"{mk}.{op}"
+    else:
+        raise doc.error(mk, f"a mutation is '- <op>: {{path, value}}' ({', '.join(OPS)}) or {{op, path, value}}")
+    if op not in OPS:
+        raise doc.error(opk, f"unknown mutation {op!r} (one of {', '.join(OPS)})")
+    if not isinstance(body, dict):
+        raise doc.error(bk, f"{op} takes {{path, value}}")
+    check_keys(doc, body, bk, MUTATION_BODY_KEYS)
+    path = body.get("path")
+    if not isinstance(path, str) or not path:
+        raise doc.error(f"{bk}.path", "needs a dotted path into the state (messages, channels.C01.messages …)")
+    segs = templating.split_path(path)
+    if "" in segs:
+        raise doc.error(f"{bk}.path", f"bad path {path!r}: an empty segment")
+    if "by" in body and op != "increment":
+        raise doc.error(f"{bk}.by", "only increment takes 'by'")
+    if "by" in body and "value" in body:
+        raise doc.error(f"{bk}.by", "give 'by' or 'value', not both")
+    for part, val in (("path", segs), ("value", body.get("value", body.get("by")))):
+        try:
+            templating.check(val)
+        except templating.TemplateError as e:
+            raise doc.error(f"{bk}.{part}", str(e)) from None
+    return Mutation(op, segs, templating.plain(body.get("value", body.get("by"))))
 
 
 def _rules(doc: Located, key: str, raw: Any) -> list[Rule]:
@@ -150,28 +214,33 @@ def _rules(doc: Located, key: str, raw: Any) -> list[Rule]:
     out = []
     for i, r in enumerate(items):
         rk = f"{key}.{i}" if isinstance(raw, list) else key
+        r = {} if r is None else r
         if not isinstance(r, dict):
-            raise doc.error(rk, "a rule is a mapping of match / mutate / result / error")
+            raise doc.error(rk, "a rule is a mapping of match / when / mutate / result / error")
         check_keys(doc, r, rk, RULE_KEYS)
         match = r.get("match") or {}
         if not isinstance(match, dict):
-            raise doc.error(f"{rk}.match", "must be a mapping of argument path to value")
-        muts = []
-        for j, m in enumerate(r.get("mutate") or []):
-            mk = f"{rk}.mutate.{j}"
-            if not isinstance(m, dict) or "op" not in m or "path" not in m:
-                raise doc.error(mk, "a mutation is {op, path, value}")
-            check_keys(doc, m, mk, MUTATION_KEYS)
-            if m["op"] not in OPS:
-                raise doc.error(f"{mk}.op", f"unknown mutation {m['op']!r} (one of {', '.join(OPS)})")
-            muts.append(Mutation(m["op"], str(m["path"]), m.get("value")))
-        for part, val in (("match", match), ("mutate", [(m.path, m.value) for m in muts]),
-                          ("result", r.get("result")), ("error", r.get("error"))):
+            raise doc.error(f"{rk}.match", "must be a mapping of argument name (or dotted path) to value")
+        when = r.get("when")
+        if when is not None:
+            if not isinstance(when, str) or not when.strip():
+                raise doc.error(f"{rk}.when", "must be a Jinja expression (args.n > 1)")
+            when = templating.condition(when)
+            try:
+                templating.check_expression(when)
+            except templating.TemplateError as e:
+                raise doc.error(f"{rk}.when", str(e)) from None
+        mutate = r.get("mutate") or []
+        if not isinstance(mutate, list):
+            raise doc.error(f"{rk}.mutate", "must be a list of mutations")
+        muts = [_mutation(doc, f"{rk}.mutate.{j}", m) for j, m in enumerate(mutate)]
+        for part, val in (("match", match), ("result", r.get("result")), ("error", r.get("error"))):
             try:
                 templating.check(val)
             except templating.TemplateError as e:
                 raise doc.error(f"{rk}.{part}", str(e)) from None
-        out.append(Rule(match, muts, r.get("result"), r.get("error"), "error" in r))
+        result = templating.plain(r["result"]) if "result" in r else dict(OK)
+        out.append(Rule(templating.plain(match), muts, result, templating.plain(r.get("error")), "error" in r, when))
     return out
 
 
@@ -210,5 +279,15 @@ def load_spec(target: str | os.PathLike[str]) -> MockSpec:
     fault_seed = top.get("fault_seed", 0)
     if not isinstance(fault_seed, int) or isinstance(fault_seed, bool):
         raise doc.error("fault_seed", "must be a whole number")
-    return MockSpec(name=name, path=doc.path, tools=tools, seed=top.get("seed") or {}, rules=rules,
-                    handlers=_load_handler(doc, top, names), fallback=fallback, faults=faults, fault_seed=fault_seed)
+    strict = top.get("strict", False)
+    if not isinstance(strict, bool):
+        raise doc.error("strict", "must be true or false")
+    timeout = top.get("handler_timeout", DEFAULT_HANDLER_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
+        raise doc.error("handler_timeout", "must be a number of seconds above 0")
+    seed = top.get("seed") or {}
+    if not isinstance(seed, dict):
+        raise doc.error("seed", "must be a mapping (the initial state)")
+    return MockSpec(name=name, path=doc.path, tools=tools, seed=templating.plain(seed), rules=rules,
+                    handlers=_load_handler(doc, top, names), fallback=fallback, faults=faults, fault_seed=fault_seed,
+                    strict=strict, handler_timeout=float(timeout))

@@ -1,21 +1,53 @@
 """Mock state: dotted paths with list indexes (``channels.general.messages.0.text``) and the
-mutations ``append, extend, set, increment, remove``."""
+mutations ``append, extend, set, increment, remove``; :class:`State`, what a handler gets."""
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from collections.abc import Sequence
+from typing import Any, Callable
 
 OPS = ("append", "extend", "set", "increment", "remove")
+
+StatePath = str | Sequence[str]  # "a.b.0" or its segments, already split (a segment may hold a dot)
 
 
 class PathError(ValueError):
     pass
 
 
-def _segments(path: str) -> list[str]:
-    if not isinstance(path, str) or not path or any(s == "" for s in path.split(".")):
-        raise PathError(f"bad path {path!r}")
-    return path.split(".")
+class State(dict):
+    """The state as a handler sees it (``ctx.state``): the state dict itself, so agentcap's
+    handlers index it (``ctx.state["channels"]``), plus agenteval's spelling — ``ctx.state.data``
+    (this same dict; assigning it replaces the whole state) and ``ctx.state.mutate(fn)``."""
+
+    @property
+    def data(self) -> "State":
+        return self
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        if value is not self:
+            new = dict(value)
+            self.clear()
+            self.update(new)
+
+    def mutate(self, fn: Callable[[dict[str, Any]], Any]) -> None:
+        fn(self)
+
+    def snapshot(self) -> dict[str, Any]:
+        return copy.deepcopy(dict(self))
+
+
+def _segments(path: StatePath) -> list[str]:
+    segs = path.split(".") if isinstance(path, str) else list(path)
+    if not segs or any(not isinstance(s, str) or s == "" for s in segs):
+        raise PathError(f"bad path {_show(path)!r}")
+    return segs
+
+
+def _show(path: StatePath) -> str:
+    return path if isinstance(path, str) else ".".join(map(str, path))
 
 
 def _index(seq: list[Any], seg: str, path: str) -> int:
@@ -28,9 +60,9 @@ def _index(seq: list[Any], seg: str, path: str) -> int:
     return i
 
 
-def get(doc: Any, path: str) -> Any:
-    cur = doc
-    for seg in _segments(path):
+def get(doc: Any, path: StatePath) -> Any:
+    cur, segs, path = doc, _segments(path), _show(path)
+    for seg in segs:
         if isinstance(cur, dict):
             if seg not in cur:
                 raise PathError(f"{path}: no key {seg!r}")
@@ -50,9 +82,8 @@ def _created(undo: Undo | None, parent: dict[str, Any], key: str) -> None:
         undo.append(lambda: parent.pop(key, None))
 
 
-def _parent(doc: Any, path: str, leaf_default: Any, undo: Undo | None = None) -> tuple[Any, str]:
+def _parent(doc: Any, segs: list[str], path: str, leaf_default: Any, undo: Undo | None = None) -> tuple[Any, str]:
     """The container holding the last segment, creating missing dict segments on the way."""
-    segs = _segments(path)
     cur = doc
     for seg in segs[:-1]:
         if isinstance(cur, dict):
@@ -74,15 +105,16 @@ def rollback(undo: Undo) -> None:
         undo.pop()()
 
 
-def mutate(doc: dict[str, Any], op: str, path: str, value: Any = None, undo: Undo | None = None) -> None:
+def mutate(doc: dict[str, Any], op: str, path: StatePath, value: Any = None, undo: Undo | None = None) -> None:
     """Apply one mutation in place; :class:`PathError` when the path cannot hold it.
 
     With ``undo``, each change is recorded so :func:`rollback` can take it back (cheap even when
     the state is large: nothing is copied)."""
     if op not in OPS:
         raise PathError(f"unknown mutation {op!r} (one of {', '.join(OPS)})")
+    segs, path = _segments(path), _show(path)
     default = [] if op in ("append", "extend") else (0 if op == "increment" else None)
-    parent, last = _parent(doc, path, default, undo)
+    parent, last = _parent(doc, segs, path, default, undo)
     note = undo.append if undo is not None else (lambda fn: None)
     if isinstance(parent, list):
         i = _index(parent, last, path)
@@ -128,9 +160,11 @@ def mutate(doc: dict[str, Any], op: str, path: str, value: Any = None, undo: Und
             note(lambda: target.__delitem__(slice(n, None)))
     else:  # increment
         by = 1 if value is None else value
+        target = 0 if target is None else target  # as agenteval: a null counts from 0
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not isinstance(by, (int, float)):
             raise PathError(f"{path}: cannot increment a {type(target).__name__} by {by!r}")
         new = target + by
         key = _index(parent, last, path) if isinstance(parent, list) else last
+        old = parent[key]
         parent[key] = new
-        note(lambda: parent.__setitem__(key, target))
+        note(lambda: parent.__setitem__(key, old))

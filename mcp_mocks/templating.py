@@ -4,20 +4,35 @@ A string that is exactly one ``{{ expr }}`` evaluates to the expression's value 
 type kept (``"{{ args.count + 1 }}"`` is an int, ``"{{ state.items }}"`` a list), while anything
 else (``"{{ a }}-{{ b }}"``, text around an expression) renders to an ordinary string. The sandbox
 refuses attribute tricks such as ``{{ ''.__class__.__mro__ }}`` with a :class:`TemplateError`.
+
+Undefined names follow agenteval, whose mocks rely on them for optional arguments: a lone
+``{{ args.missing }}`` is ``null``, inside a longer string it renders empty, and anything more
+(``args.missing.deeper``, ``args.missing + 1``) is an error. With ``strict=True`` every use of an
+undefined name is a :class:`TemplateError`.
+
+Whatever :func:`render` returns is plain JSON (dict with string keys, list, str, int, float, bool,
+None) and shares nothing with the context: a generator or a tuple becomes a list, an undefined a
+``null``, anything else without a JSON form its ``str()`` — so it can be stored in the state as is.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ENVS = {strict: ImmutableSandboxedEnvironment(undefined=StrictUndefined if strict else Undefined, autoescape=False,
+                                               keep_trailing_newline=True) for strict in (False, True)}
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
+_BRACED = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.S)
+_PATH_TOKEN = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|[^.{]+|\{|\.", re.S)
+_SCALARS = (str, int, float, bool, type(None))
 
 
 class TemplateError(ValueError):
@@ -25,17 +40,38 @@ class TemplateError(ValueError):
 
 
 @functools.lru_cache(maxsize=4096)
-def _expression(expr: str) -> Any:
-    return _ENV.compile_expression(expr, undefined_to_none=False)
+def _expression(expr: str, strict: bool) -> Any:
+    return _ENVS[strict].compile_expression(expr, undefined_to_none=False)
 
 
 @functools.lru_cache(maxsize=4096)
-def _template(text: str) -> Any:
-    return _ENV.from_string(text)
+def _template(text: str, strict: bool) -> Any:
+    return _ENVS[strict].from_string(text)
 
 
 def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def split_path(path: str) -> list[str]:
+    """A mutation path's segments, split on the dots outside ``{{ … }}``: whatever a segment's
+    template renders to is one key, so an argument holding a dot (``C02.x``) cannot reach into
+    another part of the state."""
+    segs, cur = [], ""
+    for m in _PATH_TOKEN.finditer(path):
+        if m.group() == ".":
+            segs.append(cur)
+            cur = ""
+        else:
+            cur += m.group()
+    segs.append(cur)
+    return segs
+
+
+def condition(text: str) -> str:
+    """The expression of a ``when:`` condition, written bare (``args.n > 1``) or braced."""
+    m = _BRACED.match(text)
+    return m.group("expr") if m else text
 
 
 def check(value: Any) -> None:
@@ -50,31 +86,100 @@ def check(value: Any) -> None:
         m = _SINGLE.match(value)
         try:
             if m:
-                _ENV.compile_expression(m.group("expr"))
+                _ENVS[True].compile_expression(m.group("expr"))
             else:
-                _ENV.parse(value)
+                _ENVS[True].parse(value)
         except TemplateSyntaxError as e:
             raise TemplateError(f"bad template {value!r}: {e.message}") from None
 
 
-def render(value: Any, context: dict[str, Any]) -> Any:
-    """``value`` with every template rendered; containers are rendered recursively."""
+def check_expression(expr: str) -> None:
+    try:
+        _ENVS[True].compile_expression(expr)
+    except TemplateSyntaxError as e:
+        raise TemplateError(f"bad expression {expr!r}: {e.message}") from None
+
+
+def render(value: Any, context: dict[str, Any], strict: bool = False) -> Any:
+    """``value`` with every template rendered, as plain JSON; containers are rendered recursively."""
     if isinstance(value, dict):
-        return {k: render(v, context) for k, v in value.items()}
+        return {k: render(v, context, strict) for k, v in value.items()}
     if isinstance(value, list):
-        return [render(v, context) for v in value]
+        return [render(v, context, strict) for v in value]
     if not is_template(value):
         return value
+    m = _SINGLE.match(value)
+    if m:
+        return _run(value, lambda: plain(_expression(m.group("expr"), strict)(**context)))
+    return _run(value, lambda: _template(value, strict).render(**context))
+
+
+def evaluate(expr: str, context: dict[str, Any], strict: bool = False) -> Any:
+    """A bare expression's value (a ``when:`` condition), undefined kept as Jinja's Undefined."""
+    value = _run(expr, lambda: _expression(expr, strict)(**context))
+    if isinstance(value, StrictUndefined):
+        raise TemplateError(f"condition {expr!r}: {_undefined_message(value)}")
+    return value
+
+
+def _run(text: str, fn: Any) -> Any:
     try:
-        m = _SINGLE.match(value)
-        if m:
-            return _expression(m.group("expr"))(**context)
-        return _template(value).render(**context)
+        return fn()
     except SecurityError as e:
         raise TemplateError(f"template refused by the sandbox: {e}") from None
     except UndefinedError as e:
-        raise TemplateError(f"template {value!r}: {e.message}") from None
+        raise TemplateError(f"template {text!r}: {e.message}") from None
     except TemplateSyntaxError as e:
-        raise TemplateError(f"bad template {value!r}: {e.message}") from None
+        raise TemplateError(f"bad template {text!r}: {e.message}") from None
+    except TemplateError as e:  # from plain(): an undefined (strict) or a cycle in the value
+        raise TemplateError(f"template {text!r}: {e}") from None
     except Exception as e:  # a division by zero, a bad index …: the template's problem, not ours
-        raise TemplateError(f"template {value!r} failed: {type(e).__name__}: {e}") from None
+        raise TemplateError(f"template {text!r} failed: {type(e).__name__}: {e}") from None
+
+
+def plain(value: Any) -> Any:
+    """``value`` as fresh plain JSON (see the module docstring); a strict undefined inside is a
+    :class:`TemplateError`."""
+    if type(value) in _SCALARS:
+        return value
+    try:
+        return json.loads(json.dumps(value, default=json_default))
+    except TemplateError:
+        raise
+    except (TypeError, ValueError):  # keys JSON cannot hold (a tuple), a cycle: the slow path says which
+        return _plain_slow(value, set())
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=…)`` for values a template or a handler may produce."""
+    if isinstance(o, StrictUndefined):
+        raise TemplateError(_undefined_message(o))
+    if isinstance(o, Undefined):
+        return None
+    if isinstance(o, Mapping):
+        return dict(o)
+    if isinstance(o, (bytes, bytearray)):
+        return o.decode("utf-8", "replace")
+    if isinstance(o, Iterable) and not isinstance(o, str):
+        return list(o)
+    return str(o)
+
+
+def _plain_slow(value: Any, seen: set[int]) -> Any:
+    if type(value) in _SCALARS:
+        return value
+    if isinstance(value, _SCALARS):  # a subclass (Markup, an IntEnum …) as its plain base type
+        return next(t(value) for t in (bool, str, int, float) if isinstance(value, t))
+    if id(value) in seen:
+        raise TemplateError("a value refers to itself (a cycle): it has no JSON form")
+    seen = seen | {id(value)}
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else json.dumps(k) if isinstance(k, _SCALARS) else str(k): _plain_slow(v, seen)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_slow(v, seen) for v in value]
+    return _plain_slow(json_default(value), seen)
+
+
+def _undefined_message(u: Undefined) -> str:
+    return u._undefined_message

@@ -95,6 +95,18 @@ def test_templates_keep_native_types_and_mixed_text_is_a_string():
         templating.render("{{ args.__class__.__init__.__globals__ }}", ctx)
     with pytest.raises(templating.TemplateError):
         templating.render("{{ args.missing.deeper }}", ctx)
+    # undefined, as agenteval: null alone, empty in a longer string; strict makes both an error
+    assert templating.render("{{ args.missing }}", ctx) is None and templating.render("a{{ args.missing }}b", ctx) == "ab"
+    assert templating.render({"k": "{{ [args.missing] }}"}, ctx) == {"k": [None]}
+    for text in ("{{ args.missing }}", "a{{ args.missing }}b", "{{ [args.missing] }}"):
+        with pytest.raises(templating.TemplateError, match="missing"):
+            templating.render(text, ctx, strict=True)
+    # whatever a template yields is plain JSON, sharing nothing with the state
+    state = {"d": {"x": [1]}}
+    got = templating.render("{{ state.d }}", {**ctx, "state": state})
+    assert got == {"x": [1]} and got["x"] is not state["d"]["x"]
+    assert templating.render("{{ state.d.items() }}", {**ctx, "state": state}) == [["x", [1]]]
+    assert templating.render("{{ (1, 2) }}", ctx) == [1, 2] and templating.render("{{ {1: 2} }}", ctx) == {"1": 2}
 
 
 def test_state_paths_and_mutations():
@@ -245,11 +257,14 @@ def test_stdio_with_the_sdk_client_writes_state_and_calls(tmp_path):
     assert rec["tool"] == "slack_post_message" and rec["is_error"] is False
 
 
-def test_cli_mock_call_prints_result_and_state_diff():
+def test_cli_mock_call_prints_json_on_stdout_and_the_state_diff_on_stderr():
     r = CliRunner().invoke(cli, ["mock", "call", str(SLACK), "slack_post_message", "--args",
                                  '{"channel_id": "C01GENERAL", "text": "hi"}'])
     assert r.exit_code == 0, r.output
-    assert '"isError": false' in r.output and '+          "text": "hi",' in r.output
+    assert json.loads(r.stdout)["isError"] is False  # only JSON on stdout: `| jq` works
+    assert '+          "text": "hi",' in r.stderr
+    r = CliRunner().invoke(cli, ["mock", "call", str(SLACK), "slack_get_users"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["structuredContent"]["ok"] and "# state unchanged" in r.stderr
     r = CliRunner().invoke(cli, ["mock", "call", str(SLACK), "slack_post_message", "--args", "{nope"])
     assert r.exit_code == 2 and "--args" in r.output
 

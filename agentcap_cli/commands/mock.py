@@ -52,38 +52,42 @@ def mock() -> None:
 def serve(dirs: tuple[str, ...], host: str, port: int, stdio: bool, out: Path | None) -> None:
     """Serve each DIR (holding a mock.yaml) as an MCP server over streamable HTTP (or stdio)."""
     mocks = _load(dirs)
-    if stdio:
-        if len(mocks) != 1:
-            raise click.BadParameter("--stdio serves exactly one mock", param_hint="'--stdio'")
-        try:
-            asyncio.run(serve_stdio(mocks[0]))
-        finally:
-            if out:
-                mocks[0].write(out)
-        return
+    if stdio and len(mocks) != 1:
+        raise click.BadParameter("--stdio serves exactly one mock", param_hint="'--stdio'")
+    # the first SIGINT / SIGTERM (or, over stdio, the client closing stdin) stops serving — at most a
+    # few seconds, even with a call stuck in a handler — then the state and calls are written;
+    # later signals cannot interrupt that
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
     servers = []
     try:
-        for i, m in enumerate(mocks):
-            try:
-                servers.append(HTTPMock(m, host, port + i if port else 0).start())
-            except OSError as e:
-                raise click.BadParameter(f"cannot listen on {host}:{port + i}: {e.strerror}", param_hint="'--port'")
-        for s in servers:  # tab-separated on purpose: `cut -f2` gives the URLs
-            click.echo(f"{s.mock.name}\t{s.url}")
-        click.echo("# state: GET <url without /mcp>/_agentcap/state, calls: .../_agentcap/calls; Ctrl-C to stop")
-        sys.stdout.flush()
-        done = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: done.set())
-        try:
-            done.wait()
-        except KeyboardInterrupt:
-            pass
+        if stdio:  # on a daemon thread: the SDK's stdin reader cannot be interrupted, nor keep us alive
+            threading.Thread(target=_serve_stdio, args=(mocks[0], done), name="mock-stdio", daemon=True).start()
+        else:
+            for i, m in enumerate(mocks):
+                try:
+                    servers.append(HTTPMock(m, host, port + i if port else 0).start())
+                except OSError as e:
+                    raise click.BadParameter(f"cannot listen on {host}:{port + i}: {e.strerror}", param_hint="'--port'")
+            for s in servers:  # tab-separated on purpose: `cut -f2` gives the URLs
+                click.echo(f"{s.mock.name}\t{s.url}")
+            click.echo("# state: GET <url without /mcp>/_agentcap/state, calls: .../_agentcap/calls; Ctrl-C to stop")
+            sys.stdout.flush()
+        done.wait()
     finally:
         for s in servers:
             s.stop()
         if out:
             for m in mocks:
                 m.write(out)
+
+
+def _serve_stdio(mock: MockServer, done: threading.Event) -> None:
+    try:
+        asyncio.run(serve_stdio(mock))
+    finally:
+        done.set()
 
 
 @mock.command()
@@ -109,7 +113,8 @@ def tools(directory: str) -> None:
 @click.argument("tool")
 @click.option("--args", "args_json", default="{}", help="The arguments, as a JSON object.")
 def call(directory: str, tool: str, args_json: str) -> None:
-    """Call TOOL once through a real MCP client; print the result and how the state changed."""
+    """Call TOOL once through a real MCP client: the result (JSON) on stdout, how the state changed
+    (a diff) on stderr."""
     try:
         args = json.loads(args_json)
     except ValueError as e:
@@ -120,11 +125,10 @@ def call(directory: str, tool: str, args_json: str) -> None:
     before = m.snapshot()
     with HTTPMock(m) as server:
         result = asyncio.run(_call(server.url, tool, args))
-    out = Console(highlight=False, soft_wrap=True)
-    out.print(json.dumps(result, indent=2, ensure_ascii=False))
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     diff = difflib.unified_diff(_lines(before), _lines(m.snapshot()), "state before", "state after", lineterm="")
     text = "\n".join(diff)
-    out.print(text if text else "# state unchanged")
+    click.echo(text if text else "# state unchanged", err=True)
     if result.get("isError"):
         raise SystemExit(1)
 
