@@ -126,6 +126,8 @@ class MockServer:
     calls: list[CallRecord] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
+        #: called with each call's record once it is logged (``agentcap mock serve`` prints one line)
+        self.on_call: Callable[[CallRecord], None] | None = None
         self._serial = threading.Lock()  # one call at a time
         self._data = threading.Lock()    # state / calls / generation: held only briefly
         self._worker = _Worker(f"mock-{self.spec.name}-handler")
@@ -168,6 +170,8 @@ class MockServer:
                 if gen == self._gen:
                     rec.seq = len(self.calls) + 1
                     self.calls.append(rec)
+            if self.on_call is not None:
+                self.on_call(rec)
             latency = self._latency(tool)
         if latency:
             time.sleep(latency / 1000)  # an injected slow tool: the transport layer runs this in a worker thread

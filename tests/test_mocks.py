@@ -288,7 +288,8 @@ def test_cli_mock_serve_over_http_then_ctrl_c_writes_out(tmp_path):
         assert [u["name"] for u in res.structured_content["members"]] == ["alice", "bob", "agent"]
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
     [rec] = [json.loads(x) for x in (tmp_path / "mocks" / "calls.jsonl").read_text().splitlines()]
     assert rec["tool"] == "slack_get_users" and (tmp_path / "mocks" / "slack.state.json").exists()
+    assert [x for x in err.splitlines() if x.startswith("slack #1 slack_get_users ok ")]  # one line per call

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_cli.console import err_console, out_console
 from mcp_mocks.engine import MockServer
 from mcp_mocks.serve import HTTPMock, serve_stdio
 
@@ -26,7 +26,7 @@ def _load(dirs: tuple[str, ...]) -> list[MockServer]:
         try:
             mocks.append(MockServer.load(d))
         except ConfigError as e:
-            Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False)
+            err_console().print(f"[red]error:[/] {e}")
             raise SystemExit(2)
     names = [m.name for m in mocks]
     dup = {n for n in names if names.count(n) > 1}
@@ -49,9 +49,14 @@ def mock() -> None:
 @click.option("--stdio", is_flag=True, help="Serve one mock over stdin / stdout instead of HTTP.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_MOCK_OUT",
               help="On exit, write <server>.state.json and calls.jsonl here.  [env AGENTCAP_MOCK_OUT]")
-def serve(dirs: tuple[str, ...], host: str, port: int, stdio: bool, out: Path | None) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No log line per tool call.")
+def serve(dirs: tuple[str, ...], host: str, port: int, stdio: bool, out: Path | None, quiet: bool) -> None:
     """Serve each DIR (holding a mock.yaml) as an MCP server over streamable HTTP (or stdio)."""
     mocks = _load(dirs)
+    if not quiet:  # one line per tool call on stderr: `slack #3 slack_post_message ok 0.4ms`
+        for m in mocks:
+            m.on_call = lambda r: click.echo(f"{r.server} #{r.seq} {r.tool} {'error' if r.is_error else 'ok'} "
+                                             f"{r.duration_ms}ms{' (injected fault)' if r.fault else ''}", err=True)
     if stdio and len(mocks) != 1:
         raise click.BadParameter("--stdio serves exactly one mock", param_hint="'--stdio'")
     # the first SIGINT / SIGTERM (or, over stdio, the client closing stdin) stops serving — at most a
@@ -92,9 +97,18 @@ def _serve_stdio(mock: MockServer, done: threading.Event) -> None:
 
 @mock.command()
 @click.argument("directory", metavar="DIR")
-def tools(directory: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON lines {tool, arguments, required, answered_by, description} on stdout.")
+def tools(directory: str, as_json: bool) -> None:
     """List the tools of the mock in DIR."""
     [m] = _load((directory,))
+    if as_json:
+        for tool in m.spec.tools:
+            schema = tool.get("inputSchema") or {}
+            how = "handler" if tool["name"] in m.spec.handlers else "rules" if tool["name"] in m.spec.rules else "fallback"
+            click.echo(json.dumps({"tool": tool["name"], "arguments": list(schema.get("properties") or {}),
+                                   "required": list(schema.get("required") or []), "answered_by": how,
+                                   "description": tool.get("description") or ""}))
+        return
     t = Table(title=f"{m.name}: {len(m.spec.tools)} tools")
     for col in ("tool", "arguments", "answered by", "description"):
         t.add_column(col)
@@ -105,7 +119,7 @@ def tools(directory: str) -> None:
         how = "handler" if tool["name"] in m.spec.handlers else (
             f"{len(m.spec.rules[tool['name']])} rule(s)" if tool["name"] in m.spec.rules else f"fallback ({m.spec.fallback})")
         t.add_row(tool["name"], args, how, (tool.get("description") or "").split("\n")[0][:80])
-    Console().print(t)
+    out_console().print(t)
 
 
 @mock.command()
