@@ -113,11 +113,13 @@ def test_push_to_a_hub_stand_in(workspace, tmp_path):
         dry = agentcap(workspace, "export", "pi-scripted-1", "--push", "hf://datasets/me/agentcap-demo", "--dry-run",
                        "--no-scan", **env)
         assert dry.returncode == 0, dry.stderr
-        assert "repo me/agentcap-demo (dataset" in dry.stdout and "repo me/agentcap-demo-pi-traces" in dry.stdout
+        assert "repo me/agentcap-demo-captures (dataset" in dry.stdout and "repo me/agentcap-demo-pi-traces" in dry.stdout
+        assert "collection me/agentcap-demo " in dry.stdout
         assert hub.requests == []  # a dry run sends nothing
         r = agentcap(workspace, "export", "pi-scripted-1", "--push", "me/agentcap-demo", **env)
         assert r.returncode == 0, r.stderr
-        caps, traces = hub.repos["me/agentcap-demo"], hub.repos["me/agentcap-demo-pi-traces"]
+        assert sorted(hub.repos) == ["me/agentcap-demo-captures", "me/agentcap-demo-pi-traces"]  # as the seed names them
+        caps, traces = hub.repos["me/agentcap-demo-captures"], hub.repos["me/agentcap-demo-pi-traces"]
         assert caps.private and traces.private
         assert [len(caps.commits), len(traces.commits)] == [1, 1]  # one commit per export and repo
         data = sorted(p for p in caps.files if p.startswith("data/pi-scripted-1--"))
@@ -126,10 +128,12 @@ def test_push_to_a_hub_stand_in(workspace, tmp_path):
         posted = [(m, p) for m, p, _ in hub.requests if p.startswith("/api/collections")]
         assert posted[0] == ("POST", "/api/collections")
         col = next(iter(hub.collections.values()))
-        assert col["private"] and [i["id"] for i in col["items"]] == ["me/agentcap-demo", "me/agentcap-demo-pi-traces"]
+        assert col["title"] == "agentcap-demo" and col["private"]
+        assert [i["id"] for i in col["items"]] == ["me/agentcap-demo-captures", "me/agentcap-demo-pi-traces"]
 
         # the owner edits the card on the Hub; a later export with new data keeps the edit
-        card = caps.files["README.md"].decode().replace("# agentcap-demo\n", "# agentcap-demo\n\nMy own words.\n")
+        card = caps.files["README.md"].decode().replace("# agentcap-demo-captures\n",
+                                                        "# agentcap-demo-captures\n\nMy own words.\n")
         caps.files["README.md"] = card.encode()
         make_run(workspace, "pi-scripted-3", [("chat", "model-a", False)])
         try:
@@ -154,11 +158,12 @@ def test_a_planted_token_blocks_the_push_and_nothing_is_sent(tmp_path):
     with FakeHub() as hub:
         r = agentcap(ws, "export", "leaky", "--push", "me/x", HF_ENDPOINT=hub.url, HF_TOKEN="hf_" + "t" * 34)
         assert r.returncode == 1
-        assert "push blocked" in r.stderr and "Hugging Face Token" in r.stderr and "hf_A…****" in r.stderr
+        assert "push blocked" in r.stderr and "HuggingFace token hf_A…****" in r.stderr
         assert "AbCdEfGhIjKlMnOp" not in r.stderr + r.stdout  # masked
         assert hub.requests == []
     scan = json.loads((ws / ".agentcap" / "leaky" / "scan.json").read_text())
     assert scan["findings"] and scan["findings"][0]["file"].startswith("captures/")
+    assert scan["findings"][0]["where"].startswith("$.body.messages[0].content")
     # --out still works and warns
     out = agentcap(ws, "export", "leaky", "--out", str(tmp_path / "o"))
     assert out.returncode == 0 and "possible secret" in out.stderr

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -139,22 +140,60 @@ async def test_corrupt_inputs_show_errors_not_crashes(workspace, tmp_path):
     run = tmp_path / ".agentcap" / "broken"
     (run / "captures").mkdir(parents=True)
     good = workspace / ".agentcap" / "pi-scripted-1" / "captures"
-    for p in list(good.iterdir())[:2]:
+    first = sorted(good.glob("*.request.json"))[0]
+    for p in (first, first.with_name(first.name.replace(".request.", ".response."))):  # one whole capture
         (run / "captures" / p.name).write_bytes(p.read_bytes())
     rid = "f" * 32
     (run / "captures" / f"{rid}.request.json").write_text('{"seq": 99, "captured_at": "2026-11-22T00:00:00Z", "body": {')
+    headless = "e" * 32  # not even a seq to sort it by
+    (run / "captures" / f"{headless}.request.json").write_bytes(b"\x00\x01 garbage")
     app = InspectApp(resolve(str(run), tmp_path))
     async with app.run_test(size=(200, 50)) as pilot:
         await pilot.pause()
         rows = table_rows(app)
-        assert any("unreadable" in r[-1] for r in rows)
+        assert [r[-1] for r in rows].count("unreadable, skipped") == 2 and len(rows) == 3
+        assert f"skipped: captures/{headless}.request.json: unreadable" in text_of(app, "#preview")  # listed first
         await pilot.press(*["down"] * (len(rows) - 1))  # the broken one sorts last (seq 99)
         await pilot.pause()
-        assert "unreadable capture" in text_of(app, "#preview")
+        assert f"skipped: captures/{rid}.request.json: unreadable (" in text_of(app, "#preview")
+        await pilot.press("enter")  # nothing to open: stays on the level
+        await pilot.pause()
+        assert "requests of broken" in text_of(app, "#title")
+    printed = CliRunner(env={"AGENTCAP_WORKSPACE": str(tmp_path)}).invoke(cli, ["inspect", "ffffffff"])
+    assert printed.exit_code == 2 and f"broken/captures/{rid}.request.json: unreadable" in printed.output
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"PAR1 not really")
     result = CliRunner().invoke(cli, ["inspect", str(bad)])
     assert result.exit_code == 2 and "not a readable parquet file" in result.output
+
+
+def test_a_corrupt_file_in_a_dataset_dir_is_skipped_with_a_warning(parquet, tmp_path, capsys):
+    data = tmp_path / "ds" / "data"
+    data.mkdir(parents=True)
+    (data / parquet.name).write_bytes(parquet.read_bytes())
+    (data / "zz-broken.parquet").write_bytes(b"PAR1 truncated")
+    level = resolve(str(tmp_path / "ds"), tmp_path)
+    assert [name.rsplit("/", 1)[-1] for name, _ in level.files] == [parquet.name]
+    assert "zz-broken.parquet: not a readable parquet file" in capsys.readouterr().err
+    # an `export --out` directory opens its captures dataset
+    out = tmp_path / "out" / "captures" / "data"
+    out.mkdir(parents=True)
+    (out / parquet.name).write_bytes(parquet.read_bytes())
+    assert [f["rows"] for _, f in resolve(str(tmp_path / "out"), tmp_path).files] == [2]
+
+
+def test_hub_names_the_base_or_the_captures_dataset(parquet, monkeypatch):
+    with FakeHub() as hub:
+        hub.repos["me/calls-captures"] = Repo(private=True, files={f"data/{parquet.name}": parquet.read_bytes()})
+        hub.repos["me/old"] = Repo(private=True, files={f"data/{parquet.name}": parquet.read_bytes()})
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", "hf_" + "t" * 34)
+        for target, title in (("me/calls", "me/calls-captures"), ("me/calls-captures", "me/calls-captures"),
+                              ("hf://datasets/me/calls", "me/calls-captures"), ("me/old", "me/old")):
+            level = resolve(target, Path("."))
+            assert level.title == f"hf://datasets/{title}" and len(level.files) == 1, target
+        with pytest.raises(click.BadParameter, match="me/nothing: .*me/nothing-captures: "):
+            resolve("me/nothing", Path("."))
 
 
 def test_request_id_prefix_prints_the_call(workspace):

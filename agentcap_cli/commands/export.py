@@ -1,4 +1,5 @@
-"""``agentcap export``: runs → parquet datasets (captures + traces) in a directory or on the Hub."""
+"""``agentcap export``: runs → parquet datasets (captures + traces) in a directory or on the Hub,
+through the secret scan (the publish gate: :mod:`agentcap_cli.export.scan`)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agentcap_cli.export.cards import update
+from agentcap_cli.export.cards import CardInfo, scan_card, update
 from agentcap_cli.export.exporter import (Staged, Target, TargetError, card_info, parse_repo, repo_names,
                                           resolve_targets, stage)
-from agentcap_cli.export.scan import Finding, count_files, scan_run
+from agentcap_cli.export.scan import ALLOW_FILE, AllowlistError, Finding, Gate, load_allowlist
 from agentcap_cli.workspace import workspace_root
+
+SHOWN = 40  # finding lines printed; the rest are in each run's scan.json
+STATES = {"blocking": "[red]secret[/]", "redacted": "[yellow]masked[/]", "allowed": "[dim]allowed[/]",
+          "unpublished": "[yellow]secret, not published[/]"}
 
 
 def _progress(err: Console) -> Progress:
@@ -24,19 +30,48 @@ def _progress(err: Console) -> Progress:
                     console=err, transient=True)
 
 
-def _scan(targets: list[Target], err: Console) -> list[tuple[Target, Finding]]:
-    found = []
-    with _progress(err) as progress:
-        bar = progress.add_task("secret scan", total=count_files(t.run_dir for t in targets))
-        for t in targets:
-            found += [(t, f) for f in scan_run(t.run_dir, progress=lambda n: progress.advance(bar, n))]
-    return found
+def _gate(workspace: Path, allow_file: Path | None, redact: bool) -> Gate:
+    """The scan's settings: the allowlist given, else the workspace's own when there is one."""
+    path = allow_file or (workspace / ALLOW_FILE)
+    try:
+        allow = load_allowlist(path) if allow_file is not None or path.is_file() else frozenset()
+    except AllowlistError as exc:
+        raise click.BadParameter(str(exc), param_hint="--secrets-allow") from None
+    return Gate(allow, redact)
 
 
-def _stage(targets: list[Target], out: Path, err: Console) -> list[Staged]:
+def _stage(targets: list[Target], out: Path, err: Console, gate: Gate | None) -> list[Staged]:
     with _progress(err) as progress:
-        bar = progress.add_task("parquet", total=sum(t.captures for t in targets))
-        return stage(targets, out, progress=lambda n: progress.advance(bar, n))
+        bar = progress.add_task("parquet" + (" + secret scan" if gate else ""), total=sum(t.captures for t in targets))
+        return stage(targets, out, progress=lambda n: progress.advance(bar, n), gate=gate)
+
+
+def _cards(staged: list[Staged], names: dict[str, str], captures_repo: str, gate: Gate | None,
+           found: list[Finding]) -> dict[str, CardInfo]:
+    """Each dataset's card, scanned (and masked under --redact) like everything else published."""
+    traces = [names[s.name] for s in staged if s.kind == "traces"]
+    cards = {s.name: card_info(s, names[s.name], captures_repo, traces) for s in staged}
+    return cards if gate is None else {k: scan_card(c, k, gate, found) for k, c in cards.items()}
+
+
+def _report(targets: list[Target], card_findings: list[Finding], err: Console) -> list[Finding]:
+    """Print what was skipped and what the scan found; return the findings that block."""
+    for t in targets:
+        for line in t.report.skipped:
+            err.print(f"[yellow]warning:[/] {escape(str(t.run_dir))}/{escape(line)} — skipped", highlight=False,
+                      soft_wrap=True)
+    found = [(f"{t.run_dir}/", f) for t in targets for f in t.report.findings] + [("", f) for f in card_findings]
+    found.sort(key=lambda item: item[1].state != "blocking")  # what blocks first
+    for where, f in found[:SHOWN]:
+        err.print(f"{STATES[f.state]} {escape(where + str(f))}  [dim]fingerprint {f.fingerprint[:16]}[/]",
+                  highlight=False, soft_wrap=True)
+    if len(found) > SHOWN:
+        err.print(f"… and {len(found) - SHOWN} more: every finding is in each run's scan.json")
+    masked = sum(f.state == "redacted" for _, f in found)
+    if masked:
+        err.print(f"[yellow]--redact:[/] {masked} secret(s) masked in what is published (the run's own files "
+                  "are unchanged)")
+    return [f for _, f in found if f.state == "blocking"]
 
 
 def _summary(staged: list[Staged], names: dict[str, str], title: str) -> Table:
@@ -56,51 +91,57 @@ def _summary(staged: list[Staged], names: dict[str, str], title: str) -> Table:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_EXPORT_OUT",
               help="Write the datasets here (captures/, <agent>-traces/).  [env AGENTCAP_EXPORT_OUT]")
 @click.option("--push", metavar="OWNER/BASE", envvar="AGENTCAP_PUSH",
-              help="Publish to the Hub as OWNER/BASE and OWNER/BASE-<agent>-traces (hf://datasets/ accepted).  "
-                   "[env AGENTCAP_PUSH]")
+              help="Publish to the Hub as OWNER/BASE-captures and OWNER/BASE-<agent>-traces, gathered in a "
+                   "collection OWNER/BASE (hf://datasets/ accepted).  [env AGENTCAP_PUSH]")
 @click.option("--no-scan", is_flag=True, help="Skip the secret scan (a warning says so).")
+@click.option("--redact", is_flag=True, envvar="AGENTCAP_REDACT",
+              help="Publish masked copies of the secrets the scan finds instead of refusing (the run's own "
+                   "files stay as they are).  [env AGENTCAP_REDACT]")
+@click.option("--secrets-allow", "allow_file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="AGENTCAP_SECRETS_ALLOW",
+              help=f"Allowlist of finding fingerprints (false positives). Default: {ALLOW_FILE} in the workspace, "
+                   "when there is one.  [env AGENTCAP_SECRETS_ALLOW]")
 @click.option("--dry-run", is_flag=True, help="With --push: print what would be created and uploaded; send nothing.")
 @click.option("--workspace", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_WORKSPACE",
               help="Where run ids are looked up (default: cwd).  [env AGENTCAP_WORKSPACE]")
 def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: str | None, no_scan: bool,
-           dry_run: bool, workspace: Path | None) -> None:
+           redact: bool, allow_file: Path | None, dry_run: bool, workspace: Path | None) -> None:
     """Export RUNS (run dirs, captures dirs or run ids) as parquet datasets with cards.
 
-    A secret scan runs first (detect-secrets; trufflehog too when installed, never verifying); any
-    finding blocks a push. Exit 0 when done, 1 when the scan or the Hub refused, 2 on bad input.
+    Everything that would be published is scanned for secrets first (after decoding base64 and
+    content-encodings and joining streamed text); any finding blocks a push, unless allowlisted
+    or masked with --redact. Exit 0 when done, 1 when the scan or the Hub refused, 2 on bad input.
     """
     err = Console(stderr=True)
     if (out_dir is None) == (push is None):
         raise click.UsageError("give exactly one of --out DIR or --push OWNER/BASE")
     if dry_run and push is None:
         raise click.UsageError("--dry-run goes with --push")
+    if no_scan and (redact or allow_file):
+        raise click.UsageError("--redact and --secrets-allow need the scan: drop --no-scan")
+    ws = workspace or workspace_root()
     try:
         owner, base = parse_repo(push) if push else ("", "")
-        targets = resolve_targets(list(runs), everything, workspace or workspace_root())
+        targets = resolve_targets(list(runs), everything, ws)
     except TargetError as exc:
         raise click.BadParameter(str(exc), param_hint="--push" if "OWNER/BASE" in str(exc) else "RUNS") from None
-
+    gate = None if no_scan else _gate(ws, allow_file, redact)
     if no_scan:
         err.print("[yellow]warning:[/] secret scan skipped (--no-scan): nothing checks these files for keys")
-    else:
-        findings = _scan(targets, err)
-        for t, f in findings:
-            err.print(f"[red]secret[/] {t.run_dir / f.file}:{f.line}: {f.detector}: {f.secret}", highlight=False)
-        if findings and push:
-            err.print(f"[red]push blocked:[/] {len(findings)} possible secret(s); remove them (or check and "
-                      "use --no-scan) — nothing was uploaded")
-            sys.exit(1)
-        if findings:
-            err.print(f"[yellow]warning:[/] {len(findings)} possible secret(s) in what is exported to {out_dir}")
 
     if out_dir is not None:
-        staged = _stage(targets, out_dir, err)
+        staged = _stage(targets, out_dir, err, gate)
         names = {s.name: s.name for s in staged}
-        traces = [s.name for s in staged if s.kind == "traces"]
+        card_findings: list[Finding] = []
+        cards = _cards(staged, names, "captures", gate, card_findings)
+        blocking = _report(targets, card_findings, err)
+        if blocking:
+            err.print(f"[yellow]warning:[/] {len(blocking)} possible secret(s) in what was exported to {out_dir} "
+                      "(--redact masks them; a push would be refused)")
         for s in staged:
             card = out_dir / s.name / "README.md"
             old = card.read_text(encoding="utf-8") if card.exists() else None
-            card.write_text(update(old, card_info(s, s.name, "captures", traces)), encoding="utf-8")
+            card.write_text(update(old, cards[s.name]), encoding="utf-8")
         err.print(_summary(staged, names, f"exported to {out_dir}"))
         for s in staged:
             for f in s.files:
@@ -109,10 +150,16 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
 
     work = Path(tempfile.mkdtemp(prefix="agentcap-export-"))
     try:
-        staged = _stage(targets, work, err)
+        staged = _stage(targets, work, err, gate)
         names = repo_names(owner, base, staged)
-        captures_repo = names["captures"]
-        traces_repos = [names[s.name] for s in staged if s.kind == "traces"]
+        card_findings = []
+        cards = _cards(staged, names, names["captures"], gate, card_findings)
+        blocking = _report(targets, card_findings, err)
+        if blocking:
+            err.print(f"[red]push blocked:[/] {len(blocking)} possible secret(s), "
+                      f"{len({f.fingerprint for f in blocking})} distinct — nothing was uploaded. Remove them, publish "
+                      f"masked copies with --redact, or add false positives' fingerprints to {ALLOW_FILE}")
+            sys.exit(1)
         if dry_run:
             err.print(_summary(staged, names, "dry run: would upload (files already on the Hub are skipped)"))
             for s in staged:
@@ -122,13 +169,13 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
                 click.echo("  add/update README.md (dataset card)")
             click.echo(f"collection {owner}/{base} (private, created if missing) with {', '.join(names.values())}")
             return
-        _push(work, staged, names, owner, base, captures_repo, traces_repos, targets, err)
+        _push(work, staged, names, cards, owner, base, targets, err)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _push(work: Path, staged: list[Staged], names: dict[str, str], owner: str, base: str, captures_repo: str,
-          traces_repos: list[str], targets: list[Target], err: Console) -> None:
+def _push(work: Path, staged: list[Staged], names: dict[str, str], cards: dict[str, CardInfo], owner: str,
+          base: str, targets: list[Target], err: Console) -> None:
     from huggingface_hub.errors import HfHubHTTPError
 
     from agentcap_cli.export.hub import RepoPlan, gather, hub_api, push_repo
@@ -144,8 +191,7 @@ def _push(work: Path, staged: list[Staged], names: dict[str, str], owner: str, b
               (" …)" if len(targets) > 3 else ")")
     try:
         for s in staged:
-            plan = RepoPlan(names[s.name], work / s.name, card_info(s, names[s.name], captures_repo, traces_repos),
-                            [f"data/{f.path.name}" for f in s.files])
+            plan = RepoPlan(names[s.name], work / s.name, cards[s.name], [f"data/{f.path.name}" for f in s.files])
             with err.status(f"pushing {plan.repo_id}"):
                 result = push_repo(api, plan, message, lambda line: err.print(line, highlight=False))
             state = f"{len(result.uploaded)} file(s) added" if result.uploaded else "nothing new"

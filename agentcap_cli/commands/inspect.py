@@ -24,12 +24,20 @@ def find_requests(prefix: str, workspace: Path) -> list[Path]:
 
 
 def print_request(path: Path, as_json: bool) -> None:
-    from agentcap_addons.wire.store import REQUEST_SUFFIX, read_capture
+    from agentcap_addons.wire.store import REQUEST_SUFFIX
+    from agentcap_cli.export.captures import UnreadableCapture, read_checked
     from agentcap_cli.inspect.data import call_of
 
-    cap = read_capture(path.parent, path.name.removesuffix(REQUEST_SUFFIX))
+    rid = path.name.removesuffix(REQUEST_SUFFIX)
+    try:
+        cap = read_checked(path.parent, rid)
+        if cap is None:
+            raise UnreadableCapture(f"captures/{path.name}: removed")
+        call = call_of(cap)
+    except (UnreadableCapture, KeyError, TypeError, AttributeError) as exc:
+        what = str(exc) if isinstance(exc, UnreadableCapture) else f"captures/{path.name}: not a capture record ({exc!r})"
+        raise click.BadParameter(f"{path.parent.parent}/{what}", param_hint="TARGET") from None
     req, resp = cap.request, cap.response
-    call = call_of(cap)
     if as_json:
         d = call.decoded()
         click.echo(json.dumps({"request": req, "response": resp, "decoded": {
@@ -44,6 +52,18 @@ def print_request(path: Path, as_json: bool) -> None:
     click.echo(as_text(response_lines(call.decoded())))
 
 
+def footers(paths: list[str], read: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(path, agentcap footer) of each parquet file; one that cannot be read is skipped with a
+    warning naming it (a corrupt file among many should not hide the others)."""
+    out = []
+    for path in paths:
+        try:
+            out.append((path, read(path)))
+        except Exception as exc:
+            click.echo(f"warning: {path}: not a readable parquet file ({exc}), skipped", err=True)
+    return out
+
+
 def hub_level(repo: str) -> Any:
     import pyarrow.parquet as pq
     from huggingface_hub import HfFileSystem, hf_hub_download
@@ -53,16 +73,35 @@ def hub_level(repo: str) -> Any:
 
     endpoint = os.environ.get("HF_ENDPOINT") or None
     fs = HfFileSystem(endpoint=endpoint)
-    files = []
-    for path in sorted(fs.glob(f"datasets/{repo}/data/*.parquet")):
+
+    def footer(path: str) -> dict[str, Any]:
         with fs.open(path, "rb") as f:  # ranged reads: only the footer comes over the wire
             meta = pq.read_metadata(f).metadata or {}
-        files.append((path, json.loads(meta[FOOTER_KEY]) if FOOTER_KEY in meta else {}))
+        return json.loads(meta[FOOTER_KEY]) if FOOTER_KEY in meta else {}
+
+    files = footers(sorted(fs.glob(f"datasets/{repo}/data/*.parquet")), footer)
 
     def opener(path: str) -> str:  # download a file only when it is entered
         return hf_hub_download(repo, path.split(f"datasets/{repo}/", 1)[1], repo_type="dataset", endpoint=endpoint)
 
     return DatasetLevel(f"hf://datasets/{repo}", files, opener)
+
+
+def hub_dataset(target: str, repo: str) -> Any:
+    """The Hub dataset ``repo``, or — given an export's ``OWNER/BASE`` — its captures dataset
+    ``OWNER/BASE-captures`` (the name ``agentcap export --push OWNER/BASE`` publishes under)."""
+    names = [repo] if repo.endswith("-captures") else [repo, f"{repo}-captures"]
+    problems = []
+    for name in names:
+        try:
+            level = hub_level(name)
+        except Exception as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        if level.files:
+            return level
+        problems.append(f"{name}: no data/*.parquet")
+    raise click.BadParameter(f"{target}: cannot list the Hub dataset ({'; '.join(problems)})", param_hint="TARGET")
 
 
 def resolve(target: str | None, workspace: Path) -> Any:
@@ -81,20 +120,19 @@ def resolve(target: str | None, workspace: Path) -> Any:
     if p.is_dir():
         if (p / ".agentcap").is_dir():
             return WorkspaceLevel(p)
+        # a dataset dir, its data/, or an `export --out` dir (its captures dataset)
+        parquets = sorted(p.glob("*.parquet")) or sorted(p.glob("data/*.parquet")) or \
+            sorted(p.glob("captures/data/*.parquet"))
+        if parquets:
+            return DatasetLevel(str(p), footers([str(f) for f in parquets], read_footer), lambda name: name)
         if (p / "captures").is_dir() or p.name == "captures":
             return RunLevel(p)
-        parquets = sorted(p.glob("*.parquet")) or sorted(p.glob("data/*.parquet"))
-        if parquets:
-            return DatasetLevel(str(p), [(str(f), read_footer(f)) for f in parquets], lambda name: name)
         raise click.BadParameter(f"{target}: no runs, captures or parquet files there", param_hint="TARGET")
     if (workspace / ".agentcap" / target / "captures").is_dir():
         return RunLevel(workspace / ".agentcap" / target)
     m = REPO_RE.match(target)
     if m and (target.startswith("hf://") or not HEX.match(target)):
-        try:
-            return hub_level(f"{m.group(1)}/{m.group(2)}")
-        except Exception as exc:
-            raise click.BadParameter(f"{target}: cannot list the Hub dataset ({exc})", param_hint="TARGET") from None
+        return hub_dataset(target, f"{m.group(1)}/{m.group(2)}")
     raise click.BadParameter(f"{target}: not a workspace, run, run id, parquet file, dataset or request id",
                              param_hint="TARGET")
 
@@ -106,7 +144,8 @@ def resolve(target: str | None, workspace: Path) -> Any:
               help="Where runs and run ids are looked up (default: cwd).  [env AGENTCAP_WORKSPACE]")
 def inspect(target: str | None, as_json: bool, workspace: Path | None) -> None:
     """Browse TARGET: the workspace (default), a run dir or run id, a .parquet file or a dir of them,
-    hf://datasets/OWNER/NAME (or OWNER/NAME), or a request-id prefix (printed, not browsed).
+    hf://datasets/OWNER/NAME (or OWNER/NAME; an export's OWNER/BASE opens OWNER/BASE-captures),
+    or a request-id prefix (printed, not browsed).
 
     Enter drills in (runs → requests → messages), Esc walks back, typing filters, q quits.
     """

@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,9 +30,12 @@ except ImportError:  # pragma: no cover - a dependency
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from agentcap_addons.wire.decode import decode_response
+from agentcap_addons.wire.decode import decode_content_encoding, decode_response, response_body_bytes
+from agentcap_addons.wire.policy import header_value
 from agentcap_addons.wire.store import (REQUEST_SUFFIX, RESPONSE_SUFFIX, Capture, capture_heads, fast_loads,
                                         parse_rfc3339_ns, request_names, resolve_captures_dir)
+from agentcap_cli.export.scan import Finding, Gate, Report
+from agentcap_cli.export.scan_rows import scan_batch, streamed_text
 
 ROW_GROUP = 2000
 FOOTER_KEY = b"agentcap"
@@ -74,14 +77,18 @@ def _json_text(value: Any) -> str:
 
 
 def _request_text(cap: Capture) -> str:
-    """The request body as JSON text (compact, key order kept; orjson when the body allows it)."""
+    """The request body as JSON text (compact, key order kept; orjson when the body allows it);
+    a body that was not JSON as text, its content-encoding undone."""
     req = cap.request
     if "body" in req and "body_b64" not in req and orjson is not None:
         try:
             return orjson.dumps(req["body"]).decode()
         except TypeError:  # integers over 64 bits
             pass
-    return _text(cap.request_body_bytes())
+    data = cap.request_body_bytes()
+    if "body_b64" in req:
+        data = decode_content_encoding(data, header_value(req.get("headers") or {}, "content-encoding"))
+    return _text(data)
 
 
 def capture_row(cap: Capture, run: RunInfo) -> dict[str, Any]:
@@ -98,7 +105,7 @@ def capture_row(cap: Capture, run: RunInfo) -> dict[str, Any]:
         "label": run.label, "upstream_url": req.get("upstream_url"), "method": req.get("method"),
         "path": req.get("path"), "api": req.get("api"), "captured_at": parse_rfc3339_ns(req["captured_at"]),
         "status_code": resp.get("status_code"), "stream": resp.get("stream"),
-        "request": _request_text(cap), "response": _text(cap.response_bytes()) if resp else None,
+        "request": _request_text(cap), "response": _text(response_body_bytes(cap)) if resp else None,
         "request_headers": _json_text(req.get("headers") or {}),
         "response_headers": _json_text(resp.get("headers") or {}) if resp else None,
         "error": (f"{err.get('kind')}: {err.get('message')}" if isinstance(err, dict) else err) if err else
@@ -124,13 +131,15 @@ class _Part:
     count: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
 
-    def write(self, batch: pa.RecordBatch) -> None:
+    def write(self, batch: pa.RecordBatch, redacted: Sequence[str] = ()) -> None:
         self.writer.write_batch(batch)
         self.count += batch.num_rows
         ids = batch.column("request_id").to_pylist()
         req = pc.utf8_length(batch.column("request")).to_pylist()
         resp = pc.utf8_length(batch.column("response")).to_pylist()
-        self.digest.update("".join(f"{i}:{a}:{b or 0}\n" for i, a, b in zip(ids, req, resp)).encode())
+        masked = set(redacted)  # a masked copy is other content than the plain one: another name
+        self.digest.update("".join(f"{i}:{a}:{b or 0}{':masked' if i in masked else ''}\n"
+                                   for i, a, b in zip(ids, req, resp)).encode())
 
 
 @dataclass
@@ -164,42 +173,109 @@ def _load(path: str) -> Any:
         return fast_loads(f.read())
 
 
-def _batch(job: tuple[str, list[str], RunInfo]) -> pa.RecordBatch:
-    """Rows for a block of request ids (runs in a worker process for big runs)."""
-    directory, rids, run = job
-    rows = []
-    for rid in rids:
-        base = os.path.join(directory, rid)
+@dataclass
+class _Block:
+    """What a worker hands back for one block of captures."""
+
+    batch: pa.RecordBatch
+    findings: list[Finding] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    redacted: list[str] = field(default_factory=list)  # request ids whose rows were masked
+
+
+class UnreadableCapture(ValueError):
+    """A capture file that does not parse (a crash mid-write by another tool, a disk error, an
+    edit): readers skip it and say which file, instead of failing the whole run."""
+
+
+def read_checked(directory: str | os.PathLike[str], rid: str) -> Capture | None:
+    """The capture ``rid`` (response None while in flight), None when it was removed since the
+    listing; raises :class:`UnreadableCapture` naming the file that does not parse."""
+    base = os.path.join(directory, rid)
+    records: list[Any] = []
+    for suffix in (REQUEST_SUFFIX, RESPONSE_SUFFIX):
         try:
-            req = _load(base + REQUEST_SUFFIX)
-        except FileNotFoundError:  # removed since the scan
+            records.append(_load(base + suffix))
+        except FileNotFoundError:
+            if suffix == REQUEST_SUFFIX:
+                return None
+            records.append(None)
+        except (OSError, ValueError) as exc:
+            raise UnreadableCapture(f"captures/{rid}{suffix}: unreadable ({exc})") from None
+    if not isinstance(records[0], dict) or not isinstance(records[1], (dict, type(None))):
+        raise UnreadableCapture(f"captures/{rid}{REQUEST_SUFFIX}: not a capture record")
+    return Capture(records[0], records[1])
+
+
+def _batch(job: tuple[str, list[str], RunInfo, Gate | None]) -> _Block:
+    """Rows for a block of request ids, scanned when there is a gate (runs in a worker process
+    for big runs, so the scan shares the workers' cores and reads no file twice)."""
+    directory, rids, run, gate = job
+    rows, records, skipped = [], [], []
+    for rid in rids:
+        try:
+            cap = read_checked(directory, rid)
+        except UnreadableCapture as exc:
+            skipped.append(str(exc))
+            continue
+        if cap is None:
             continue
         try:
-            resp = _load(base + RESPONSE_SUFFIX)
-        except FileNotFoundError:  # still in flight
-            resp = None
-        rows.append(capture_row(Capture(req, resp), run))
+            rows.append(capture_row(cap, run))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # JSON, but not a capture record
+            skipped.append(f"captures/{rid}{REQUEST_SUFFIX}: not a capture record ({type(exc).__name__}: {exc})")
+            continue
+        records.append((cap.request, cap.response))
     # column lists, then arrays: several times faster than from_pylist on dicts
-    return pa.RecordBatch.from_pydict({name: [r[name] for r in rows] for name in SCHEMA.names}, schema=SCHEMA)
+    batch = pa.RecordBatch.from_pydict({name: [r[name] for r in rows] for name in SCHEMA.names}, schema=SCHEMA)
+    block = _Block(batch, skipped=skipped)
+    if gate is not None:
+        streams = [streamed_text(r["response"]) if r["stream"] and r["response"] else None for r in rows]
+        block.batch, block.redacted = scan_batch(batch, records, streams, gate, block.findings)
+    return block
 
 
-def _heads(job: tuple[str, list[str]]) -> list[tuple[int, str, str]]:
-    return capture_heads(*job)
+def _heads(job: tuple[str, list[str]]) -> tuple[list[tuple[int, str, str]], list[str]]:
+    """(seq, captured_at, rid) of these captures, and the ones whose request file does not parse."""
+    directory, rids = job
+    try:
+        return capture_heads(directory, rids), []
+    except (OSError, ValueError, TypeError, AttributeError):  # one bad file: find it, keep the rest
+        heads, bad = [], []
+        for rid in rids:
+            try:
+                heads += capture_heads(directory, [rid])
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                bad.append(f"captures/{rid}{REQUEST_SUFFIX}: unreadable ({exc})")
+        return heads, bad
 
 
-def _batches(captures_dir: Path, run: RunInfo, block: int, workers: int) -> Iterator[pa.RecordBatch]:
+def readable_order(captures_dir: str | os.PathLike[str]) -> tuple[list[tuple[int, str, str]], list[str]]:
+    """(seq, captured_at, rid) of every capture in seq order, read from the files' heads, and what
+    was skipped because its request file does not parse (one message per file)."""
+    d = resolve_captures_dir(captures_dir)
+    heads, bad = _heads((str(d), request_names(d)))
+    return sorted(heads), bad
+
+
+def _batches(captures_dir: Path, run: RunInfo, block: int, workers: int, gate: Gate | None,
+             skipped: list[str]) -> Iterator[_Block]:
     names = request_names(captures_dir)
     if workers <= 1 or len(names) <= block:
-        order = [rid for _, _, rid in sorted(capture_heads(captures_dir, names))]
-        yield from map(_batch, [(str(captures_dir), order[i:i + block], run) for i in range(0, len(order), block)])
+        heads, bad = _heads((str(captures_dir), names))
+        skipped += bad
+        order = [rid for _, _, rid in sorted(heads)]
+        yield from map(_batch, [(str(captures_dir), order[i:i + block], run, gate) for i in range(0, len(order), block)])
         return
+    pa.array([""])  # pyarrow imports its pandas shim on first use (~0.2 s): once here, not in every worker
     with ProcessPoolExecutor(max_workers=workers) as pool:
         # the seq order from the files' heads, read by the workers too
         step = -(-len(names) // (workers * 4))
-        heads = pool.map(_heads, [(str(captures_dir), names[i:i + step]) for i in range(0, len(names), step)])
-        order = [rid for _, _, rid in sorted(h for part in heads for h in part)]
-        jobs = [(str(captures_dir), order[i:i + block], run) for i in range(0, len(order), block)]
-        pending: deque[Future[pa.RecordBatch]] = deque()
+        parts = list(pool.map(_heads, [(str(captures_dir), names[i:i + step]) for i in range(0, len(names), step)]))
+        skipped += [b for _, bad in parts for b in bad]
+        order = [rid for _, _, rid in sorted(h for heads, _ in parts for h in heads)]
+        jobs = [(str(captures_dir), order[i:i + block], run, gate) for i in range(0, len(order), block)]
+        pending: deque[Future[_Block]] = deque()
         for job in jobs:  # at most 2 blocks per worker in flight: memory stays flat
             pending.append(pool.submit(_batch, job))
             if len(pending) >= 2 * workers:
@@ -209,19 +285,25 @@ def _batches(captures_dir: Path, run: RunInfo, block: int, workers: int) -> Iter
 
 
 def write_run(captures_dir: Path, run: RunInfo, out_dir: Path, version: str, progress: Any = None,
-              row_group: int = ROW_GROUP, workers: int | None = None) -> list[WrittenFile]:
+              row_group: int = ROW_GROUP, workers: int | None = None, gate: Gate | None = None,
+              report: Report | None = None) -> list[WrittenFile]:
     """Write ``<out_dir>/<run_id>--<model>--<digest>.parquet`` per model of the run.
 
     Rows are made in blocks of ``row_group`` by ``workers`` processes (default: one per core) and
-    written in ``seq`` order. The digest covers request ids and body sizes, so exporting the same
-    captures again finds the same name (nothing written twice, nothing overwritten) and new captures
-    give a new file.
+    written in ``seq`` order; with a ``gate`` the same workers scan them (findings, and the
+    captures skipped as unreadable, go to ``report``). The digest covers request ids and body
+    sizes (and which rows were masked), so exporting the same captures again finds the same name
+    (nothing written twice, nothing overwritten) and new captures give a new file.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     parts: dict[str | None, _Part] = {}
     workers = workers if workers is not None else (os.cpu_count() or 1)
+    report = report if report is not None else Report()
     try:
-        for batch in _batches(resolve_captures_dir(captures_dir), run, row_group, workers):
+        for block in _batches(resolve_captures_dir(captures_dir), run, row_group, workers, gate, report.skipped):
+            report.findings += block.findings
+            report.skipped += block.skipped
+            batch = block.batch
             models = batch.column("model")
             for model in pc.unique(models).to_pylist():
                 part = parts.get(model)
@@ -229,9 +311,9 @@ def write_run(captures_dir: Path, run: RunInfo, out_dir: Path, version: str, pro
                     tmp = out_dir / f".{run.run_id}--{slug(model)}.{os.getpid()}.tmp"
                     part = parts[model] = _Part(model, tmp, pq.ParquetWriter(tmp, SCHEMA, compression="zstd"))
                 mask = pc.is_null(models) if model is None else pc.equal(models, model)
-                part.write(batch.filter(pc.fill_null(mask, False)))
+                part.write(batch.filter(pc.fill_null(mask, False)), block.redacted)
             if progress is not None:
-                progress(batch.num_rows)
+                progress(batch.num_rows + len(block.skipped))
         written = []
         for part in parts.values():
             part.writer.add_key_value_metadata(footer(run, part.model, part.count, version))

@@ -7,12 +7,16 @@ markers — the generated section is replaced, the export log gains a line — s
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
 from agentcap_cli.export.captures import SCHEMA as CAPTURE_SCHEMA
+from agentcap_cli.export.detectors import find, fingerprint, flagged, redact
+from agentcap_cli.export.scan import Finding, Gate, line_where, scan_text, state_of
 from agentcap_cli.export.traces import SCHEMA as TRACE_SCHEMA
 
 BEGIN, END = "<!-- agentcap:begin -->", "<!-- agentcap:end -->"
@@ -31,8 +35,8 @@ CAPTURE_FIELDS = {
     "path": "API path, e.g. /v1/chat/completions", "api": "openai-chat | openai-responses | anthropic-messages | other",
     "captured_at": "when the request was captured (UTC, ns)", "status_code": "HTTP status of the response",
     "stream": "whether the response was streamed (SSE)",
-    "request": "the request body exactly as sent, as JSON text",
-    "response": "the response: JSON text, or the raw SSE stream as received",
+    "request": "the request body exactly as sent, as JSON text (a non-JSON body as text)",
+    "response": "the response: JSON text, or the raw SSE stream as received (content-encoding undone)",
     "request_headers": "allowlisted request headers as JSON (never keys or cookies)",
     "response_headers": "allowlisted response headers as JSON",
     "error": "null, or 'kind: message' (upstream_unreachable, upstream_reset, client_disconnected, timeout)",
@@ -148,3 +152,23 @@ def update(existing: str | None, info: CardInfo) -> str:
     else:
         text = text.rstrip("\n") + f"\n\n## Exports\n\n{LOG_BEGIN}\n{_log_line(info)}\n{LOG_END}\n"
     return text
+
+
+def scan_card(info: CardInfo, name: str, gate: Gate, out: list[Finding]) -> CardInfo:
+    """Scan the card agentcap writes for ``info`` (made from run metadata: agents, models, hosts,
+    run ids); under --redact, returns the info with those secrets masked."""
+    text = render(info)
+    if not flagged([text]):
+        return info
+    scan_text(text, f"{name}/README.md", line_where(text, False), gate, out)
+    if not gate.redact:
+        return info
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if not isinstance(value, str):
+            return value
+        return redact(value, [h for h in find(value) if state_of(fingerprint(h.secret), gate) == "redacted"])
+
+    return dataclasses.replace(info, **{f.name: clean(getattr(info, f.name)) for f in dataclasses.fields(info)})

@@ -1,9 +1,13 @@
-"""What ``agentcap export`` does, as library functions: targets → scan → staged datasets → out / Hub.
+"""What ``agentcap export`` does, as library functions: targets → staged (and scanned) datasets → out / Hub.
 
-Staged layout (``--out DIR`` is exactly this; ``--push`` stages it in a temp dir and uploads):
+Staged layout (``--out DIR`` is exactly this; ``--push`` stages it in a temp dir and uploads). Each
+dataset directory is the Hub repo's name without ``OWNER/BASE-``, as the Rust agentcap named them:
 
-    DIR/captures/README.md, DIR/captures/data/<run>--<model>--<digest>.parquet        → OWNER/BASE
+    DIR/captures/README.md, DIR/captures/data/<run>--<model>--<digest>.parquet        → OWNER/BASE-captures
     DIR/<agent>-traces/README.md, DIR/<agent>-traces/data/<run>--<digest>.parquet     → OWNER/BASE-<agent>-traces
+
+and a collection ``OWNER/BASE`` gathers them. The secret scan runs while staging (the captures in
+the export workers, the rest here), so what it scans is exactly what is written.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from urllib.parse import urlsplit
 
 from agentcap_cli.export.captures import RunInfo, WrittenFile, write_run
 from agentcap_cli.export.cards import CardInfo
+from agentcap_cli.export.scan import Gate, Report, scan_json_file, scan_sessions, trufflehog, write_scan_json
 from agentcap_cli.export.traces import write_traces
 from agentcap_cli.commands.ls import count_captures
 from agentcap_cli.runrecord import RUN_JSON
@@ -35,15 +40,22 @@ class Target:
     run_dir: Path
     run: RunInfo
     captures: int = 0
+    report: Report = field(default_factory=Report)  # what the scan found, what was skipped
 
 
 def version() -> str:
     return pkg_version("agentcap")
 
 
-def run_info(run_dir: Path) -> RunInfo:
+def run_info(run_dir: Path, gate: Gate | None = None, report: Report | None = None) -> RunInfo:
+    """The run's shared columns and footer, from run.json; scanned first when there is a gate
+    (under --redact the footer is made from the masked copy, before prompts are cut to 200
+    characters, so no cut can leave half a key)."""
     try:
-        rec = json.loads((run_dir / RUN_JSON).read_text())
+        text = (run_dir / RUN_JSON).read_text(encoding="utf-8")
+        if gate is not None and report is not None:
+            text = scan_json_file(RUN_JSON, text, gate, report.findings)
+        rec = json.loads(text)
     except (OSError, ValueError):
         return RunInfo(run_dir.name)
     tasks = [{"id": t.get("task_id"), "turns": t.get("completed_turns"), "prompt": (t.get("prompt") or "")[:200]}
@@ -97,19 +109,30 @@ class Staged:
         return sum(f.rows for f in self.files)
 
 
-def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | None = None) -> list[Staged]:
-    """Write every target's parquet files under ``out`` (the layout in the module docstring)."""
+def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | None = None,
+          gate: Gate | None = None) -> list[Staged]:
+    """Write every target's parquet files under ``out`` (the layout in the module docstring),
+    scanning all that goes in when there is a ``gate``: findings and skipped captures go to each
+    target's ``report`` (and its run's scan.json)."""
     captures = Staged("captures", "captures", None)
     traces: dict[str, Staged] = {}
     for t in targets:
-        captures.files += write_run(t.run_dir / "captures", t.run, out / "captures" / "data", version(), progress)
+        t.report = Report()
+        if gate is not None:
+            t.run = run_info(t.run_dir, gate, t.report)
+        captures.files += write_run(t.run_dir / "captures", t.run, out / "captures" / "data", version(), progress,
+                                    gate=gate, report=t.report)
         captures.runs.append(t)
         if t.run.agent:
-            written = write_traces(t.run_dir, t.run, out / f"{t.run.agent}-traces" / "data", version())
+            written = write_traces(t.run_dir, t.run, out / f"{t.run.agent}-traces" / "data", version(), gate, t.report)
             if written is not None:
                 s = traces.setdefault(t.run.agent, Staged(f"{t.run.agent}-traces", "traces", t.run.agent))
                 s.files.append(written)
                 s.runs.append(t)
+        if gate is not None:
+            scan_sessions(t.run_dir, gate, t.report.findings)
+            t.report.findings += trufflehog(t.run_dir, gate, t.report.findings)
+            write_scan_json(t.run_dir, t.report)
     return [captures, *traces.values()]
 
 
@@ -129,5 +152,5 @@ def card_info(staged: Staged, repo: str, captures_repo: str, traces_repos: list[
 
 
 def repo_names(owner: str, base: str, staged: list[Staged]) -> dict[str, str]:
-    """Staged dataset name → Hub repo id."""
-    return {s.name: f"{owner}/{base}" if s.kind == "captures" else f"{owner}/{base}-{s.agent}-traces" for s in staged}
+    """Staged dataset name → Hub repo id: ``OWNER/BASE-captures``, ``OWNER/BASE-<agent>-traces``."""
+    return {s.name: f"{owner}/{base}-{s.name}" for s in staged}

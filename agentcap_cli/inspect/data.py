@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 from agentcap_addons.wire.decode import request_messages
 from agentcap_addons.wire.messages import DecodedResponse, Message
 from agentcap_addons.wire.pretty import Line, decode_response_bytes, message_lines, response_lines
-from agentcap_addons.wire.store import Capture, capture_order, read_capture, resolve_captures_dir
+from agentcap_addons.wire.store import REQUEST_SUFFIX, Capture, resolve_captures_dir
 from agentcap_cli.commands.ls import list_runs
+from agentcap_cli.export.captures import UnreadableCapture, read_checked, readable_order
 
 CHUNK = 500
 LIST_COLUMNS = ["request_id", "seq", "task_id", "turn", "model", "status_code", "ttft_ms", "prompt_tokens",
@@ -154,18 +155,32 @@ class RunLevel(Level):
         self.errors: dict[str, str] = {}
 
     def load(self, rid: str) -> Call:
-        return call_of(read_capture(self.dir, rid))
+        """The call ``rid``; raises :class:`UnreadableCapture` naming the file that does not parse."""
+        try:
+            cap = read_checked(self.dir, rid)
+            if cap is None:
+                raise UnreadableCapture(f"captures/{rid}{REQUEST_SUFFIX}: removed")
+            return call_of(cap)
+        except (KeyError, TypeError, AttributeError) as exc:  # JSON, but not a capture record
+            raise UnreadableCapture(f"captures/{rid}{REQUEST_SUFFIX}: not a capture record ({exc!r})") from None
+
+    def _unreadable(self, rid: str, seq: str, message: str) -> Row:
+        """A row for a capture that is skipped: it says so, and its preview names the file and why."""
+        self.errors[rid] = f"skipped: {message}"
+        return Row(rid, (seq, "?", "-", "-", "error", "-", "-", "unreadable, skipped"))
 
     def chunks(self) -> Iterator[list[Row]]:
         per_task: dict[str, int] = {}
         last: dict[str, list[Message]] = {}
         rows: list[Row] = []
-        for seq, _, rid in capture_order(self.dir):
+        order, bad = readable_order(self.dir)
+        for message in bad:  # the request file's head does not parse: not even its seq is known
+            rows.append(self._unreadable(message.split(REQUEST_SUFFIX)[0].rsplit("/", 1)[-1], "?", message))
+        for seq, _, rid in order:
             try:
                 call = self.calls[rid] = self.load(rid)
-            except (OSError, ValueError) as exc:
-                self.errors[rid] = f"unreadable capture {rid}: {exc}"
-                rows.append(Row(rid, (str(seq), "?", "-", "-", "error", "-", "-", f"unreadable: {type(exc).__name__}")))
+            except (OSError, UnreadableCapture) as exc:
+                rows.append(self._unreadable(rid, str(seq), str(exc)))
                 continue
             task = str(call.meta.get("task_id") or "-")
             per_task[task] = per_task.get(task, 0) + 1
