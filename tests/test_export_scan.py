@@ -199,6 +199,16 @@ def in_gzip_stream(run_dir: Path, secret: str) -> None:
     write_capture(run_dir, 1, chat(), gzipped_stream(chat_stream(secret, piece=4)))
 
 
+def in_zstd_body(run_dir: Path, secret: str) -> None:
+    """A non-JSON-parsed zstd response body (mitmproxy's clients and servers speak zstd)."""
+    from backports import zstd
+
+    data = zstd.compress(json.dumps({"choices": [{"message": {"content": env_dump(secret)}}]}).encode())
+    write_capture(run_dir, 1, chat(), {"stream": False, "headers": {"content-type": "application/json",
+                                                                       "content-encoding": "zstd"},
+                                        "body_b64": base64.b64encode(data).decode()})
+
+
 def in_run_json(run_dir: Path, secret: str) -> None:
     make_run(run_dir.parent.parent, run_dir.name, prompt="Deploy with this key:\n" + secret)
     write_capture(run_dir, 1, chat(), answer())
@@ -244,6 +254,7 @@ PLACES = {
     in_body_b64: ("captures/{rid}.request.json", "$.body_b64[base64]"),
     in_raw_b64: ("captures/{rid}.response.json", "$.raw_b64[base64]"),
     in_gzip_stream: ("captures/{rid}.response.json", "$.raw_b64[sse text]"),
+    in_zstd_body: ("captures/{rid}.response.json", "$.body_b64[base64 zstd]"),
     in_run_json: ("run.json", "$.tasks[0].prompt"),
     in_trace: ("traces/t0001/.pi/session.jsonl", "line 2 $.message.content"),
     in_sqlite_trace: ("traces/t0001/state.db", "table messages row 1 column content"),

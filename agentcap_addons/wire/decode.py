@@ -34,12 +34,24 @@ def decode_content_encoding(data: bytes, encoding: str | None) -> bytes:
 
             return brotli.decompress(data)
         if enc == "zstd":
-            import zstandard  # type: ignore[import-not-found]
-
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            return _zstd_decompress(data)
     except Exception:
         return data
     return data
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    """zstd from the standard library (3.14), else backports.zstd (a mitmproxy dependency), else zstandard."""
+    try:
+        from compression import zstd  # type: ignore[import-not-found]
+    except ImportError:
+        try:
+            from backports import zstd  # type: ignore[import-not-found, no-redef]
+        except ImportError:
+            import zstandard  # type: ignore[import-not-found]
+
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    return zstd.decompress(data)
 
 
 def request_messages(api: str, body: Any) -> list[Message]:
@@ -97,7 +109,9 @@ def response_body_bytes(capture: Capture) -> bytes:
     """The response body with any content-encoding undone."""
     resp = capture.response or {}
     data = capture.response_bytes()
-    if "raw" in resp or "raw_b64" in resp:
+    if "raw" in resp or "raw_b64" in resp or "body_b64" in resp:
+        # a stream is kept encoded; a body is decoded when captured — unless that failed (an encoding
+        # the capture could not undo then), in which case its bytes are still encoded: try again
         return decode_content_encoding(data, header_value(resp.get("headers") or {}, "content-encoding"))
     return data
 
