@@ -172,6 +172,10 @@ class Capture:
         call: Call | None = self._calls.get(flow.id)
         if call is None or flow.response is None:
             return
+        if flow.response.raw_content:
+            # made whole by another addon (replay): mitmproxy emulates this hook for it, but nothing
+            # streams through the tee; `response` records its body (a server's has no body yet here)
+            return
         call.first_byte_ms = round(flow.response.timestamp_start * 1000 - call.sent_ms, 3)
         call.last_activity = time.monotonic()
         call.teed = True

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -23,6 +24,7 @@ import agentcap_addons
 
 CAPTURE_SCRIPT = Path(agentcap_addons.__file__).resolve().parent / "capture.py"
 CONTENTVIEW_SCRIPT = Path(agentcap_addons.__file__).resolve().parent / "contentview.py"
+REPLAY_SCRIPT = Path(agentcap_addons.__file__).resolve().parent / "replay.py"
 
 
 class ProxyStartError(RuntimeError):
@@ -150,12 +152,16 @@ def start_proxy(
     events: bool = False,
     ready_timeout: float = 30.0,
     script: Path = CAPTURE_SCRIPT,
+    addons: Sequence[Path] = (),
 ) -> ProxyProcess:
     """Start a capture proxy in reverse mode in front of ``upstream`` and wait until it listens.
 
     ``events=True`` opens the capture-event pipe (:class:`CaptureEvents`); its reader must keep
     reading, or events are dropped (the proxy never blocks on it). ``script`` replaces the capture
     addon (bench/proxy.py's baseline); it must load :class:`agentcap_addons.lifecycle.Lifecycle`.
+    ``addons`` are more scripts loaded after it, in order (``REPLAY_SCRIPT``: calls answered from
+    recordings are still captured, since the capture addon sees each request first); their options go
+    in ``sets``.
     """
     run_dir = Path(run_dir)
     r, w = os.pipe()
@@ -165,6 +171,7 @@ def start_proxy(
     argv = mitm_command("mitmweb" if web else "mitmdump") + [
         "-s",
         str(script),
+        *[arg for extra in addons for arg in ("-s", str(extra))],
         "--mode",
         f"reverse:{upstream}",
         "--listen-host",

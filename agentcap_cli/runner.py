@@ -21,8 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
     TimeRemainingColumn
 from rich.table import Table
 
+from agentcap_addons.wire.cassette import Cassette
+from agentcap_addons.wire.cassettedir import run_subs
 from agentcap_addons.wire.registry import Attribution
+from agentcap_addons.wire.store import Capture, iter_captures, read_capture
 from agentcap_cli.corpus import Task
+from agentcap_cli.drift import describe, find_drift
 from agentcap_cli.followup import FollowUp, FollowupFailed, Synthesizer, next_prompt
 from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord, TurnRecord
 from agentcap_cli.services import Services
@@ -58,22 +62,66 @@ class RunOptions:
 
 
 def new_record(run_dir: Path, opts: RunOptions, tasks: list[Task], provider: str, upstream: str,
-               shard: str | None) -> RunRecord:
+               shard: str | None, replay_of: str | None = None) -> RunRecord:
     from agentcap_addons.wire.store import rfc3339_ns
 
     return RunRecord(
         run_id=run_dir.name, kind="corpus", agent=opts.agent, model=opts.model, provider=provider,
         upstream=upstream, label=opts.label, turns_per_task=opts.turns, followup=opts.followup,
-        started_at=rfc3339_ns(), shard=shard, options=opts.to_dict(),
+        started_at=rfc3339_ns(), shard=shard, options=opts.to_dict(), replay_of=replay_of,
         tasks=[TaskRecord(t.task_id, t.prompt, t.turns or opts.turns, list(t.followups)) for t in tasks])
+
+
+def replay_plan(record: RunRecord, jobs: int | None = None, timeout_s: float | None = None,
+                label: str | None = None) -> tuple[list[Task], RunOptions]:
+    """What ``agentcap run --replay`` runs: the recorded run's agent, model, tasks and turns, each turn
+    with the prompt it was given (a synthesized follow-up is not asked again). Workspaces go to the
+    new run's own directory, whatever ``--sandbox`` the recorded run had."""
+    o = record.options
+    tasks = [Task(t.task_id, t.prompt, t.turns_planned,
+                  [x.prompt for x in sorted(t.turns, key=lambda x: x.turn) if x.turn >= 2 and x.prompt] or t.followups)
+             for t in record.tasks]
+    opts = RunOptions(agent=record.agent, model=record.model, turns=record.turns_per_task,
+                      followup="continue" if record.followup == "synthesized" else record.followup,
+                      timeout_s=timeout_s or float(o.get("timeout_s") or 600), jobs=jobs or int(o.get("jobs") or 1),
+                      label=label or record.label, skills=[Path(p) for p in o.get("skills") or []],
+                      tool_dirs=[Path(p) for p in o.get("tool_dirs") or []])
+    return tasks, opts
+
+
+class ReplayCheck:
+    """``agentcap run --replay RUN``: each task's calls against the same task's recorded calls, matched as
+    the replay addon matched them while serving (the run's own directory and id normalised on both
+    sides); the first miss is the task's ``drift`` in run.json."""
+
+    def __init__(self, recorded: Path) -> None:
+        self.by_task: dict[str, list[Capture]] = {}
+        run_id = None
+        for cap in sorted(iter_captures(recorded / "captures"), key=lambda c: c.seq):
+            run_id = run_id or cap.request.get("run_id")
+            self.by_task.setdefault(str(cap.request.get("task_id")), []).append(cap)
+        run_id = run_id or recorded.name
+        # its paths as they were when it ran: under its own name, even if its directory was renamed since
+        self.subs = run_subs(recorded.parent / run_id, run_id)
+
+    def drift(self, task_id: str, request_ids: list[str], run_dir: Path) -> dict[str, object] | None:
+        calls = sorted((read_capture(run_dir / "captures", rid) for rid in request_ids), key=lambda c: c.seq)
+        recorded = self.by_task.get(task_id)
+        try:
+            cassette = Cassette(f"task {task_id}", captures=recorded, subs=self.subs) if recorded else None
+        except FileNotFoundError:
+            cassette = None
+        found, _ = find_drift(cassette, calls, run_subs(run_dir, run_dir.name), f"task {task_id} has no recorded calls")
+        return found.to_dict() if found else None
 
 
 class CorpusRun:
     """One run directory: its tasks through one agent, ``opts.jobs`` at a time."""
 
     def __init__(self, services: Services, run_dir: Path, record: RunRecord, opts: RunOptions,
-                 console: Console, podman: Podman | None = None) -> None:
+                 console: Console, podman: Podman | None = None, replay: ReplayCheck | None = None) -> None:
         self.services, self.run_dir, self.opts, self.console = services, run_dir, opts, console
+        self.replay = replay
         self.file = RunFile(run_dir, record)
         self.record = record
         self.agent: Agent = get_agent(opts.agent)
@@ -92,6 +140,17 @@ class CorpusRun:
                 "sessions": root / "sessions"}
 
     def run_task(self, rec: TaskRecord) -> None:
+        request_ids: list[str] = []
+        try:
+            self._turns(rec, request_ids)
+        finally:
+            if self.replay is not None:
+                with self.file.lock:
+                    rec.drift = self.replay.drift(rec.task_id, request_ids, self.run_dir)
+                    self.file.save()
+
+    def _turns(self, rec: TaskRecord, request_ids: list[str]) -> None:
+        """The task's turns from its first incomplete one; the ids of their calls go to ``request_ids``."""
         run_id = self.record.run_id
         paths = self._paths(rec.task_id)
         task = Task(rec.task_id, rec.prompt, rec.turns_planned, rec.followups)
@@ -129,6 +188,7 @@ class CorpusRun:
             finally:
                 self.services.keys.unregister(key)
             calls = self.services.tracker.settle_turn(run_id, rec.task_id, turn)
+            request_ids += [c.request_id for c in calls]
             if r is not None:
                 reason = self._verdict(rec, turn, r, calls)
             with self.file.lock:
@@ -255,12 +315,18 @@ class CorpusRun:
 
 
 def summary_table(record: RunRecord, limit: int = 20) -> Table:
-    table = Table(title=f"{record.run_id} — {record.status}", header_style="bold")
+    title = f"{record.run_id} — {record.status}"
+    if record.replay_of:
+        drifted = sum(1 for t in record.tasks if t.drift)
+        title += f" — replay of {record.replay_of}: {drifted}/{len(record.tasks)} task(s) drifted"
+    table = Table(title=title, header_style="bold")
     for col in ("task", "turns", "calls", "session", "result"):
         table.add_column(col, justify="right" if col in ("turns", "calls") else "left", overflow="fold")
-    rows = sorted(record.tasks, key=lambda r: (r.done, r.task_id))  # problems first
+    rows = sorted(record.tasks, key=lambda r: (r.done and not r.drift, r.task_id))  # problems first
     for rec in rows[:limit]:
         result = "[green]ok[/]" if rec.done else f"[red]{escape(rec.aborted_reason or 'incomplete')}[/]"
+        if rec.drift:
+            result = f"[red]drift: {escape(describe(rec.drift))}[/]"
         calls, failed = sum(t.calls for t in rec.turns), sum(t.failed_calls for t in rec.turns)
         table.add_row(rec.task_id, f"{rec.completed_turns}/{rec.turns_planned}",
                       f"{calls} [red]({failed} failed)[/]" if failed else str(calls), (rec.session_id or "")[:24],

@@ -42,6 +42,8 @@ class TaskRecord:
     completed_turns: int = 0
     aborted_reason: str | None = None
     turns: list[TurnRecord] = field(default_factory=list)
+    # a replay (`agentcap run --replay`): the first call no recording of this task matched, or None
+    drift: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
@@ -65,6 +67,7 @@ class RunRecord:
     shard: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # what --resume needs to continue alike
     tasks: list[TaskRecord] = field(default_factory=list)
+    replay_of: str | None = None  # `agentcap run --replay`: the run whose captures answered this one
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 The upstream (the embedded scripted model server when none is given), one capture proxy child process
 with a key registry (attribution travels with each request's key, never through shared state), the
 sandbox bridge to it, and a tracker that counts each turn's captures from the proxy's event pipe.
+With ``replay`` the proxy also loads the replay addon after the capture addon, so calls answered from
+recordings are captured like any other; ``offline`` means every call is expected to be answered there
+(no upstream is started or checked).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from urllib.parse import urlsplit
 from agentcap_addons.wire.apibase import api_root, split_api_base
 from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
 from agentcap_cli.modelserver import ModelServer, make_responder
-from agentcap_cli.proxyproc import CaptureEvents, ProxyProcess, start_proxy
+from agentcap_cli.proxyproc import REPLAY_SCRIPT, CaptureEvents, ProxyProcess, start_proxy
 from agentcap_cli.verdict import CallOutcome
 from sandbox.bridge import Bridge
 
@@ -30,6 +33,9 @@ log = logging.getLogger("agentcap.run")
 
 EMBEDDED_SCRIPT = "shell-then-answer"
 EMBEDDED_MODEL = "agentcap-scripted"
+#: where an offline proxy would forward a call nothing answered: nothing listens there, so such a
+#: call fails fast as upstream_unreachable (the replay addon never lets one through on its own)
+OFFLINE_UPSTREAM = "http://127.0.0.1:9"
 KEY_ENV = "AGENTCAP_UPSTREAM_KEY"  # only in the proxy child's environment, never on disk
 TurnKey = tuple[str, str, int, str | None, int | None]  # (run, task, turn, cell, repeat)
 
@@ -156,18 +162,24 @@ class Services:
     """Upstream + capture proxy + bridge + tracker, for the whole invocation (a context manager)."""
 
     def __init__(self, upstream: str | None, api_key: str | None, *, verbose: bool = False,
-                 script: str | None = None) -> None:
+                 script: str | None = None, replay: dict[str, str] | None = None, offline: bool = False) -> None:
+        """``replay``: the replay addon's options (``agentcap_cassettes`` …); ``offline``: do not start
+        the scripted upstream nor check ``upstream`` (every call is answered from recordings)."""
         self.work = Path(tempfile.mkdtemp(prefix="agentcap-run-"))
         os.chmod(self.work, 0o700)
         self.model_server: ModelServer | None = None
         self.judge_base_url: str | None = None  # set by `agentcap test` when the judge has its own upstream
+        self.offline = offline
         try:
-            if upstream is None:
+            if upstream is None and offline:
+                upstream = OFFLINE_UPSTREAM
+            elif upstream is None:
                 self.model_server = ModelServer(make_responder(script=script or EMBEDDED_SCRIPT)).start()
                 upstream = self.model_server.url + "/v1"
             self.upstream = upstream
             origin, root = split_api_base(upstream)  # https://host, …/v1 and …/v1/ alike
-            check_reachable(origin)
+            if not offline:
+                check_reachable(origin)
             self.api_key = api_key
             self.keys = KeyRegistry(self.work / "keys")
             self.keys.ensure()
@@ -176,7 +188,8 @@ class Services:
                 env[KEY_ENV] = api_key
             self.proxy = start_proxy(origin, self.work / "unattributed", keys_dir=self.keys.directory,
                                      upstream_key_env=KEY_ENV if api_key else None, env=env, events=True,
-                                     log=2 if verbose else None)
+                                     log=2 if verbose else None, addons=[REPLAY_SCRIPT] if replay else (),
+                                     sets=replay)
             assert self.proxy.events is not None
             self.tracker = CallTracker(self.proxy.events, self.proxy)
             self.bridge = Bridge(self.work / "sock")

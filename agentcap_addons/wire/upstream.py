@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .cassette import Cassette, Miss, miss_response, replay_response
+from .cassettedir import Subs
 from .policy import DEFAULT_PATHS, api_kind, path_matches, path_only
 from .render import Rendered, error_body, models_list, render
 from .script import NoReply, Script, choose, seed_of, to_reply
@@ -24,7 +25,7 @@ class Forward:
 
 
 class Responder(Protocol):
-    def respond(self, method: str, path: str, body: bytes) -> Rendered | Forward: ...
+    def respond(self, method: str, path: str, body: bytes, subs: Subs = ()) -> Rendered | Forward: ...
 
 
 def _common(method: str, path: str, body: bytes, models: list[str]) -> Rendered | tuple[str, object] | None:
@@ -46,7 +47,7 @@ class ScriptResponder:
     def __init__(self, script: Script) -> None:
         self.script = script
 
-    def respond(self, method: str, path: str, body: bytes) -> Rendered | Forward:
+    def respond(self, method: str, path: str, body: bytes, subs: Subs = ()) -> Rendered | Forward:
         r = _common(method, path, body, [self.script.model or "agentcap-scripted"])
         if not isinstance(r, tuple):
             return r
@@ -69,17 +70,19 @@ class ReplayResponder:
         self.cassette, self.timing, self.on_miss = cassette, timing, on_miss
         self.models = sorted({str(r.model) for r in cassette.recordings if r.model})
 
-    def respond(self, method: str, path: str, body: bytes) -> Rendered | Forward:
+    def respond(self, method: str, path: str, body: bytes, subs: Subs = ()) -> Rendered | Forward:
+        """``subs``: this run's own values (its directory and id), matched as the recording's placeholders
+        and put into the response in their place."""
         r = _common(method, path, body, self.models)
         if not isinstance(r, tuple):
             return r
         api, parsed = r
         try:
-            rec = self.cassette.take(method, path, parsed)
+            rec = self.cassette.take(method, path, parsed, subs)
         except Miss as miss:
             if self.on_miss == "forward":
                 log.warning("agentcap replay: %s; forwarding to the live upstream", miss)
                 return Forward(str(miss))
             log.error("agentcap replay: %s", miss)
             return miss_response(api, miss)
-        return replay_response(rec, self.timing)
+        return replay_response(rec, self.timing, subs, self.cassette.subs)

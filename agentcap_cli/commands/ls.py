@@ -41,8 +41,10 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
             ok = sum(1 for t in tasks if not t.get("aborted_reason")
                      and (t.get("completed_turns") or 0) >= (t.get("turns_planned") or rec.get("turns_per_task") or 1))
             row.update({k: rec.get(k) for k in ("kind", "agent", "model", "provider", "upstream", "label",
-                                                "status", "started_at", "finished_at", "shard")})
-            row.update(tasks_ok=ok, tasks=len(tasks))
+                                                "status", "started_at", "finished_at", "shard", "replay_of")})
+            # a replay (`agentcap run --replay`): how many of its tasks drifted from the recording
+            row.update(tasks_ok=ok, tasks=len(tasks),
+                       drifted=sum(1 for t in tasks if t.get("drift")) if rec.get("replay_of") else None)
         rows.append(row)
     return rows
 
@@ -51,7 +53,8 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
 @click.argument("workspace", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--workspace", "workspace_opt", type=click.Path(file_okay=False, path_type=Path),
               help="The workspace (same as the argument; default: $AGENTCAP_WORKSPACE, else the current directory).")
-@click.option("-l", "long", is_flag=True, help="Also provider, upstream, label, start and end.")
+@click.option("-l", "long", is_flag=True,
+              help="Also provider, upstream, label, start and end, and for a replay its recorded run and drift.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout instead of a table (null for unknown).")
 def ls(workspace: Path | None, workspace_opt: Path | None, long: bool, as_json: bool) -> None:
     """The runs in WORKSPACE (default: $AGENTCAP_WORKSPACE, else the current directory)."""
@@ -66,7 +69,7 @@ def ls(workspace: Path | None, workspace_opt: Path | None, long: bool, as_json: 
     table = Table(box=None, header_style="bold")
     cols = ["run", "agent", "model", "tasks ok", "captures", "status"]
     if long:
-        cols += ["provider", "upstream", "label", "started", "finished"]
+        cols += ["provider", "upstream", "label", "started", "finished", "replay of", "drift"]
     for c in cols:
         table.add_column(c, overflow="fold", no_wrap=c == "run", justify="right" if c in ("tasks ok", "captures") else "left")
     style = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
@@ -76,7 +79,10 @@ def ls(workspace: Path | None, workspace_opt: Path | None, long: bool, as_json: 
                  f"{r['tasks_ok']}/{r['tasks']}" if "tasks" in r else "-", str(r["captures"]),
                  f"[{style.get(status, 'white')}]{status}[/]"]
         if long:
+            drift = "" if r.get("drifted") is None else \
+                f"[{'red' if r['drifted'] else 'green'}]{r['drifted']}/{r['tasks']}[/]"
             cells += [r.get("provider") or "-", r.get("upstream") or "-", r.get("label") or "",
-                      (r.get("started_at") or "")[:19], (r.get("finished_at") or "")[:19]]
+                      (r.get("started_at") or "")[:19], (r.get("finished_at") or "")[:19], r.get("replay_of") or "",
+                      drift]
         table.add_row(*cells)
     out_console().print(table)

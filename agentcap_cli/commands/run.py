@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from click.core import ParameterSource
+from rich.console import Console
 from rich.logging import RichHandler
 
 from agentcap_addons.wire.apibase import split_api_base
@@ -18,7 +19,7 @@ from agentcap_cli.corpus import shard as take_shard
 from agentcap_cli.credentials import is_huggingface, upstream_key
 from agentcap_cli.followup import FALLBACKS, MODES
 from agentcap_cli.main import workspace_option
-from agentcap_cli.runner import CorpusRun, RunOptions, new_record, summary_table
+from agentcap_cli.runner import CorpusRun, ReplayCheck, RunOptions, new_record, replay_plan, summary_table
 from agentcap_cli.runrecord import RUN_JSON, load_run
 from agentcap_cli.services import EMBEDDED_MODEL, Services, UpstreamUnreachable, provider_of
 from agentcap_cli.workspace import agentcap_home, new_run_dir
@@ -57,11 +58,62 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
         raise click.BadParameter(str(exc)) from None
 
 
-def _resume_dir(value: str) -> Path:
+def _resume_dir(value: str, flag: str) -> Path:
     for candidate in (Path(value), agentcap_home() / value):
         if (candidate / RUN_JSON).is_file():
             return candidate
-    raise click.BadParameter(f"{value!r}: no {RUN_JSON} there nor under {agentcap_home()}", param_hint="--resume")
+    raise click.BadParameter(f"{value!r}: no {RUN_JSON} there nor under {agentcap_home()}", param_hint=flag)
+
+
+REPLAY_CONFLICTS = ("agents", "model", "upstream", "api_key", "tasks_file", "turns", "followup", "sandbox_dir",
+                    "skills", "tool_dirs", "resume", "shard")
+
+
+def _replay(ctx: click.Context, value: str, err: Console, verbose: int) -> None:
+    """``agentcap run --replay RUN``: the recorded run again, answered from its own captures; exits."""
+    for name in REPLAY_CONFLICTS:
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            opt = next(p for p in ctx.command.params if p.name == name)
+            flag = max(opt.opts, key=len)
+            raise click.BadParameter("cannot be combined with --replay (the recorded run's own is used)",
+                                     param_hint=f"'{flag}'")
+    src = _resume_dir(value, "--replay").resolve()
+    record = load_run(src)
+    if record.kind != "corpus":
+        raise click.BadParameter(f"{src.name} is a {record.kind} run: a suite is replayed with `agentcap test "
+                                 "--record-mode once`", param_hint="--replay")
+    if not (src / "captures").is_dir() or not any((src / "captures").iterdir()):
+        raise click.BadParameter(f"{src.name} has no captures to replay", param_hint="--replay")
+    params = ctx.params
+    given = lambda name: ctx.get_parameter_source(name) != ParameterSource.DEFAULT  # noqa: E731
+    tasks, opts = replay_plan(record, params["jobs"] if given("jobs") else None,
+                              params["timeout_s"] if given("timeout_s") else None, params["label"])
+    missing = [str(p) for p in opts.skills + opts.tool_dirs if not p.is_dir()]
+    if missing:
+        raise click.BadParameter(f"the recorded run's skills / tool dirs are gone: {', '.join(missing)}",
+                                 param_hint="--replay")
+    services = Services(None, None, verbose=verbose >= 2, offline=True,
+                        replay={"agentcap_replay": str(src), "agentcap_replay_per": "task",
+                                "agentcap_replay_on_miss": "error"})
+    try:
+        run_dir = new_run_dir(opts.agent, "replay")
+        rec = new_record(run_dir, opts, tasks, "replay", f"replay:{record.run_id}", None, replay_of=record.run_id)
+        corpus = CorpusRun(services, run_dir, rec, opts, err, replay=ReplayCheck(src))
+        try:
+            result = corpus.execute()
+        except SandboxError as exc:
+            corpus.file.finish("failed")
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            corpus.file.finish("interrupted")
+            click.echo(str(run_dir))
+            sys.exit(1)
+    finally:
+        services.close()
+    err.print(summary_table(result))
+    click.echo(str(run_dir))
+    sys.exit(0 if result.status == "done" and not any(t.drift for t in result.tasks) else 1)
 
 
 def _setup_logging(verbose: int, console: Console) -> None:
@@ -110,24 +162,34 @@ def _setup_logging(verbose: int, console: Console) -> None:
                    "[env AGENTCAP_RESUME]")
 @click.option("--shard", callback=_shard, envvar="AGENTCAP_SHARD", metavar="I/N",
               help="Only shard I of N of the corpus (every N-th task from the I-th).  [env AGENTCAP_SHARD]")
+@click.option("--replay", "replay", metavar="RUN", envvar="AGENTCAP_RUN_REPLAY",
+              help="Re-run a recorded corpus run (its dir or name): same agent, model, tasks and turns, every call "
+                   "answered from that run's captures, offline; each task's first drifted call goes to run.json.  "
+                   "[env AGENTCAP_RUN_REPLAY]")
 @click.option("-v", "--verbose", count=True, help="More logs on stderr (-vv: debug, and the proxy's own log).")
 @workspace_option
 @click.pass_context
 def run(ctx: click.Context, agents: list[str], model: str | None, upstream: str | None, api_key: str | None,
         tasks_file: Path | None, turns: int, followup: str, followup_fallback: str, timeout_s: float, label: str | None,
         sandbox_dir: Path | None, skills: tuple[Path, ...], tool_dirs: tuple[Path, ...], jobs: int,
-        resume: str | None, shard: tuple[int, int] | None, verbose: int) -> None:
+        resume: str | None, shard: tuple[int, int] | None, replay: str | None, verbose: int) -> None:
     """Run AGENT over a corpus of prompts, every turn in a fresh sandbox, every model call captured.
 
     Prints each run's directory on stdout; progress and the summary go to stderr.
-    Exit 0 when every task completed all its turns, 1 otherwise, 2 on bad input.
+    Exit 0 when every task completed all its turns (and, with --replay, none drifted), 1 otherwise,
+    2 on bad input.
     """
     err = err_console()
     _setup_logging(verbose, err)
+    if replay:
+        _replay(ctx, replay, err, verbose)
     plans: list[tuple[Path, object, RunOptions, bool]] = []
     if resume:
-        run_dir = _resume_dir(resume)
+        run_dir = _resume_dir(resume, "--resume")
         record = load_run(run_dir)
+        if record.replay_of:
+            raise click.BadParameter(f"{run_dir.name} is a replay of {record.replay_of}: replay that run again "
+                                     "instead", param_hint="--resume")
         o = record.options
         opts = RunOptions(agent=record.agent, model=record.model, turns=record.turns_per_task, followup=record.followup,
                           timeout_s=float(o.get("timeout_s") or 600), jobs=int(o.get("jobs") or 1), label=record.label,

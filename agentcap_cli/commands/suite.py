@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from rich.markup import escape
 from rich.table import Table
 
@@ -127,11 +128,20 @@ def init(directory: Path) -> None:
 @click.option("--failed", is_flag=True, help="Only the cells that failed in the last run (from the report dir's results.json).")
 @click.option("-x", "--exitfirst", is_flag=True, help="Stop starting repeats at the first failed one (= --maxfail 1).")
 @click.option("--maxfail", type=click.IntRange(1), help="Stop starting repeats after N failed ones.")
+@click.option("--record-mode", type=click.Choice(["none", "once", "new", "new_episodes", "all"]), default="none",
+              envvar="AGENTCAP_RECORD_MODE",
+              help="Cassettes (cassettes/<scenario>/<cell>/<repeat>/ in the project): none (not used); once (a repeat "
+                   "with one is replayed offline, one without runs live and is recorded); new (as once, and calls a "
+                   "cassette lacks go live and are added); all (re-record every repeat).  [env AGENTCAP_RECORD_MODE]")
+@click.option("--on-drift", type=click.Choice(["fail", "live", "record"]), default="fail", envvar="AGENTCAP_ON_DRIFT",
+              help="A replayed call that matches no recording: fail the repeat (verdict drift); go live for the rest "
+                   "of the repeat; or go live and re-record the repeat.  [env AGENTCAP_ON_DRIFT]")
 @click.option("-v", "--verbose", count=True, help="Per-trial lines (-v); the proxy's log too (-vv).")
-def test(root: Path, filter_: str | None, provider: str | None, agents: tuple[str, ...], models: tuple[str, ...],
-         repeat: int | None, upstream: str | None, jobs: int, report_dir: Path | None, no_judge: bool,
-         keep_workspace: bool, pass_rate: float | None, tags: str | None, names: str | None, failed: bool,
-         exitfirst: bool, maxfail: int | None, verbose: int) -> None:
+@click.pass_context
+def test(ctx: click.Context, root: Path, filter_: str | None, provider: str | None, agents: tuple[str, ...],
+         models: tuple[str, ...], repeat: int | None, upstream: str | None, jobs: int, report_dir: Path | None,
+         no_judge: bool, keep_workspace: bool, pass_rate: float | None, tags: str | None, names: str | None,
+         failed: bool, exitfirst: bool, maxfail: int | None, record_mode: str, on_drift: str, verbose: int) -> None:
     """Run every cell (scenario × agent × model) with its repeats; exit 0 only when all required checks pass."""
     from agentcap_cli.services import UpstreamUnreachable
     from agentcap_cli.suite.runner import plan
@@ -140,6 +150,10 @@ def test(root: Path, filter_: str | None, provider: str | None, agents: tuple[st
 
     err = err_console()
     project = _load(root)
+    record_mode = "new" if record_mode == "new_episodes" else record_mode
+    if record_mode in ("none", "all") and ctx.get_parameter_source("on_drift") == ParameterSource.COMMANDLINE:
+        raise click.BadParameter(f"applies to a replay (--record-mode once or new), not --record-mode {record_mode}",
+                                 param_hint="'--on-drift'")
     if provider:
         _check_provider(provider)
     for a in agents:
@@ -163,7 +177,8 @@ def test(root: Path, filter_: str | None, provider: str | None, agents: tuple[st
     try:
         results, reports = execute(project, units, jobs=jobs, report_dir=report_dir, no_judge=no_judge,
                                    keep_workspace=keep_workspace, verbose=verbose, upstream=upstream, err=err,
-                                   pass_rate=pass_rate, maxfail=1 if exitfirst else maxfail)
+                                   pass_rate=pass_rate, maxfail=1 if exitfirst else maxfail, record_mode=record_mode,
+                                   on_drift=on_drift)
     except SuiteInputError as exc:
         raise click.BadParameter(str(exc), param_hint="upstream") from None
     except UpstreamUnreachable as exc:

@@ -7,7 +7,8 @@
   in agentcap's sandbox (claude-code image) against the same upstream through the capture proxy.
 
 Direct calls never pass the capture proxy; the claude CLI's go to ``<run>/judge/captures``. Either way
-they are not in the agent's captures; request and answer are kept in the repeat's result.
+they are not in the agent's captures; request and answer are kept in the repeat's result (and, with
+``--record-mode``, in its cassette, so a replayed verdict needs no upstream: suite/cassettes.py).
 """
 
 from __future__ import annotations
@@ -41,17 +42,23 @@ class Prompt:
                 f"## Final state of the mocked services\n{json.dumps(self.mock_state, ensure_ascii=False)[:8000]}")
 
 
+def request_body(model: str, prompt: Prompt, api: str = "chat") -> dict[str, Any]:
+    """What a direct judge call sends (kept in the repeat's record, and in its cassette)."""
+    if api == "anthropic-api":
+        return {"model": model, "max_tokens": 400, "system": SYSTEM,
+                "messages": [{"role": "user", "content": prompt.user()}]}
+    return {"model": model, "stream": False, "max_tokens": 400,
+            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt.user()}]}
+
+
 def judge(base_url: str, model: str, api_key: str | None, prompt: Prompt, *, api: str = "chat",
           timeout: float = 120.0) -> dict[str, Any]:
     """{score, reasoning, request, response} — or {score: None, error} when the judge failed."""
+    body = request_body(model, prompt, api)
     if api == "anthropic-api":
-        body: dict[str, Any] = {"model": model, "max_tokens": 400, "system": SYSTEM,
-                                "messages": [{"role": "user", "content": prompt.user()}]}
         headers = {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
         url = api_url(base_url, "/v1/messages")
     else:
-        body = {"model": model, "stream": False, "max_tokens": 400,
-                "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt.user()}]}
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         url = api_url(base_url, "/v1/chat/completions")  # https://host, …/v1 and …/v1/ alike
     try:

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from agentcap_addons.wire.store import atomic_write_bytes
+from agentcap_cli.suite.cassettes import describe
 from agentcap_cli.suite.stats import cell_summary
 
 
 def build(records: list[dict[str, Any]], meta: dict[str, Any], gates: dict[str, float] | None = None) -> dict[str, Any]:
     """The results. A cell passes when its pass rate reaches its gate (``min_pass_rate`` / ``--pass-rate``;
-    1.0 — every repeat — by default); the suite passes when every cell does."""
+    1.0 — every repeat — by default) and none of its repeats drifted from its cassette; the suite passes
+    when every cell does."""
     by_cell: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         by_cell.setdefault(r["cell"], []).append(r)
@@ -21,8 +23,9 @@ def build(records: list[dict[str, Any]], meta: dict[str, Any], gates: dict[str, 
     for c, rs in sorted(by_cell.items()):
         summary = cell_summary(sorted(rs, key=lambda r: r["repeat"]))
         gate = (gates or {}).get(c, 1.0)
+        drifted = sum(1 for r in rs if r.get("verdict") == "drift")
         cells[c] = {"scenario": rs[0]["scenario"], "agent": rs[0]["agent"], "model": rs[0]["model"], **summary,
-                    "gate": gate, "gate_passed": summary["pass_rate"] >= gate - 1e-9}
+                    "gate": gate, "drifted": drifted, "gate_passed": summary["pass_rate"] >= gate - 1e-9 and not drifted}
     passed = sum(1 for r in records if r["passed"])
     suite_pass = bool(records) and all(c["gate_passed"] for c in cells.values())
     return {"schema": 1, **meta, "passed": suite_pass,
@@ -52,6 +55,12 @@ def junit(results: dict[str, Any]) -> bytes:
                                 ("pass_rate", f"{cell.get('pass_rate', 0):.3f}"), ("gate", f"{cell.get('gate', 1):.3f}"),
                                 ("wilson_95", "{:.3f}-{:.3f}".format(*cell.get("wilson_95", [0, 1])))):
                 ET.SubElement(props, "property", name=name, value=value)
+            if r.get("verdict") == "drift":  # its own failure type: the recording no longer matches, not a bug
+                text = describe(r["drift"])
+                f = ET.SubElement(case, "failure", type="Drift", message=text[:1000])
+                f.text = f"{text}\n{r['drift'].get('message') or ''}"
+                ET.SubElement(case, "system-out").text = (r.get("output") or "")[-4000:]
+                continue
             failed = [a for a in r["assertions"] if a["required"] and not a["passed"]]
             if r.get("error"):
                 failed.append({"name": "run", "detail": r["error"]})
@@ -79,10 +88,26 @@ def markdown(results: dict[str, Any]) -> str:
         lo, hi = c["wilson_95"]
         k = max(c["pass_hat_k"]) if c["pass_hat_k"] else 0
         judge = c["judge_score"]["mean"]
-        lines.append(f"| `{cell}` | {c['passed']}/{c['repeats']} | {c['pass_rate']:.0%} ({lo:.0%}–{hi:.0%}) | "
+        drift = f" ({c['drifted']} drifted)" if c.get("drifted") else ""
+        lines.append(f"| `{cell}` | {c['passed']}/{c['repeats']}{drift} | {c['pass_rate']:.0%} ({lo:.0%}–{hi:.0%}) | "
                      f"{c['pass_hat_k'].get(k, 0):.2f} (k={k}) | {_n(c['tokens']['mean'])} | "
                      f"{_n(c['duration_s']['mean'], '.1f')} | {_n(judge, '.2f')} | {'⚠️' if c['flaky'] else ''} |")
-    failures = [r for r in results["records"] if not r["passed"]]
+    drifts = [r for r in results["records"] if r.get("drift")]
+    if drifts:
+        lines += ["", "### Drift", "", "The agent's calls no longer match the recorded cassette:", ""]
+        for r in drifts:
+            d = r["drift"]
+            went = "" if r.get("verdict") == "drift" else " (went live)"
+            where = f"call {d['call_seq']}" + (f" (turn {d['turn']})" if d.get("turn") else "") if d.get("call_seq") \
+                else "the judge"
+            at = f" at `{d['path']}`: recorded `{_code(d['recorded'])}`, got `{_code(d['got'])}`" if d.get("path") \
+                else f": {d.get('message')}"
+            lines.append(f"- **{r['cell']}#{r['repeat']}**{went}: {where}{at}")
+    tapes = results.get("cassettes") or {}
+    if tapes.get("notes") or tapes.get("refused"):
+        lines += ["", "### Cassettes", ""] + [f"- {n}" for n in tapes.get("notes") or []] + \
+            [f"- not written (secret found): {n}" for n in tapes.get("refused") or []]
+    failures = [r for r in results["records"] if not r["passed"] and r.get("verdict") != "drift"]
     if failures:
         lines += ["", "### Failures", ""]
         for r in failures:
@@ -96,6 +121,11 @@ def markdown(results: dict[str, Any]) -> str:
             if j and not j.get("passed", True):
                 lines.append(f"  - judge: score {j.get('score')} < {j.get('min_score')} — {j.get('reasoning') or j.get('error')}")
     return "\n".join(lines) + "\n"
+
+
+def _code(v: Any) -> str:
+    text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+    return text[:120].replace("`", "'").replace("\n", "\\n")
 
 
 def _n(v: Any, spec: str = ".0f") -> str:

@@ -25,14 +25,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from agentcap_addons.wire.cassettedir import JUDGE_SUFFIX
 from agentcap_addons.wire.decode import decode_response
 from agentcap_addons.wire.registry import Attribution
-from agentcap_addons.wire.store import atomic_write_bytes, read_capture, rfc3339_ns
+from agentcap_addons.wire.store import Capture, atomic_write_bytes, iter_captures, read_capture, rfc3339_ns
 from agentcap_cli.console import err_console
 from agentcap_cli.followup import CONTINUE
 from agentcap_cli.services import Services
 from agentcap_cli.suite import judge as judges
 from agentcap_cli.suite.assertions import Outcome, cost_of, evaluate
+from agentcap_cli.suite.cassettes import Cassettes, Tape, describe
 from agentcap_cli.suite.project import Project, Scenario, harness_name
 from agentcap_cli.verdict import NO_CALL, turn_failure
 from mcp_mocks.engine import MockServer
@@ -97,8 +99,10 @@ class Ran:
 
 class SuiteRun:
     def __init__(self, project: Project, services: Services, run_dir: Path, *, no_judge: bool = False,
-                 keep_workspace: bool = False, console: Console | None = None, verbose: int = 0) -> None:
+                 keep_workspace: bool = False, console: Console | None = None, verbose: int = 0,
+                 cassettes: Cassettes | None = None) -> None:
         self.project, self.services, self.run_dir = project, services, run_dir
+        self.cassettes = cassettes  # --record-mode other than none (suite/cassettes.py)
         self.no_judge, self.keep, self.verbose = no_judge or not project.judge_enabled, keep_workspace, verbose
         self.console = console or err_console()
         self.podman = get_podman()
@@ -114,6 +118,7 @@ class SuiteRun:
         s, cell = u.scenario, u.cell
         base = self.run_dir / "cells" / cell / str(u.repeat)
         workspace, home = base / "workspace", base / "home"
+        tape = self.cassettes.begin(u) if self.cassettes else None
         snapshot = self._workspace(s, workspace, home)
         started = time.monotonic()
         mocks = {name: MockServer.load(s.mock_dirs[name]) for name in s.mcp}
@@ -129,12 +134,18 @@ class SuiteRun:
         duration = time.monotonic() - started
         for name, m in mocks.items():
             m.write(base / "mocks")
-        calls = self._model_calls(self.services.tracker.settle_cell(self.run_dir.name, cell, u.repeat))
+        caps = self._captures(self.services.tracker.settle_cell(self.run_dir.name, cell, u.repeat))
+        calls = self._model_calls(caps)
+        if tape is not None and self.cassettes is not None:
+            self.cassettes.check(tape, caps, self.run_dir)
         outcome = Outcome(workspace, snapshot, "\n".join(ran.outputs), {n: m.snapshot() for n, m in mocks.items()},
                           [c for m in mocks.values() for c in m.records()], calls, self.project.prices)
         checks = evaluate(s.assertions, outcome)
-        judged = self._judge(s, u, outcome, base) if s.judge and not self.no_judge and ran.error is None else None
-        passed = ran.error is None and all(c["passed"] for c in checks if c["required"]) and \
+        judge_calls: list[Capture] = []
+        judged = self._judge(s, u, outcome, base, tape, judge_calls) \
+            if s.judge and not self.no_judge and ran.error is None and not self._drifted(tape) else None
+        drifted = self._drifted(tape)  # the agent's calls, or the judge's request
+        passed = ran.error is None and not drifted and all(c["passed"] for c in checks if c["required"]) and \
             (judged is None or not judged["required"] or judged["passed"])
         cost = ran.cost_usd if ran.cost_usd is not None else cost_of(calls, self.project.prices)
         record = {"cell": cell, "scenario": s.id, "agent": u.agent, "provider": u.provider, "model": u.model,
@@ -143,7 +154,11 @@ class SuiteRun:
                   "tokens": sum((c["tokens_in"] or 0) + (c["tokens_out"] or 0) for c in calls),
                   "cost_usd": cost, "cost_source": "harness" if ran.cost_usd is not None else "prices",
                   "tool_calls": [{"server": c["server"], "tool": c["tool"], "args": c["args"]} for c in outcome.mock_calls],
-                  "output": outcome.output, "assertions": checks, "judge": judged, "finished_at": rfc3339_ns()}
+                  "output": outcome.output, "assertions": checks, "judge": judged, "finished_at": rfc3339_ns(),
+                  "verdict": "drift" if drifted else "passed" if passed else "failed",
+                  "drift": tape.drift.to_dict() if tape is not None and tape.drift is not None else None}
+        if tape is not None and self.cassettes is not None:
+            record["cassette"] = self.cassettes.finish(tape, u, caps, judge_calls, self.run_dir, ran.error)
         (self.run_dir / "results" / cell).mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.run_dir / "results" / cell / f"{u.repeat}.json",
                            json.dumps(record, indent=2, default=str).encode())
@@ -151,6 +166,11 @@ class SuiteRun:
             shutil.rmtree(workspace, ignore_errors=True)
         self._trial_line(u, record)
         return record
+
+    def _drifted(self, tape: Tape | None) -> bool:
+        """The repeat's verdict is drift: it missed its cassette and --on-drift fail."""
+        return tape is not None and tape.drift is not None and self.cassettes is not None and \
+            self.cassettes.on_drift == "fail"
 
     def _workspace(self, s: Scenario, workspace: Path, home: Path) -> set[str]:
         """A fresh workspace with the scenario's assets; the files it starts with (for dir_has_new_file)."""
@@ -258,11 +278,14 @@ class SuiteRun:
         return Ran([out.final_output or ""], error=out.error or (f"turn 1: {wire}" if wire else None), turns=1,
                    num_turns=out.num_turns or None, cost_usd=out.total_cost_usd if out.total_cost_usd else None)
 
-    def _model_calls(self, request_ids: list[str]) -> list[dict[str, Any]]:
-        """Usage of this repeat's captures (their ids come from the proxy's events: no directory scan)."""
+    def _captures(self, request_ids: list[str]) -> list[Capture]:
+        """This repeat's captures in call order (their ids come from the proxy's events: no directory scan)."""
+        return sorted((read_capture(self.run_dir / "captures", rid) for rid in request_ids), key=lambda c: c.seq)
+
+    def _model_calls(self, caps: list[Capture]) -> list[dict[str, Any]]:
+        """Usage of this repeat's captures."""
         out = []
-        for rid in request_ids:
-            cap = read_capture(self.run_dir / "captures", rid)
+        for cap in caps:
             d = decode_response(cap)
             body = cap.request.get("body")
             out.append({"model": body.get("model") if isinstance(body, dict) else None,
@@ -270,32 +293,55 @@ class SuiteRun:
                         "duration_ms": ((cap.response or {}).get("timings") or {}).get("done")})
         return out
 
-    def _judge(self, s: Scenario, u: Unit, o: Outcome, base: Path) -> dict[str, Any]:
+    def _judge(self, s: Scenario, u: Unit, o: Outcome, base: Path, tape: Tape | None,
+               judge_calls: list[Capture]) -> dict[str, Any]:
+        """The judge's verdict: asked live, or (a replayed repeat) its recorded answer to the same request.
+        The claude-cli judge's calls are appended to ``judge_calls``."""
         assert s.judge is not None
         model = s.judge.model or self.project.judge_model or u.model
         prompt = judges.Prompt(s.judge.rubric, o.output, [{"server": c["server"], "tool": c["tool"], "args": c["args"]}
                                                           for c in o.mock_calls], o.mock_state)
         backend = self.project.judge_backend
-        if backend == "claude-cli":
+        tapes = self.cassettes
+        replaying = tape is not None and tape.use == "replay" and tape.drift is None
+        verdict: dict[str, Any] | None = None
+        if backend == "claude-cli":  # through the proxy: served from the cassette's judge/ calls when replaying
             verdict = judges.judge_claude_cli(self.podman, self.services, self.run_dir, base, u.cell, u.repeat,
                                               model, prompt)
-        else:
+            judge_calls += self._judge_captures(u)
+            if replaying and tapes is not None and tape is not None:
+                tapes.check_judge_calls(tape, judge_calls, self.run_dir)
+        elif replaying and tapes is not None and tape is not None:
+            verdict = tapes.judge_answer(tape, backend, judges.request_body(model, prompt, backend), self.run_dir)
+        if verdict is None and tape is not None and tape.drift is not None and self._drifted(tape):
+            verdict = {"score": None, "error": f"not asked: {tape.drift.describe()}",
+                       "request": judges.request_body(model, prompt, backend)}
+        elif verdict is None:
             url = self.services.judge_base_url or self.services.direct_base_url
             verdict = judges.judge(url, model, self.services.api_key, prompt, api=backend)
+        if tapes is not None and tape is not None and not verdict.get("replayed"):
+            tapes.keep_judge(tape, backend, verdict)
         verdict["backend"] = backend
         score = verdict.get("score")
         return {**verdict, "min_score": s.judge.min_score, "required": s.judge.required,
                 "passed": score is not None and score >= s.judge.min_score}
 
+    def _judge_captures(self, u: Unit) -> list[Capture]:
+        d = self.run_dir / "judge" / "captures"
+        cell = f"{u.cell}{JUDGE_SUFFIX}"
+        return sorted((c for c in iter_captures(d) if c.request.get("cell") == cell and c.request.get("repeat") == u.repeat),
+                      key=lambda c: c.seq) if d.is_dir() else []
+
     def _trial_line(self, u: Unit, r: dict[str, Any]) -> None:
         """agenteval's per-trial line (with -v): ``trial 1/1: PASS $0.1783 turns=4 13.2s judge=1.00``."""
         if not self.verbose:
             return
-        verdict = "PASS" if r["passed"] else "FAIL"
+        verdict = "PASS" if r["passed"] else "DRIFT" if r.get("verdict") == "drift" else "FAIL"
         judge = f"  judge={r['judge']['score']:.2f}" if r["judge"] and r["judge"].get("score") is not None else ""
         cost = f"${r['cost_usd']:.4f}" if r["cost_usd"] is not None else "$?"
         turns = r["num_turns"] if r["num_turns"] is not None else r["turns"]
-        tail = f"  error: {r['error'][:80]}" if r["error"] else \
+        tail = f"  drift: {describe(r['drift'])[:160]}" if r.get("verdict") == "drift" else \
+            f"  error: {r['error'][:80]}" if r["error"] else \
             "".join(f"  failed=[{a['name']}]" for a in r["assertions"] if not a["passed"])
         self.console.print(escape(f"scenario '{u.cell}' provider={u.provider} model={u.model}\n"
                                   f"  trial {u.repeat}/{u.scenario.repeats}: {verdict} {cost} turns={turns} "
@@ -365,4 +411,5 @@ class SuiteRun:
             return {"cell": u.cell, "scenario": u.scenario.id, "agent": u.agent, "provider": u.provider,
                     "model": u.model, "repeat": u.repeat, "passed": False, "error": f"{type(exc).__name__}: {exc}",
                     "duration_s": 0.0, "turns": 0, "num_turns": None, "model_calls": 0, "tokens": 0, "cost_usd": None,
-                    "cost_source": "prices", "tool_calls": [], "output": "", "assertions": [], "judge": None}
+                    "cost_source": "prices", "tool_calls": [], "output": "", "assertions": [], "judge": None,
+                    "verdict": "failed", "drift": None}

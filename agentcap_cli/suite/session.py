@@ -91,28 +91,48 @@ def _harness_key(units: list["Unit"]) -> str | None:
 
 def execute(project: Project, units: list["Unit"], *, jobs: int = 1, report_dir: Path | None = None,
             no_judge: bool = False, keep_workspace: bool = False, verbose: int = 0, upstream: str | None = None,
-            err: Console | None = None, pass_rate: float | None = None,
-            maxfail: int | None = None) -> tuple[dict[str, Any], Path]:
+            err: Console | None = None, pass_rate: float | None = None, maxfail: int | None = None,
+            record_mode: str = "none", on_drift: str = "fail") -> tuple[dict[str, Any], Path]:
     """Run ``units``; (results, the reports dir). A cell passes when its pass rate reaches its scenario's
-    ``min_pass_rate``, else ``pass_rate``, else 1.0. Raises SuiteInputError on bad input (exit 2),
-    UpstreamUnreachable, SandboxError."""
+    ``min_pass_rate``, else ``pass_rate``, else 1.0 — and none of its repeats drifted. With a
+    ``record_mode`` other than none, repeats are served from / recorded into the project's cassettes
+    (suite/cassettes.py); when every repeat is served and a miss fails it, no upstream is needed.
+    Raises SuiteInputError on bad input (exit 2), UpstreamUnreachable, SandboxError."""
     from agentcap_cli.modelserver import ModelServer, make_responder
-    from agentcap_cli.services import Services
+    from agentcap_cli.services import Services, UpstreamUnreachable
+    from agentcap_cli.suite.cassettes import Cassettes
     from agentcap_cli.suite.report import build, write_reports
     from agentcap_cli.suite.runner import SuiteRun
     from agentcap_cli.workspace import new_run_dir
 
     err = err or err_console()
-    up = resolve_upstream(project, units, upstream)
+    tapes = Cassettes(project.root, record_mode, on_drift) if record_mode != "none" else None
+    offline = tapes is not None and tapes.offline(units)
+    try:
+        up = resolve_upstream(project, units, upstream)
+    except SuiteInputError:
+        if not offline:
+            raise
+        up = Resolved(None, None, None, "none: every repeat is served from its cassette")
     if verbose:
-        err.print(f"upstream: {up.url or f'script {up.script}'} (from {up.source}); "
-                  f"key: {'set' if up.api_key else 'none'}", highlight=False)
+        err.print(f"upstream: {'none (offline: cassettes)' if offline else up.url or f'script {up.script}'} "
+                  f"(from {up.source}); key: {'set' if up.api_key else 'none'}", highlight=False)
+    notes = tapes.notes(units) if tapes else []
     judge_server = None
     os.environ.setdefault("AGENTCAP_WORKSPACE", str(project.root))
-    services = Services(up.url, up.api_key, verbose=verbose >= 2, script=up.script)
+    try:
+        services = Services(up.url, up.api_key, verbose=verbose >= 2, script=up.script,
+                            replay=tapes.proxy_options() if tapes else None, offline=offline)
+    except UpstreamUnreachable as exc:
+        if tapes is None or tapes.mode == "all":
+            raise
+        live = [f"{u.cell}#{u.repeat}" for u in units if tapes.use(u) != "replay"]
+        why = (f"the repeats without a cassette need it: {', '.join(live[:8])}{' …' if len(live) > 8 else ''}"
+               if live else f"--on-drift {on_drift} / --record-mode {tapes.mode} need it")
+        raise UpstreamUnreachable(f"{exc}; {why}") from None
     try:
         ju = project.judge_upstream
-        if ju is not None and not no_judge:
+        if ju is not None and not no_judge and not offline:
             if ju.script:
                 judge_server = ModelServer(make_responder(script=str(ju.script))).start()
                 services.judge_base_url = judge_server.url + "/v1"
@@ -122,12 +142,21 @@ def execute(project: Project, units: list["Unit"], *, jobs: int = 1, report_dir:
         run_file = _run_file(run_dir, project, units, up)
         started = time.monotonic()
         suite = SuiteRun(project, services, run_dir, no_judge=no_judge, keep_workspace=keep_workspace, console=err,
-                         verbose=verbose)
+                         verbose=verbose, cassettes=tapes)
         records = suite.run(units, jobs, maxfail=maxfail)
         gates = {u.cell: u.scenario.min_pass_rate if u.scenario.min_pass_rate is not None else
                  pass_rate if pass_rate is not None else 1.0 for u in units}
         results = build(records, {"project": str(project.root), "run_id": run_dir.name, "run_dir": str(run_dir),
                                   "jobs": jobs, "wall_s": round(time.monotonic() - started, 3)}, gates)
+        if tapes is not None:
+            refused = [f"{r['cell']}#{r['repeat']}: {r['cassette']['refused']}" for r in records
+                       if (r.get("cassette") or {}).get("refused")]
+            notes += [f"{r['cell']}#{r['repeat']}: {r['cassette']['why']}" for r in records
+                      if (r.get("cassette") or {}).get("why")]
+            results["cassettes"] = {"mode": tapes.mode, "on_drift": on_drift, "dir": str(tapes.root),
+                                    "offline": offline, "notes": notes, "refused": refused}
+            if refused:  # a cassette holding a secret is never written: the run fails
+                results["passed"] = results["summary"]["suite_pass"] = False
         if suite.stopped_early:
             results["passed"] = results["summary"]["suite_pass"] = False
             results["stopped_early"] = {"maxfail": maxfail, "not_run": len(units) - len(records)}
@@ -159,8 +188,8 @@ def _run_file(run_dir: Path, project: Project, units: list["Unit"], up: Resolved
 
     rec = RunRecord(run_id=run_dir.name, kind="suite", agent=",".join(sorted({harness_name(u.provider) for u in units})),
                     model=",".join(sorted({u.model for u in units})),
-                    provider="scripted" if up.script else provider_of(up.url),
-                    upstream=up.url or f"script:{up.script}", label=project.root.name,
+                    provider="scripted" if up.script else provider_of(up.url) if up.url else "cassettes",
+                    upstream=up.url or (f"script:{up.script}" if up.script else "cassettes"), label=project.root.name,
                     turns_per_task=max(u.scenario.turns for u in units), followup="continue",
                     started_at=rfc3339_ns(),
                     tasks=[TaskRecord(f"{u.cell}#{u.repeat}", u.scenario.prompt, u.scenario.turns) for u in units])
@@ -170,7 +199,9 @@ def _run_file(run_dir: Path, project: Project, units: list["Unit"], up: Resolved
 
 
 def summary(err: Console, results: dict[str, Any]) -> None:
-    """The rich table, each failure on one line, then agenteval's verdict line."""
+    """The rich table, each failure (and drift) on one line, then agenteval's verdict line."""
+    from agentcap_cli.suite.cassettes import describe
+
     table = Table(title=f"agentcap test — {'passed' if results['passed'] else 'FAILED'}", header_style="bold")
     for col in ("cell", "pass", "rate (95% CI)", "gate", "tokens", "cost $", "time s", "judge", "flaky"):
         table.add_column(col)
@@ -185,8 +216,18 @@ def summary(err: Console, results: dict[str, Any]) -> None:
                       "-" if c["judge_score"]["mean"] is None else f"{c['judge_score']['mean']:.2f}",
                       "⚠" if c["flaky"] else "")
     err.print(table)
+    for note in (results.get("cassettes") or {}).get("notes") or []:
+        err.print(f"[yellow]cassettes:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for line in (results.get("cassettes") or {}).get("refused") or []:
+        err.print(f"[red]error:[/] cassette not written (secret found): {escape(line)}", highlight=False, soft_wrap=True)
     for r in results["records"]:
-        if not r["passed"]:
+        if r.get("verdict") == "drift":
+            err.print(f"[red]✗[/] {escape(r['cell'])}#{r['repeat']}: drift: {escape(describe(r['drift']))}",
+                      highlight=False, soft_wrap=True)
+        elif r.get("drift"):
+            err.print(f"[yellow]~[/] {escape(r['cell'])}#{r['repeat']}: drifted, went live: "
+                      f"{escape(describe(r['drift']))}", highlight=False, soft_wrap=True)
+        if not r["passed"] and r.get("verdict") != "drift":
             bad = [f"{a['name']}: {a['detail']}" for a in r["assertions"] if a["required"] and not a["passed"]]
             judge = r.get("judge") or {}
             if judge.get("required") and not judge.get("passed", True):
