@@ -13,10 +13,25 @@ A handler (``handler.py``) is ``fn(args, ctx)``; it changes ``ctx.state.data`` (
 the state dict itself) and returns the result, or raises :class:`ToolError`.
 """
 
-from .engine import CallRecord, Context, MockServer, Outcome, ToolError
-from .serve import HTTPMock, MockApp, mcp_server, serve_stdio
-from .spec import MockSpec, load_spec
-from .state import State
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CallRecord", "Context", "HTTPMock", "MockApp", "MockServer", "MockSpec", "Outcome", "State", "ToolError",
-           "load_spec", "mcp_server", "serve_stdio"]
+if TYPE_CHECKING:
+    from .engine import CallRecord, Context, MockServer, Outcome, ToolError
+    from .serve import HTTPMock, MockApp, mcp_server, serve_stdio
+    from .spec import MockSpec, load_spec
+    from .state import State
+
+#: name → its module: imported on first use, so `mcp_mocks.threaded` (the model server's HTTP
+#: plumbing) does not pull in the mcp SDK, and a CLI command starts quickly
+_WHERE = {"CallRecord": "engine", "Context": "engine", "MockServer": "engine", "Outcome": "engine",
+          "ToolError": "engine", "HTTPMock": "serve", "MockApp": "serve", "mcp_server": "serve",
+          "serve_stdio": "serve", "MockSpec": "spec", "load_spec": "spec", "State": "state"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
