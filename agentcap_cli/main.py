@@ -62,12 +62,25 @@ def workspace_option(f):  # noqa: ANN001, ANN201
                              "[env AGENTCAP_WORKSPACE]")(f)
 
 
+#: the ``agenteval`` command (agenteval's CLI): the same commands under agenteval's names
+AGENTEVAL_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("agentcap_cli.commands.suite:test", "Run the suite, emit reports, exit nonzero on failure."),
+    "list": ("agentcap_cli.commands.suite:list_", "List the discovered scenarios."),
+    "validate": ("agentcap_cli.commands.suite:validate", "Check the project's structure without calling any model."),
+    "init": ("agentcap_cli.commands.agenteval:init", "Scaffold a new eval project."),
+}
+
+
 class LazyGroup(click.Group):
+    """Commands from a table ``name → ("module:attr", short help)``, imported only when one runs."""
+
+    table: dict[str, tuple[str, str]] = COMMANDS
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted(self.table)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        ref = COMMANDS.get(name)
+        ref = self.table.get(name)
         if ref is None:
             return None
         module, _, attr = ref[0].partition(":")
@@ -76,7 +89,11 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list from the table: no command module is imported to print it."""
         with formatter.section("Commands"):
-            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+            formatter.write_dl([(name, self.table[name][1]) for name in self.list_commands(ctx)])
+
+
+class AgentevalGroup(LazyGroup):
+    table = AGENTEVAL_COMMANDS
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -91,9 +108,20 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@click.group(cls=AgentevalGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="agentcap")
+def agenteval() -> None:
+    """Unit tests for agents (agenteval projects), run in agentcap's sandbox with every model call captured."""
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="agentcap")
+
+
+def agenteval_main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    agenteval(prog_name="agenteval")
 
 
 if __name__ == "__main__":

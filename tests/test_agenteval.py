@@ -18,7 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from agentcap_addons.wire.yamlfile import ConfigError
-from agentcap_cli.commands.agenteval import agenteval
+from agentcap_cli.main import agenteval
 from agentcap_cli.main import cli
 from agentcap_cli.modelserver import ModelServer, make_responder
 from agentcap_cli.suite.assertions import Assertion, Outcome, evaluate
@@ -29,7 +29,7 @@ from agentcap_cli.suite.session import SuiteInputError, resolve_upstream
 REPO = Path(__file__).resolve().parent.parent
 README_PROJECT = REPO / "tests" / "support" / "agenteval-readme"
 MODEL = REPO / "tests" / "support" / "agenteval-readme-model.yaml"
-AGENTEVAL = [sys.executable, "-c", "from agentcap_cli.commands.agenteval import main; main()"]
+AGENTEVAL = [sys.executable, "-c", "from agentcap_cli.main import agenteval_main; agenteval_main()"]
 
 
 @pytest.fixture

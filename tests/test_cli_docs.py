@@ -50,7 +50,7 @@ def test_top_level_help_imports_no_command_module():
 def test_agenteval_help_lists_its_commands():
     from click.testing import CliRunner
 
-    from agentcap_cli.commands.agenteval import agenteval
+    from agentcap_cli.main import agenteval
 
     out = CliRunner().invoke(agenteval, ["--help"]).output
     assert all(c in out for c in ("run", "list", "validate", "init"))

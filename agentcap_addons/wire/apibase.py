@@ -51,3 +51,12 @@ def api_root(url: str) -> str:
 def api_url(base: str, path: str) -> str:
     """``base`` (any spelling) + an API path from its root: ``api_url("https://h", "/v1/chat/completions")``."""
     return api_root(base) + "/" + path.lstrip("/")
+
+
+def agent_env(base_url: str, key: str | None) -> dict[str, str]:
+    """What to export for an OpenAI- or Anthropic-style client to go through the proxy."""
+    env = {"OPENAI_BASE_URL": base_url, "ANTHROPIC_BASE_URL": base_url.removesuffix("/v1")}
+    if key:
+        env["OPENAI_API_KEY"] = key
+        env["ANTHROPIC_API_KEY"] = key
+    return env

@@ -11,11 +11,10 @@ import sys
 import click
 from rich.markup import escape
 
-from agentcap_addons.wire.apibase import api_root
+from agentcap_addons.wire.apibase import agent_env, api_root
 from agentcap_addons.wire.cassette import DEFAULT_IGNORE, MATCHERS
 from agentcap_addons.wire.yamlfile import ConfigError
 from agentcap_cli.calllog import served_line
-from agentcap_cli.commands.proxy import agent_env
 from agentcap_cli.console import err_console, out_console
 from agentcap_cli.modelserver import ModelApp, make_responder
 from mcp_mocks.threaded import bind, uvicorn_server

@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from agentcap_addons.wire.apibase import split_api_base, split_origin
+from agentcap_addons.wire.apibase import agent_env, split_api_base, split_origin
 from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
 from agentcap_addons.wire.store import REQUEST_SUFFIX, atomic_write_bytes
 from agentcap_cli.calllog import line_for_event
@@ -39,15 +39,6 @@ def _upstream(ctx: click.Context, param: click.Parameter, value: str) -> tuple[s
         return split_api_base(value)  # …/v1 or not: the agents get <proxy><root>/v1 either way
     except ValueError as e:
         raise click.BadParameter(f"{value!r} {e}") from None
-
-
-def agent_env(base_url: str, key: str | None) -> dict[str, str]:
-    """What to export for an OpenAI- or Anthropic-style client to go through the proxy."""
-    env = {"OPENAI_BASE_URL": base_url, "ANTHROPIC_BASE_URL": base_url.removesuffix("/v1")}
-    if key:
-        env["OPENAI_API_KEY"] = key
-        env["ANTHROPIC_API_KEY"] = key
-    return env
 
 
 @click.command()

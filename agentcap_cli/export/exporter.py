@@ -25,7 +25,7 @@ from agentcap_cli.export.captures import RunInfo, WrittenFile, write_run
 from agentcap_cli.export.cards import CardInfo
 from agentcap_cli.export.scan import Gate, Report, scan_json_file, scan_sessions, trufflehog, write_scan_json
 from agentcap_cli.export.traces import write_traces
-from agentcap_cli.commands.ls import count_captures
+from agentcap_cli.workspace import count_captures
 from agentcap_cli.runrecord import RUN_JSON
 
 REPO_RE = re.compile(r"^(?:hf://datasets/)?([A-Za-z0-9][\w.-]{0,95})/([A-Za-z0-9][\w.-]{0,95})/?$")

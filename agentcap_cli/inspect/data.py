@@ -20,7 +20,7 @@ from agentcap_addons.wire.decode import request_messages
 from agentcap_addons.wire.messages import DecodedResponse, Message
 from agentcap_addons.wire.pretty import Line, decode_response_bytes, message_lines, response_lines
 from agentcap_addons.wire.store import REQUEST_SUFFIX, Capture, resolve_captures_dir
-from agentcap_cli.commands.ls import list_runs
+from agentcap_cli.workspace import list_runs
 from agentcap_cli.export.captures import UnreadableCapture, read_checked, readable_order
 
 CHUNK = 500

@@ -1,0 +1,99 @@
+"""The import contract (docs/architecture.md), checked on the source by an AST walk:
+
+* ``agentcap_addons.wire`` never imports mitmproxy (readers use it without mitmproxy installed);
+* ``sandbox`` and ``mcp_mocks`` import nothing of agentcap's but ``agentcap_addons.wire``; the three
+  packages below the CLI never import ``agentcap_cli``, nor each other;
+* ``agentcap_cli.commands`` are imported only by ``agentcap_cli.main`` (lazily, from its table) and
+  import no other command module;
+* no import cycle at module level (imports inside functions are deferred on purpose and not counted).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("agentcap_addons", "agentcap_cli", "sandbox", "mcp_mocks", "agenteval")
+
+
+def module_of(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, top_level_only: bool) -> set[str]:
+    """The modules ``path`` imports (absolute names); with ``top_level_only``, not those in functions."""
+    tree = ast.parse(path.read_text())
+    me = module_of(path).split(".")
+    package = me if path.name == "__init__.py" else me[:-1]
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    if top_level_only:  # also imports under module-level if/try (not TYPE_CHECKING)
+        extra = []
+        for n in tree.body:
+            if isinstance(n, ast.Try):
+                extra += n.body + n.orelse + [s for h in n.handlers for s in h.body]
+            elif isinstance(n, ast.If) and "TYPE_CHECKING" not in ast.dump(n.test):
+                extra += n.body + n.orelse
+        nodes = list(nodes) + extra
+    out = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                name = ".".join(base + ([node.module] if node.module else []))
+                out.add(name)
+                if not node.module:  # from . import x, y: the submodules
+                    out.update(f"{name}.{a.name}" for a in node.names)
+            else:
+                out.add(node.module or "")
+    return out
+
+
+def sources() -> dict[str, Path]:
+    return {module_of(p): p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")}
+
+
+def test_the_import_rules_hold():
+    problems = []
+    for mod, path in sorted(sources().items()):
+        top = mod.split(".")[0]
+        for name in sorted(imports(path, top_level_only=False)):
+            ntop = name.split(".")[0]
+            if mod.startswith("agentcap_addons.wire") and ntop == "mitmproxy":
+                problems.append(f"{mod} imports {name}: wire must not need mitmproxy")
+            if top in ("sandbox", "mcp_mocks", "agentcap_addons") and ntop in PACKAGES and ntop != top \
+                    and not name.startswith("agentcap_addons.wire"):
+                problems.append(f"{mod} imports {name}: only agentcap_addons.wire is shared below the CLI")
+            if name.startswith("agentcap_cli.commands") and mod != "agentcap_cli.main" \
+                    and not (mod.startswith("agentcap_cli.commands") and name in ("agentcap_cli.commands", mod)):
+                problems.append(f"{mod} imports {name}: commands are reached through agentcap_cli.main only")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_import_cycle_at_module_level():
+    mods = sources()
+    graph = {m: {n for n in imports(p, top_level_only=True) if n in mods and n != m} for m, p in mods.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append(" -> ".join(stack[stack.index(n):] + [n]))
+            elif n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    # a package importing its own submodules in __init__ is not a cycle of concern
+    cycles = [c for c in cycles if not all(x.startswith(c.split(" -> ")[0]) for x in c.split(" -> "))]
+    assert not cycles, "\n".join(cycles)
