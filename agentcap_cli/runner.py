@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, \
-    TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from agentcap_addons.wire.cassette import Cassette
@@ -30,12 +35,11 @@ from agentcap_cli.drift import describe, find_drift
 from agentcap_cli.followup import FollowUp, FollowupFailed, Synthesizer, next_prompt
 from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord, TurnRecord
 from agentcap_cli.services import Services
-from agentcap_cli.verdict import NO_CALL, CallOutcome, turn_failure
-from sandbox.agents import Agent, TurnInput, get_agent
+from agentcap_cli.turns import TurnRun, run_pool, run_turn, turn_verdict
+from sandbox.agents import Agent, get_agent
+from sandbox.container import remove_containers
 from sandbox.images import ensure_image
-from sandbox.podman import Podman, SandboxError, get_podman
-from sandbox.session import TurnResult, run_agent_turn
-from sandbox.turn import remove_containers
+from sandbox.podman import Podman, get_podman
 
 log = logging.getLogger("agentcap.run")
 
@@ -169,32 +173,21 @@ class CorpusRun:
                                    f"failed ({escape(follow.fallback)}); saying 'continue' "
                                    "(--followup-fallback continue)", highlight=False)
             prompt = follow.prompt
-            key = self.services.turn_key(Attribution(run_id=run_id, task_id=rec.task_id, turn=turn,
-                                                     captures_dir=str(self.run_dir / "captures")))
-            t = TurnInput(prompt=prompt, turn=turn, base_url=self.services.agent_base_url, api_key=key,
-                          model=self.opts.model, workspace=paths["workspace"], home=paths["home"],
-                          session_id=rec.session_id, base_prompt=self.opts.base_prompt, skills=self.opts.skills)
             stem = paths["sessions"] / f"{rec.task_id}_turn_{turn:02d}"
-            started = time.monotonic()
-            r: TurnResult | None = None
-            reason: str | None = None
-            try:
-                r = run_agent_turn(self.podman, self.agent, t, stdout=stem.with_suffix(".out"),
-                                   stderr=stem.with_suffix(".err"), trace_dir=paths["traces"], forwards=self.services.forwards,
-                                   timeout_s=self.opts.timeout_s, labels={"run": run_id, "task": rec.task_id},
-                                   tool_dirs=self.opts.tool_dirs)
-            except SandboxError as exc:
-                reason = f"error: {str(exc).splitlines()[0]}"
-            finally:
-                self.services.keys.unregister(key)
-            calls = self.services.tracker.settle_turn(run_id, rec.task_id, turn)
-            request_ids += [c.request_id for c in calls]
-            if r is not None:
-                reason = self._verdict(rec, turn, r, calls)
+            run = run_turn(self.services, self.podman, self.agent,
+                           Attribution(run_id=run_id, task_id=rec.task_id, turn=turn,
+                                       captures_dir=str(self.run_dir / "captures")),
+                           stdout=stem.with_suffix(".out"), stderr=stem.with_suffix(".err"), trace_dir=paths["traces"],
+                           timeout_s=self.opts.timeout_s, labels={"run": run_id, "task": rec.task_id},
+                           tool_dirs=self.opts.tool_dirs, prompt=prompt, turn=turn, model=self.opts.model,
+                           workspace=paths["workspace"], home=paths["home"], session_id=rec.session_id,
+                           base_prompt=self.opts.base_prompt, skills=self.opts.skills)
+            r, calls = run.result, run.calls
+            request_ids += run.request_ids
+            reason = self._verdict(rec, turn, run)
             with self.file.lock:
-                rec.turns.append(TurnRecord(turn, prompt, r.returncode if r else None,
-                                            round(time.monotonic() - started, 3), len(calls), reason,
-                                            failed_calls=sum(1 for c in calls if c.answered and not c.ok),
+                rec.turns.append(TurnRecord(turn, prompt, r.returncode if r else None, run.duration_s, len(calls),
+                                            reason, failed_calls=sum(1 for c in calls if c.answered and not c.ok),
                                             followup_fallback=follow.fallback))
                 if reason:
                     rec.aborted_reason = reason
@@ -207,23 +200,17 @@ class CorpusRun:
                 return
             last_reply = r.reply if r else None
 
-    def _verdict(self, rec: TaskRecord, turn: int, r: TurnResult, calls: list[CallOutcome]) -> str | None:
-        """Why the turn failed, or None: the agent's own end first, then the wire (agentcap_cli/verdict.py)."""
-        if self.stop.is_set():
+    def _verdict(self, rec: TaskRecord, turn: int, run: TurnRun) -> str | None:
+        """Why the turn failed, or None (turns.turn_verdict; a later turn may exit nonzero and still count,
+        and a task that must resume by id needs the first turn's session id)."""
+        if self.stop.is_set() and run.result is not None:
             return "interrupted"
-        if r.timed_out:
-            return "timeout"
-        wire = turn_failure(calls, self.run_dir / "captures")
-        if wire == NO_CALL and r.returncode != 0:
-            return "failed"  # the agent ended before calling the model; its exit code is in the record
-        if wire:
-            return wire  # an agent that exits 0 after its model calls failed did not do the turn
-        if r.returncode != 0 and turn == 1:
-            return "failed"
-        if (turn == 1 and rec.turns_planned > 1 and self.agent.supports_resume
-                and self.agent.resumes_by_id and not r.session_id):
+        reason = turn_verdict(run, self.run_dir / "captures", exit_code_counts=turn == 1)
+        r = run.result
+        if reason is None and r is not None and (turn == 1 and rec.turns_planned > 1 and self.agent.supports_resume
+                                                 and self.agent.resumes_by_id and not r.session_id):
             return "no_session_id"
-        return None
+        return reason
 
     def _followup_failed(self, rec: TaskRecord, turn: int, cause: str) -> None:
         """No silent change of the corpus: the task stops, run.json and stderr say why."""
@@ -258,25 +245,21 @@ class CorpusRun:
                             console=self.console, transient=False)
         total_turns = sum(r.turns_planned for r in self.record.tasks)
         bar = progress.add_task("", total=total_turns, completed=self._turns_done())
-        pool = ThreadPoolExecutor(max_workers=max(1, self.opts.jobs), thread_name_prefix="agentcap-task")
-        futures: dict[Future[None], TaskRecord] = {}
-        status = "done"
-        try:
-            with progress:
-                for rec in todo:
-                    futures[pool.submit(self._guarded, rec)] = rec
-                pending = set(futures)
-                while pending:
-                    _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-                    progress.update(bar, completed=self._turns_done(), description=self._describe())
-                progress.update(bar, completed=self._turns_done(), description=self._describe())
-        except KeyboardInterrupt:
+
+        def tick() -> None:
+            progress.update(bar, completed=self._turns_done(), description=self._describe())
+
+        with progress:
+            try:
+                interrupted = run_pool(todo, self._guarded, self.opts.jobs, podman=self.podman,
+                                       run_id=self.record.run_id, on_tick=tick, name="agentcap-task",
+                                       on_interrupt=self._interrupting)
+            finally:
+                tick()
+        # each stopped turn was recorded "interrupted" by its worker; tasks not started stay incomplete
+        if interrupted:
             status = "interrupted"
-            self.console.print("[yellow]interrupted: stopping the turns in flight …[/]")
-            self._interrupt(futures)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if status != "interrupted":
+        else:
             status = "done" if all(r.done for r in self.record.tasks) else "failed"
         self.file.finish(status)
         return self.record
@@ -293,14 +276,9 @@ class CorpusRun:
         finally:
             self.running.discard(rec.task_id)
 
-    def _interrupt(self, futures: dict[Future[None], TaskRecord]) -> None:
+    def _interrupting(self) -> None:
         self.stop.set()
-        deadline = time.monotonic() + 60
-        # a worker may be creating its container right now: remove until every worker has returned
-        while any(not f.done() for f in futures) and time.monotonic() < deadline:
-            remove_containers(self.podman, run=self.record.run_id)
-            wait([f for f in futures if not f.done()], timeout=0.5)
-        # each stopped turn was recorded "interrupted" by its worker; tasks not started stay incomplete
+        self.console.print("[yellow]interrupted: stopping the turns in flight …[/]")
 
     def _turns_done(self) -> int:
         return sum(r.completed_turns for r in self.record.tasks)

@@ -5,7 +5,7 @@ so drift hits all alike:
 
   bare     `podman run --rm --network none IMAGE CMD` (the CLI: podman's own floor)
   api      the same through podman-py and the API service (no entry script, no forwarders)
-  agentcap sandbox.turn.run_container: entry script, socat forwarders for the proxy and one
+  agentcap sandbox.container.run_container: entry script, socat forwarders for the proxy and one
            mock (ready before the command runs), session files, labels, watchdog, removal
 
 "start" is the time from the call until the command inside wrote its first timestamp (host and
@@ -34,7 +34,7 @@ from rich.table import Table  # noqa: E402
 from sandbox.bridge import Bridge  # noqa: E402
 from sandbox.images import ensure_image  # noqa: E402
 from sandbox.podman import get_podman  # noqa: E402
-from sandbox.turn import ContainerSpec, Mount, run_container  # noqa: E402
+from sandbox.container import ContainerSpec, Mount, run_container  # noqa: E402
 
 STAMP = "date +%s.%N"
 

@@ -80,7 +80,7 @@ def _container_check(podman: Podman) -> Check:
     """A real container from the base image: no network but loopback, exits 0."""
     if not is_built(podman, "base"):
         return Check("container run", WARN, "skipped: the base image is not built yet", "agentcap sandbox build base")
-    from .turn import ContainerSpec, run_container
+    from .container import ContainerSpec, run_container
 
     scratch = podman.state / "doctor"
     scratch.mkdir(exist_ok=True)

@@ -1,154 +1,79 @@
-"""Running one command in a fresh container: the lifecycle of a single turn.
+"""One agent turn in a sandbox: adapter + image + container, as a library call.
 
-create → start → wait (bounded by the turn's timeout) → kill on timeout → remove, always, also on
-Ctrl-C or an exception. Every container carries agentcap labels (run, task, turn) so that one left
-behind by a killed orchestrator is found and removed by ``remove_containers`` / ``agentcap sandbox
-prune``. Paths are mounted at the same place inside as outside, the network is ``none`` (see
-bridge.py), stdin is closed and stdout / stderr go straight to the session files.
+The caller owns everything outside the container: the capture proxy and the per-turn key (already
+registered), the MCP mocks, and the bridge whose sockets are the container's only way out. This
+module puts the adapter's config in place, runs its command in a fresh container, reads the reply and
+session id back and copies the native trace out.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .images import LABEL
-from .podman import Podman, SandboxError
-
-log = logging.getLogger("agentcap.sandbox")
-
-ENTRY = Path(__file__).with_name("entry.sh")
-ENTRY_IN_CONTAINER = "/agentcap/entry.sh"
-#: returncode reported for a turn killed at its timeout (as `timeout(1)` does)
-TIMEOUT_RC = 124
-
-
-@dataclass(frozen=True)
-class Mount:
-    source: Path
-    read_only: bool = False
-    target: str | None = None  # default: the same path as on the host
-
-    def as_podman(self) -> dict[str, object]:
-        return {"type": "bind", "source": str(self.source), "target": self.target or str(self.source),
-                "read_only": self.read_only}
+from .agents import Agent, TurnInput
+from .images import LABEL, ensure_image
+from .podman import Podman
+from .container import ContainerSpec, Mount, run_container
 
 
 @dataclass
-class ContainerSpec:
-    image: str
-    command: list[str]
-    workdir: Path
-    stdout: Path
-    stderr: Path
-    env: dict[str, str] = field(default_factory=dict)
-    mounts: list[Mount] = field(default_factory=list)
-    forwards: Mapping[int, Path] = field(default_factory=dict)  # port inside → unix socket on the host
-    labels: dict[str, str] = field(default_factory=dict)
-    timeout_s: float = 600.0
-    name: str | None = None
-
-
-@dataclass
-class ContainerResult:
+class TurnResult:
     returncode: int
     duration_s: float
     timed_out: bool
-    name: str
+    session_id: str | None
+    reply: str | None
+    stdout: Path
+    stderr: Path
+    trace_files: list[Path] = field(default_factory=list)
+    cost_usd: float | None = None  # reported by the harness (claude-code), else None
+    num_turns: int | None = None  # the agent's own turns, reported by the harness
 
 
-def run_container(podman: Podman, spec: ContainerSpec) -> ContainerResult:
-    """Run ``spec`` to completion in a fresh container that is always removed afterwards."""
-    client = podman.client()
-    name = spec.name or f"agentcap-{uuid.uuid4().hex[:12]}"
-    spec.stdout.parent.mkdir(parents=True, exist_ok=True)
-    for path in (spec.stdout, spec.stderr):
-        path.touch()
-    mounts = [Mount(ENTRY, read_only=True, target=ENTRY_IN_CONTAINER), Mount(spec.stdout), Mount(spec.stderr),
-              *spec.mounts]
-    sockets = {path.parent for path in spec.forwards.values()}
-    mounts += [Mount(d) for d in sorted(sockets)]
-    env = {**spec.env, "AGENTCAP_STDOUT": str(spec.stdout), "AGENTCAP_STDERR": str(spec.stderr),
-           "AGENTCAP_FORWARDS": " ".join(f"{port}={sock}" for port, sock in spec.forwards.items())}
-    started = time.monotonic()
-    timed_out = False
-    try:
-        container = client.containers.create(
-            spec.image, command=["/bin/bash", ENTRY_IN_CONTAINER, *spec.command], name=name,
-            environment=env, mounts=_dedupe(mounts), network_mode="none", working_dir=str(spec.workdir),
-            labels={LABEL: "1", **spec.labels}, stdin_open=False, tty=False, init=True,
-            log_config={"Type": "none"})
-        expired = threading.Event()
+def run_agent_turn(
+    podman: Podman,
+    agent: Agent,
+    t: TurnInput,
+    *,
+    stdout: Path,
+    stderr: Path,
+    trace_dir: Path,
+    forwards: Mapping[int, Path],
+    timeout_s: float = 600.0,
+    labels: Mapping[str, str] | None = None,
+    read_only: Sequence[Path] = (),
+    tool_dirs: Sequence[Path] = (),
+) -> TurnResult:
+    """Run turn ``t`` of ``agent``; ``forwards`` (port → unix socket) are its only network.
 
-        def on_timeout() -> None:
-            expired.set()
-            log.warning("container %s passed its %g s timeout: killed", name, spec.timeout_s)
-            _kill(container)
+    ``read_only`` dirs (and ``t.skills``) are mounted read-only at their own paths; ``tool_dirs`` too,
+    and they come first on the agent's PATH.
+    """
+    image = ensure_image(podman, agent.name)
+    for d in (t.workspace, t.home, trace_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    agent.configure(t)
+    spec = ContainerSpec(
+        image=image,
+        command=agent.command(t),
+        workdir=t.workspace,
+        stdout=stdout,
+        stderr=stderr,
+        env={"HOME": str(t.home), "PWD": str(t.workspace), "TERM": "dumb", "NO_COLOR": "1",
+             **({"AGENTCAP_PATH_PREPEND": ":".join(map(str, tool_dirs))} if tool_dirs else {}), **agent.env(t)},
+        mounts=[Mount(t.workspace), Mount(t.home), Mount(trace_dir),
+                *(Mount(p, read_only=True) for p in (*read_only, *t.skills, *tool_dirs))],
+        forwards=forwards,
+        labels={f"{LABEL}.agent": agent.name, f"{LABEL}.turn": str(t.turn),
+                **{(k if k.startswith(LABEL) else f"{LABEL}.{k}"): v for k, v in (labels or {}).items()}},
+        timeout_s=timeout_s,
+    )
+    result = run_container(podman, spec)
+    out = agent.parse(stdout.read_text(errors="replace"), stderr.read_text(errors="replace"), t)
+    traces = agent.export_trace(t, out.session_id, trace_dir)
+    return TurnResult(returncode=result.returncode, duration_s=result.duration_s, timed_out=result.timed_out,
+                      session_id=out.session_id, reply=out.reply, stdout=stdout, stderr=stderr,
+                      trace_files=traces, cost_usd=out.cost_usd, num_turns=out.num_turns)
 
-        watchdog = threading.Timer(spec.timeout_s, on_timeout)
-        watchdog.daemon = True
-        container.start()
-        watchdog.start()
-        try:
-            # the HTTP timeout only guards a hung service: the watchdog ends the container first
-            code = container.wait(condition="exited", timeout=spec.timeout_s + 120)
-        finally:
-            watchdog.cancel()
-        if expired.is_set():
-            timed_out, code = True, TIMEOUT_RC
-        if isinstance(code, dict):  # some podman versions answer {"StatusCode": n}
-            code = int(code.get("StatusCode", -1))
-        return ContainerResult(returncode=int(code), duration_s=time.monotonic() - started,
-                               timed_out=timed_out, name=name)
-    except SandboxError:
-        raise
-    except Exception as exc:
-        if type(exc).__module__.startswith("podman"):
-            raise SandboxError(f"podman could not run container {name}: {exc}") from exc
-        raise
-    finally:
-        _remove(client, name)
-
-
-def _dedupe(mounts: list[Mount]) -> list[dict[str, object]]:
-    seen: dict[str, Mount] = {}
-    for m in mounts:
-        key = m.target or str(m.source)
-        if key not in seen or (seen[key].read_only and not m.read_only):
-            seen[key] = m
-    return [m.as_podman() for m in seen.values()]
-
-
-def _kill(container: object) -> None:
-    try:
-        container.kill(signal="KILL")  # type: ignore[attr-defined]
-    except Exception as exc:  # already gone
-        log.debug("kill: %s", exc)
-
-
-def _remove(client: object, name: str) -> None:
-    try:
-        client.containers.get(name).remove(force=True)  # type: ignore[attr-defined]
-    except Exception as exc:  # never created, or already removed
-        log.debug("remove %s: %s", name, exc)
-
-
-def list_containers(podman: Podman, **labels: str) -> list[str]:
-    """Names of the agentcap containers (running or not) with these ``agentcap.<key>`` labels."""
-    args = ["ps", "-a", "--format", "{{.Names}}", "--filter", f"label={LABEL}=1"]
-    for k, v in labels.items():
-        args += ["--filter", f"label={LABEL}.{k}={v}"]  # podman ANDs label filters
-    return podman.cli(args).stdout.split()
-
-
-def remove_containers(podman: Podman, **labels: str) -> list[str]:
-    """Force-remove every agentcap container matching ``labels`` (all of them when none given)."""
-    names = list_containers(podman, **labels)
-    if names:
-        podman.cli(["rm", "-f", "-t", "0", *names], check=False)
-    return names

@@ -13,7 +13,7 @@ from agentcap_addons.wire.decode import request_messages
 from agentcap_addons.wire.store import iter_captures
 from sandbox.agents import TurnInput, get_agent
 from sandbox.podman import get_podman
-from sandbox.session import run_agent_turn
+from sandbox.turn import run_agent_turn
 from tests.support.sandboxes import REAL_KEY, harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman]

@@ -16,7 +16,7 @@ from mcp_mocks.serve import HTTPMock
 from sandbox.agents import TurnInput, get_agent
 from sandbox.bridge import Bridge
 from sandbox.podman import get_podman
-from sandbox.session import run_agent_turn
+from sandbox.turn import run_agent_turn
 from tests.support.sandboxes import harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman]

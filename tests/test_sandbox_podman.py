@@ -20,7 +20,7 @@ from agentcap_cli.main import cli
 from sandbox.bridge import Bridge
 from sandbox.images import ensure_image, ensure_rootfs, image_tag
 from sandbox.podman import get_podman
-from sandbox.turn import TIMEOUT_RC, ContainerSpec, Mount, run_container
+from sandbox.container import TIMEOUT_RC, ContainerSpec, Mount, run_container
 from tests.conftest import closed_port
 from tests.support.sandboxes import containers
 from tests.support.upstream import Upstream
@@ -116,7 +116,7 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     from sandbox.podman import get_podman
     from sandbox.images import image_tag
-    from sandbox.turn import ContainerSpec, run_container
+    from sandbox.container import ContainerSpec, run_container
     out = Path(sys.argv[1])
     spec = ContainerSpec(image=image_tag("base"), command=["bash", "-c", "echo up; exec sleep 600"], workdir=Path("/"),
                          stdout=out, stderr=out.with_name("err"), timeout_s=300, labels={"agentcap.run": sys.argv[2]})

@@ -91,25 +91,20 @@ def judge_claude_cli(podman: Any, services: Any, run_dir: Path, base: Path, cell
                      prompt: Prompt, timeout_s: float = 300.0) -> dict[str, Any]:
     """agenteval's ``claude-cli`` backend: one ``claude -p`` turn in the sandbox, no tools, no MCP."""
     from agentcap_addons.wire.registry import Attribution
-    from sandbox.agents import TurnInput, get_agent
-    from sandbox.podman import SandboxError
-    from sandbox.session import run_agent_turn
+    from agentcap_cli.turns import run_turn
+    from sandbox.agents import get_agent
 
     work = base / "judge"
     text = f"{SYSTEM}\n\n{prompt.user()}\n\nScore the agent against the rubric now. Output only the JSON object."
-    key = services.turn_key(Attribution(run_id=run_dir.name, task_id=f"{cell}#judge", turn=1, cell=f"{cell}#judge",
-                                        repeat=repeat, captures_dir=str(run_dir / "judge" / "captures")))
-    t = TurnInput(prompt=text, turn=1, base_url=services.agent_base_url, api_key=key, model=model,
-                  workspace=work / "workspace", home=work / "home", max_turns=1)
-    try:
-        r = run_agent_turn(podman, get_agent("claude-code"), t, stdout=work / "judge.out", stderr=work / "judge.err",
-                           trace_dir=work / "traces", forwards=services.forwards, timeout_s=timeout_s,
-                           labels={"run": run_dir.name, "task": f"{cell}#judge"})
-    except SandboxError as exc:
-        return {"score": None, "error": f"judge (claude-cli): sandbox: {str(exc).splitlines()[0]}", "request": text}
-    finally:
-        services.keys.unregister(key)
-        services.tracker.settle_turn(run_dir.name, f"{cell}#judge", 1, f"{cell}#judge", repeat)
+    run = run_turn(services, podman, get_agent("claude-code"),
+                   Attribution(run_id=run_dir.name, task_id=f"{cell}#judge", turn=1, cell=f"{cell}#judge",
+                               repeat=repeat, captures_dir=str(run_dir / "judge" / "captures")),
+                   stdout=work / "judge.out", stderr=work / "judge.err", trace_dir=work / "traces",
+                   timeout_s=timeout_s, labels={"run": run_dir.name, "task": f"{cell}#judge"},
+                   prompt=text, turn=1, model=model, workspace=work / "workspace", home=work / "home", max_turns=1)
+    r = run.result
+    if r is None:
+        return {"score": None, "error": f"judge (claude-cli): sandbox: {run.sandbox_error}", "request": text}
     if r.timed_out or not r.reply:
         why = "timed out" if r.timed_out else f"no answer (exit {r.returncode}; see {work / 'judge.err'})"
         return {"score": None, "error": f"judge (claude-cli): {why}", "request": text}

@@ -16,19 +16,30 @@ import json
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from agentcap_addons.wire.cassettedir import JUDGE_SUFFIX
 from agentcap_addons.wire.decode import decode_response
 from agentcap_addons.wire.registry import Attribution
-from agentcap_addons.wire.store import Capture, atomic_write_bytes, iter_captures, read_capture, rfc3339_ns
+from agentcap_addons.wire.store import (
+    Capture,
+    atomic_write_bytes,
+    iter_captures,
+    read_capture,
+    rfc3339_ns,
+)
 from agentcap_cli.console import err_console
 from agentcap_cli.followup import CONTINUE
 from agentcap_cli.services import Services
@@ -36,13 +47,13 @@ from agentcap_cli.suite import judge as judges
 from agentcap_cli.suite.assertions import Outcome, cost_of, evaluate
 from agentcap_cli.suite.cassettes import Cassettes, Tape, describe
 from agentcap_cli.suite.project import Project, Scenario, harness_name
-from agentcap_cli.verdict import NO_CALL, turn_failure
+from agentcap_cli.turns import run_pool, run_turn, turn_verdict
+from agentcap_cli.verdict import turn_failure
 from mcp_mocks.engine import MockServer
 from mcp_mocks.serve import HTTPMock
-from sandbox.agents import TurnInput, get_agent
+from sandbox.agents import get_agent
 from sandbox.images import ensure_image
 from sandbox.podman import SandboxError, get_podman
-from sandbox.session import run_agent_turn
 
 
 @dataclass
@@ -206,19 +217,19 @@ class SuiteRun:
             for name, h in served.items():
                 forwards[h.port] = self.services.bridge.add(f"{cell}-{u.repeat}-{name}".replace("/", "_"), h.port)
             for turn in range(1, s.turns + 1):
-                key = self.services.turn_key(Attribution(run_id=self.run_dir.name, task_id=cell, turn=turn, cell=cell,
-                                                         repeat=u.repeat, captures_dir=str(self.run_dir / "captures")))
-                t = TurnInput(prompt=s.prompt if turn == 1 else CONTINUE, turn=turn,
-                              base_url=self.services.agent_base_url, api_key=key, model=u.model, workspace=workspace,
-                              home=home, session_id=session, mcp_servers=servers, base_prompt=base_prompt,
-                              skills=skills, max_turns=s.max_turns)
-                try:
-                    r = run_agent_turn(self.podman, agent, t, stdout=base / f"turn_{turn:02d}.out",
-                                       stderr=base / f"turn_{turn:02d}.err", trace_dir=base / "traces",
-                                       forwards=forwards, timeout_s=s.timeout_s,
-                                       labels={"run": self.run_dir.name, "task": cell})
-                finally:
-                    self.services.keys.unregister(key)
+                run = run_turn(self.services, self.podman, agent,
+                               Attribution(run_id=self.run_dir.name, task_id=cell, turn=turn, cell=cell, repeat=u.repeat,
+                                           captures_dir=str(self.run_dir / "captures")),
+                               stdout=base / f"turn_{turn:02d}.out", stderr=base / f"turn_{turn:02d}.err",
+                               trace_dir=base / "traces", forwards=forwards, timeout_s=s.timeout_s,
+                               labels={"run": self.run_dir.name, "task": cell},
+                               prompt=s.prompt if turn == 1 else CONTINUE, turn=turn, model=u.model,
+                               workspace=workspace, home=home, session_id=session, mcp_servers=servers,
+                               base_prompt=base_prompt, skills=skills, max_turns=s.max_turns)
+                r = run.result
+                if r is None:
+                    ran.error = f"sandbox: {run.sandbox_error}"
+                    break
                 ran.turns = turn
                 ran.outputs.append(r.reply or "")
                 session = r.session_id or session
@@ -226,16 +237,14 @@ class SuiteRun:
                     ran.num_turns = (ran.num_turns or 0) + r.num_turns
                 if r.cost_usd is not None:
                     ran.cost_usd = (ran.cost_usd or 0.0) + r.cost_usd
-                calls = self.services.tracker.settle_turn(self.run_dir.name, cell, turn, cell, u.repeat)
-                if r.timed_out:
+                reason = turn_verdict(run, self.run_dir / "captures")
+                if reason == "timeout":
                     ran.error = f"turn {turn} timed out after {s.timeout_s:g} s"
-                    break
-                wire = turn_failure(calls, self.run_dir / "captures")  # an agent may exit 0 after a 401
-                if wire and not (wire == NO_CALL and r.returncode != 0):
-                    ran.error = f"turn {turn}: {wire}"
-                    break
-                if r.returncode != 0:
+                elif reason == "failed":
                     ran.error = f"turn {turn}: the agent exited with {r.returncode}"
+                elif reason:
+                    ran.error = f"turn {turn}: {reason}"
+                if ran.error:
                     break
         except SandboxError as exc:
             ran.error = f"sandbox: {str(exc).splitlines()[0]}"
@@ -360,36 +369,26 @@ class SuiteRun:
         records: list[dict[str, Any]] = []
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=self.console)
-        pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="agentcap-cell")
-        try:
-            with progress:
-                bar = progress.add_task("repeats", total=len(units))
-                self.maxfail = maxfail
-                futures = [pool.submit(self._guarded, u) for u in units]
-                for fut in as_completed(futures):
-                    record = None if fut.cancelled() else fut.result()
-                    if record is None:  # not started: --maxfail was reached
-                        continue
-                    records.append(record)
-                    failed = sum(1 for r in records if not r["passed"])
-                    progress.update(bar, advance=1, description=f"repeats · {failed} failed")
-                if self.stopped_early:
-                    self.console.print(f"[yellow]{self.failures} failed (--maxfail {maxfail}): "
-                                       f"{len(units) - len(records)} repeat(s) not started[/]")
-        except KeyboardInterrupt:
-            # stop the repeats in flight (their containers go), keep what finished, report it
+        self.maxfail = maxfail
+
+        def done(u: Unit, record: dict[str, Any] | None) -> None:
+            if record is None:  # not started: --maxfail was reached
+                return
+            records.append(record)
+            failed = sum(1 for r in records if not r["passed"])
+            progress.update(bar, advance=1, description=f"repeats · {failed} failed")
+
+        def interrupting() -> None:  # the repeats in flight stop (their containers go); what finished is kept
             self.interrupted = True
             self.console.print("[yellow]interrupted: stopping the repeats in flight …[/]")
-            pool.shutdown(wait=False, cancel_futures=True)
-            from sandbox.turn import remove_containers
 
-            deadline = time.monotonic() + 60
-            while any(t.is_alive() for t in getattr(pool, "_threads", ())) and time.monotonic() < deadline:
-                remove_containers(self.podman, run=self.run_dir.name)
-                for t in list(getattr(pool, "_threads", ())):
-                    t.join(0.5)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        with progress:
+            bar = progress.add_task("repeats", total=len(units))
+            run_pool(units, self._guarded, jobs, podman=self.podman, run_id=self.run_dir.name, on_result=done,
+                     on_interrupt=interrupting, name="agentcap-cell")
+        if self.stopped_early:
+            self.console.print(f"[yellow]{self.failures} failed (--maxfail {maxfail}): "
+                               f"{len(units) - len(records)} repeat(s) not started[/]")
         return records
 
     def _guarded(self, u: Unit) -> dict[str, Any] | None:

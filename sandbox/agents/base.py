@@ -3,7 +3,7 @@
 An adapter is pure knowledge about one agent CLI: its image, how to point it at a base URL and a key,
 the headless command for a first and a resumed turn, how to read the session id and the final reply
 from what it printed, how to give it MCP servers and a base prompt, and where its native trace is.
-It never starts a container itself (sandbox/turn.py does); it only writes files into the turn's
+It never starts a container itself (sandbox/container.py does); it only writes files into the turn's
 workspace / home and says what to run, so an adapter is testable without podman.
 """
 

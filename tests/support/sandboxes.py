@@ -10,7 +10,7 @@ from pathlib import Path
 from agentcap_addons.wire.policy import api_kind
 from agentcap_addons.wire.registry import Attribution
 from agentcap_cli.services import Services
-from sandbox.turn import list_containers as containers  # noqa: F401  (the tests' name for it)
+from sandbox.container import list_containers as containers  # noqa: F401  (the tests' name for it)
 
 REAL_KEY = "sk-real-upstream-" + "7" * 32
 
