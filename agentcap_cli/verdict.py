@@ -38,8 +38,11 @@ class CallOutcome:
 
     @property
     def ok(self) -> bool:
-        # 101: a WebSocket (codex's Responses API transport) that was accepted
-        return self.answered and self.error is None and self.status_code is not None and self.status_code < 400
+        # 101: a WebSocket (codex's Responses API transport) that was accepted. A client that hangs up
+        # once the upstream has answered (codex closes right after response.completed, before the server
+        # ends the body) is not an upstream failure: the call counts as answered
+        return (self.answered and self.status_code is not None and self.status_code < 400
+                and self.error in (None, "client_disconnected"))
 
     @classmethod
     def of(cls, capture: Capture) -> "CallOutcome":

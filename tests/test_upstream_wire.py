@@ -248,7 +248,8 @@ def test_failure_reasons_carry_the_upstream_words(tmp_path):
              ([reset], "upstream_error upstream_reset: connection reset mid-stream"),
              ([gone], "call_error client_disconnected: the agent hung up"),
              ([refused], "call_error capture_failed: OSError: No space left on device"),
-             ([anth, ok], None), ([ok], None), ([ok, in_flight], None), ([in_flight], None), ([], NO_CALL)]
+             ([anth, ok], None), ([ok], None), ([ok, in_flight], None), ([in_flight], None), ([], NO_CALL),
+             ([_call(d, 200, None, {"kind": "client_disconnected", "message": "closed after the last event"})], None)]
     last_failed = [_call(d, 200, {"content": []}), _call(d, 429, {"error": {"message": "slow down"}})]
     cases.append((last_failed, "upstream_error 429: slow down"))
     for calls, want in cases:
