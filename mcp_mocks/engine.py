@@ -35,7 +35,7 @@ import traceback
 import uuid as uuidlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from agentcap_addons.wire.store import atomic_write_bytes, dumps, rfc3339_ns
 
@@ -97,7 +97,7 @@ class _Worker:
         if self._jobs is None:
             self._jobs = queue.SimpleQueue()
             threading.Thread(target=self._loop, args=(self._jobs,), name=self.name, daemon=True).start()
-        done, box = threading.Event(), []
+        done, box = threading.Event(), cast(list[Any], [])
         self._jobs.put((fn, box, done))
         if not done.wait(timeout):
             self._jobs.put(None)

@@ -113,7 +113,7 @@ def mutate(doc: dict[str, Any], op: str, path: StatePath, value: Any = None, und
     if op not in OPS:
         raise PathError(f"unknown mutation {op!r} (one of {', '.join(OPS)})")
     segs, path = _segments(path), _show(path)
-    default = [] if op in ("append", "extend") else (0 if op == "increment" else None)
+    default: list[Any] | int | None = [] if op in ("append", "extend") else (0 if op == "increment" else None)
     parent, last = _parent(doc, segs, path, default, undo)
     note = undo.append if undo is not None else (lambda fn: None)
     if isinstance(parent, list):

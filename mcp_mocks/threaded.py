@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -26,14 +26,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_server(app: Any, lifespan: str = "off", graceful_s: float | None = None) -> uvicorn.Server:
+def uvicorn_server(app: Any, lifespan: Literal["auto", "on", "off"] = "off",
+                   graceful_s: int | None = None) -> uvicorn.Server:
     return uvicorn.Server(uvicorn.Config(app, lifespan=lifespan, access_log=False, log_level="warning",
                                          timeout_keep_alive=30, timeout_graceful_shutdown=graceful_s))
 
 
 class ThreadedServer:
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, lifespan: str = "off",
-                 name: str = "asgi-server", graceful_s: float | None = None) -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, lifespan: Literal["auto", "on", "off"] = "off",
+                 name: str = "asgi-server", graceful_s: int | None = None) -> None:
         self.sock = bind(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         self.server = uvicorn_server(app, lifespan, graceful_s)

@@ -86,7 +86,9 @@ def _merge_usage(base: Usage, newer: Usage) -> Usage:
 
 
 def _apply_blocks(r: DecodedResponse, blocks: list[Any]) -> None:
-    texts, thinking, calls = [], [], []
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[ToolCall] = []
     for b in blocks:
         if not isinstance(b, dict):
             continue

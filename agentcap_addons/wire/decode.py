@@ -78,7 +78,7 @@ def _tool_entries(body: Any) -> list[tuple[str, str | None, str, dict[str, Any]]
             if t.get("type") == "namespace" and isinstance(t.get("tools"), list):
                 walk(t["tools"], str(t.get("name") or ""))
                 continue
-            fn = t.get("function") if isinstance(t.get("function"), dict) else t
+            fn: dict[str, Any] = t["function"] if isinstance(t.get("function"), dict) else t
             name = fn.get("name")
             if not name:
                 continue

@@ -273,7 +273,7 @@ def responses_stream(events: list[SSEEvent]) -> DecodedResponse:
     if final is not None and final.get("output"):
         _apply_output_items(r, final["output"])
     else:
-        calls = []
+        calls: list[ToolCall] = []
         for idx in sorted(items):
             it = items[idx]
             if it.get("type") in ("function_call", "custom_tool_call"):

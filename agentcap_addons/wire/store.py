@@ -54,7 +54,7 @@ try:  # orjson reads JSON several times faster; readers (export, inspect) parse 
         except _orjson.JSONDecodeError:
             return json.loads(data)
 except ImportError:  # pragma: no cover - orjson is a dependency
-    fast_loads = json.loads
+    fast_loads = json.loads  # type: ignore[assignment]
 
 
 _SECOND_CACHE: tuple[int, str] = (-1, "")
