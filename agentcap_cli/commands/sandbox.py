@@ -14,7 +14,7 @@ from sandbox.agents import UnknownAgent, agent_names, get_agent
 from sandbox.doctor import FAIL, OK, run_checks
 from sandbox.images import ensure_image, list_images
 from sandbox.podman import SandboxError, get_podman
-from sandbox.turn import remove_containers
+from sandbox.container import remove_containers
 
 STYLE = {OK: "green", "warn": "yellow", FAIL: "red"}
 
