@@ -7,7 +7,8 @@ conversation and a tool list, as agents send them) are written once per size.
    process, which reports its rate and its peak RSS. Targets: ≥ 20,000 captures/s; memory flat in the
    number of captures (the 100k / 10k peak-memory ratio near 1).
 2. The gate: 5,000 captures exported by `agentcap_cli.export.exporter.stage` (what `agentcap export`
-   runs: run.json, captures, traces, sessions) with and without the scan, each in a fresh child
+   runs: run.json, captures, traces, sessions; the calls, the sessions config and the traces
+   datasets are written) with and without the scan, each in a fresh child
    process, alternating, best of 3; and one 8 MB capture (a base64 image in the request) the same
    way. Targets: with the scan ≥ 0.5× the speed without it; the 8 MB capture scanned in < 1 s.
 
@@ -118,7 +119,7 @@ def child_stage(run_dir: str, out: str, scan: str) -> None:
     cpu, started = cpu_seconds(), time.perf_counter()
     staged = stage([target], Path(out), gate=Gate() if scan == "1" else None)
     elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
-    print(json.dumps({"rows": sum(f.rows for s in staged if s.kind == "captures" for f in s.files),
+    print(json.dumps({"rows": sum(s.count("calls") for s in staged if s.kind == "captures"),
                       "seconds": elapsed, "cpu": cpu, "findings": len(target.report.findings)}))
 
 

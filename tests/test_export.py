@@ -59,7 +59,9 @@ def test_parquet_reads_back_equal_to_the_capture_files(workspace, tmp_path):
         assert row["request_id"] == cap.request["request_id"]
         assert json.loads(row["request"]) == cap.request["body"]
         assert row["response"] == cap.response_bytes().decode()
-        assert row["captured_at"].value == parse_rfc3339_ns(cap.request["captured_at"])
+        stamp = row["captured_at"]
+        assert stamp.tzinfo is not None and round(stamp.timestamp() * 1e6) == parse_rfc3339_ns(
+            cap.request["captured_at"]) // 1000
         assert row["status_code"] == 200 and row["agent"] == "pi" and row["label"] == "exp"
         assert row["api"] == cap.request["api"] and row["stream"] == cap.response["stream"]
         assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0 and row["ttft_ms"] >= 0
@@ -69,7 +71,7 @@ def test_parquet_reads_back_equal_to_the_capture_files(workspace, tmp_path):
     assert len(meta["tasks"][0]["prompt"]) == 200
 
     ds = load_dataset("parquet", data_files=str(out / "captures" / "data" / "*.parquet"), split="train")
-    assert ds.num_rows == len(caps) and str(ds.features["captured_at"].dtype).startswith("timestamp[ns")
+    assert ds.num_rows == len(caps) and str(ds.features["captured_at"].dtype) == "timestamp[us, tz=UTC]"
     counts = duckdb.sql(f"SELECT model, count(*), sum(n_tool_calls) FROM '{out}/captures/data/*.parquet' "
                         "GROUP BY model ORDER BY model").fetchall()
     assert counts == [("model-a", 3, 2), ("model-b", 1, 1)]  # the chat calls offered tools, messages did not
@@ -99,7 +101,9 @@ def test_re_export_adds_files_and_overwrites_none(workspace, tmp_path):
         assert third.returncode == 0
         after = {p: p.read_bytes() for p in out.rglob("*.parquet")}
         assert set(before) < set(after) and all(after[p] == b for p, b in before.items())
-        assert len([p for p in after if "pi-scripted-2" in p.name]) == 2  # its captures and its traces
+        # its calls, its sessions, its traces and its wire-derived traces
+        assert sorted(p.relative_to(out).parts[0] + "/" + p.parent.name for p in after if "pi-scripted-2" in p.name) \
+            == ["captures/data", "captures/sessions", "pi-traces/data", "wire-traces/data"]
         assert (out / "captures" / "README.md").read_text().count("- 20") == 3  # three exports logged
     finally:
         import shutil
@@ -118,18 +122,23 @@ def test_push_to_a_hub_stand_in(workspace, tmp_path):
         assert hub.requests == []  # a dry run sends nothing
         r = agentcap(workspace, "export", "pi-scripted-1", "--push", "me/agentcap-demo", **env)
         assert r.returncode == 0, r.stderr
-        assert sorted(hub.repos) == ["me/agentcap-demo-captures", "me/agentcap-demo-pi-traces"]  # as the seed names them
+        # as the seed names them, plus the sessions rebuilt from the wire
+        assert sorted(hub.repos) == ["me/agentcap-demo-captures", "me/agentcap-demo-pi-traces",
+                                     "me/agentcap-demo-wire-traces"]
         caps, traces = hub.repos["me/agentcap-demo-captures"], hub.repos["me/agentcap-demo-pi-traces"]
         assert caps.private and traces.private
         assert [len(caps.commits), len(traces.commits)] == [1, 1]  # one commit per export and repo
         data = sorted(p for p in caps.files if p.startswith("data/pi-scripted-1--"))
-        assert len(data) == 2 and sorted(caps.files) == ["README.md", *data]  # one file per model
-        assert caps.commits[0]["paths"] == ["README.md", *data]
+        sessions = sorted(p for p in caps.files if p.startswith("sessions/pi-scripted-1--"))
+        assert len(data) == 2 and len(sessions) == 1  # one file per model; the sessions config
+        assert sorted(caps.files) == ["README.md", *data, *sessions]
+        assert caps.commits[0]["paths"] == ["README.md", *data, *sessions]
         posted = [(m, p) for m, p, _ in hub.requests if p.startswith("/api/collections")]
         assert posted[0] == ("POST", "/api/collections")
         col = next(iter(hub.collections.values()))
         assert col["title"] == "agentcap-demo" and col["private"]
-        assert [i["id"] for i in col["items"]] == ["me/agentcap-demo-captures", "me/agentcap-demo-pi-traces"]
+        assert [i["id"] for i in col["items"]] == ["me/agentcap-demo-captures", "me/agentcap-demo-pi-traces",
+                                                   "me/agentcap-demo-wire-traces"]
 
         # the owner edits the card on the Hub; a later export with new data keeps the edit
         card = caps.files["README.md"].decode().replace("# agentcap-demo-captures\n",
@@ -145,11 +154,14 @@ def test_push_to_a_hub_stand_in(workspace, tmp_path):
 
             shutil.rmtree(workspace / ".agentcap" / "pi-scripted-3")
         assert len(caps.commits) == 2 and all(caps.files[p] == b for p, b in before.items() if p != "README.md")
-        assert [p for p in caps.commits[1]["paths"] if p != "README.md"] == [
-            p for p in caps.files if "pi-scripted-3" in p]
+        assert sorted(p for p in caps.commits[1]["paths"] if p != "README.md") == sorted(
+            p for p in caps.files if "pi-scripted-3" in p)
         new_card = caps.files["README.md"].decode()
         assert "My own words." in new_card and new_card.count("<!-- agentcap:begin -->") == 1
-        assert new_card.count(" rows from ") == 2  # the export log grew by one line
+        assert new_card.count(" sessions from ") == 2  # the export log grew by one line
+        # what the card says about the data comes from every file in the repo, read from their footers
+        assert "all exports): 5 calls, 5 sessions." in new_card and "- runs: 2," in new_card
+        assert any(path.endswith(".parquet") and "pi-scripted-1" in path for path, _, _ in hub.ranged)
 
 
 def test_a_planted_token_blocks_the_push_and_nothing_is_sent(tmp_path):
@@ -183,10 +195,12 @@ def test_bad_targets_exit_2(workspace, tmp_path, monkeypatch, args, expect):
 
 
 def test_card_update_keeps_user_edits():
-    info = CardInfo(repo="me/x", kind="captures", agentcap_version="0.1", agents=["pi"], runs=["r1"], rows=3,
-                    exported_at="2026-11-22 00:00 UTC")
+    info = CardInfo(repo="me/x", kind="captures", agentcap_version="0.1", agents=["pi"], runs=["r1"], calls=3,
+                    exported=["r1"], exported_rows="3 calls", exported_at="2026-11-22 00:00 UTC")
     first = update(None, info)
-    edited = first.replace("license: other", "license: mit").replace("# x\n", "# x\n\nHand-written intro.\n")
-    second = update(edited, CardInfo(**{**info.__dict__, "runs": ["r2"], "rows": 5}))
+    assert "license:" not in first.split("---")[1]  # none given: none claimed
+    edited = first.replace("pretty_name:", "license: mit\npretty_name:").replace("# x\n", "# x\n\nHand-written intro.\n")
+    second = update(edited, CardInfo(**{**info.__dict__, "exported": ["r2"], "exported_rows": "5 calls"}))
     assert "license: mit" in second and "Hand-written intro." in second
-    assert second.count("<!-- agentcap:begin -->") == 1 and "3 rows" in second and "5 rows" in second
+    assert second.count("<!-- agentcap:begin -->") == 1 and "3 calls from 1 run(s) (r1)" in second
+    assert "5 calls from 1 run(s) (r2)" in second

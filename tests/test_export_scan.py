@@ -434,7 +434,9 @@ def test_redact_publishes_masked_copies(tmp_path, hub):
     r = agentcap(ws, "export", "leaky", "--push", "me/x", "--redact", **hub.env)
     assert r.returncode == 0, r.stderr
     assert "masked" in r.stderr and "--redact:" in r.stderr
-    published = parquet_texts(hub.repos["me/x-captures"].files) + parquet_texts(hub.repos["me/x-pi-traces"].files)
+    published = "".join(parquet_texts(hub.repos[f"me/x-{name}"].files) for name in ("captures", "pi-traces",
+                                                                                     "wire-traces"))
+    assert any(p.startswith("sessions/") for p in hub.repos["me/x-captures"].files)  # the sessions config, masked too
     for kind in [*planted.values(), "OpenRouter key"]:
         secret = secret_of(kind)
         assert secret not in published, kind
@@ -525,7 +527,8 @@ def test_export_names_the_captures_repo_base_captures(tmp_path, hub):
     (ws / ".agentcap" / "r" / "traces" / "t0001" / "s.jsonl").write_text("{}\n")
     r = agentcap(ws, "export", "--all", "--push", "my-org/my-captures", **hub.env)
     assert r.returncode == 0, r.stderr
-    assert sorted(hub.repos) == ["my-org/my-captures-captures", "my-org/my-captures-pi-traces"]
+    assert sorted(hub.repos) == ["my-org/my-captures-captures", "my-org/my-captures-pi-traces",
+                                 "my-org/my-captures-wire-traces"]
     [col] = hub.collections.values()
     assert col["title"] == "my-captures" and [i["id"] for i in col["items"]] == sorted(hub.repos)
     card = hub.repos["my-org/my-captures-pi-traces"].files["README.md"].decode()

@@ -1,5 +1,6 @@
-"""``agentcap export``: runs → parquet datasets (captures + traces) in a directory or on the Hub,
-through the secret scan (the publish gate: :mod:`agentcap_cli.export.scan`)."""
+"""``agentcap export``: runs → datasets (calls and sessions, the agents' traces, the wire-derived
+traces) in a directory or on the Hub, through the secret scan (the publish gate:
+:mod:`agentcap_cli.export.scan`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agentcap_cli.export.cards import CardInfo, scan_card, update
-from agentcap_cli.export.exporter import (Staged, Target, TargetError, card_info, parse_repo, repo_names,
-                                          resolve_targets, stage)
+from agentcap_cli.export.exporter import (License, Options, Staged, Target, TargetError, card_info, load_prices,
+                                          parse_license, parse_repo, repo_names, resolve_targets, stage,
+                                          staged_footers)
 from agentcap_cli.export.scan import ALLOW_FILE, AllowlistError, Finding, Gate, load_allowlist
 from agentcap_cli.workspace import workspace_root
 
@@ -40,17 +42,14 @@ def _gate(workspace: Path, allow_file: Path | None, redact: bool) -> Gate:
     return Gate(allow, redact)
 
 
-def _stage(targets: list[Target], out: Path, err: Console, gate: Gate | None) -> list[Staged]:
+def _stage(targets: list[Target], out: Path, err: Console, gate: Gate | None, options: Options) -> list[Staged]:
     with _progress(err) as progress:
         bar = progress.add_task("parquet" + (" + secret scan" if gate else ""), total=sum(t.captures for t in targets))
-        return stage(targets, out, progress=lambda n: progress.advance(bar, n), gate=gate)
+        return stage(targets, out, progress=lambda n: progress.advance(bar, n), gate=gate, options=options)
 
 
-def _cards(staged: list[Staged], names: dict[str, str], captures_repo: str, gate: Gate | None,
-           found: list[Finding]) -> dict[str, CardInfo]:
+def _scanned(cards: dict[str, CardInfo], gate: Gate | None, found: list[Finding]) -> dict[str, CardInfo]:
     """Each dataset's card, scanned (and masked under --redact) like everything else published."""
-    traces = [names[s.name] for s in staged if s.kind == "traces"]
-    cards = {s.name: card_info(s, names[s.name], captures_repo, traces) for s in staged}
     return cards if gate is None else {k: scan_card(c, k, gate, found) for k, c in cards.items()}
 
 
@@ -74,25 +73,47 @@ def _report(targets: list[Target], card_findings: list[Finding], err: Console) -
     return [f for _, f in found if f.state == "blocking"]
 
 
+def _checks(targets: list[Target], err: Console) -> None:
+    """Where an agent's own trace and the wire disagree (calls, tool calls, tokens), per session."""
+    for t in targets:
+        for session_id, diffs in t.checks:
+            err.print(f"[yellow]trace check:[/] {escape(session_id)}: {escape('; '.join(diffs))}", highlight=False,
+                      soft_wrap=True)
+
+
 def _summary(staged: list[Staged], names: dict[str, str], title: str) -> Table:
     table = Table(title=title, header_style="bold")
     for col in ("dataset", "file", "rows", "state"):
         table.add_column(col, overflow="fold", justify="right" if col == "rows" else "left")
     for s in staged:
         for f in s.files:
-            table.add_row(names.get(s.name, s.name), f"data/{f.path.name}", str(f.rows),
+            table.add_row(names.get(s.name, s.name), s.repo_path(f), str(f.rows),
                           "new" if f.new else "[dim]already exported[/]")
     return table
+
+
+def _license(value: str | None, name: str | None, link: str | None) -> License | None:
+    try:
+        return parse_license(value, name, link)
+    except TargetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--license") from None
+
+
+def _options(prices: Path | None, with_failed: bool) -> Options:
+    try:
+        return Options(load_prices(prices) if prices else {}, with_failed)
+    except TargetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--prices") from None
 
 
 @click.command()
 @click.argument("runs", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Every run under the workspace.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_EXPORT_OUT",
-              help="Write the datasets here (captures/, <agent>-traces/).  [env AGENTCAP_EXPORT_OUT]")
+              help="Write the datasets here (captures/, <agent>-traces/, wire-traces/).  [env AGENTCAP_EXPORT_OUT]")
 @click.option("--push", metavar="OWNER/BASE", envvar="AGENTCAP_PUSH",
-              help="Publish to the Hub as OWNER/BASE-captures and OWNER/BASE-<agent>-traces, gathered in a "
-                   "collection OWNER/BASE (hf://datasets/ accepted).  [env AGENTCAP_PUSH]")
+              help="Publish to the Hub as OWNER/BASE-captures, OWNER/BASE-<agent>-traces and OWNER/BASE-wire-traces, "
+                   "gathered in a collection OWNER/BASE (hf://datasets/ accepted).  [env AGENTCAP_PUSH]")
 @click.option("--no-scan", is_flag=True, help="Skip the secret scan (a warning says so).")
 @click.option("--redact", is_flag=True, envvar="AGENTCAP_REDACT",
               help="Publish masked copies of the secrets the scan finds instead of refusing (the run's own "
@@ -101,12 +122,31 @@ def _summary(staged: list[Staged], names: dict[str, str], title: str) -> Table:
               envvar="AGENTCAP_SECRETS_ALLOW",
               help=f"Allowlist of finding fingerprints (false positives). Default: {ALLOW_FILE} in the workspace, "
                    "when there is one.  [env AGENTCAP_SECRETS_ALLOW]")
+@click.option("--license", "license_id", metavar="ID", envvar="AGENTCAP_LICENSE",
+              help="The datasets' license as the Hub names it (an SPDX-style id: mit, apache-2.0, cc-by-4.0 …), "
+                   "or 'other' with --license-name and --license-link. Unset: the cards say none is stated.  "
+                   "[env AGENTCAP_LICENSE]")
+@click.option("--license-name", metavar="NAME", envvar="AGENTCAP_LICENSE_NAME",
+              help="With --license other: the license's short name (a-z, 0-9, -).  [env AGENTCAP_LICENSE_NAME]")
+@click.option("--license-link", metavar="URL", envvar="AGENTCAP_LICENSE_LINK",
+              help="With --license other: where its text is (a URL, or a file in the repo).  "
+                   "[env AGENTCAP_LICENSE_LINK]")
+@click.option("--prices", "prices_file", type=click.Path(dir_okay=False, path_type=Path), envvar="AGENTCAP_PRICES",
+              help="YAML/JSON: model → {input, output, cached_input} USD per million tokens (an agentcap.yaml "
+                   "with a prices: key works): the sessions' cost_usd.  [env AGENTCAP_PRICES]")
+@click.option("--with-failed-calls", is_flag=True, envvar="AGENTCAP_WITH_FAILED_CALLS",
+              help="Count calls that failed upstream in the sessions (they are left out by default).  "
+                   "[env AGENTCAP_WITH_FAILED_CALLS]")
 @click.option("--dry-run", is_flag=True, help="With --push: print what would be created and uploaded; send nothing.")
 @click.option("--workspace", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_WORKSPACE",
               help="Where run ids are looked up (default: cwd).  [env AGENTCAP_WORKSPACE]")
 def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: str | None, no_scan: bool,
-           redact: bool, allow_file: Path | None, dry_run: bool, workspace: Path | None) -> None:
-    """Export RUNS (run dirs, captures dirs or run ids) as parquet datasets with cards.
+           redact: bool, allow_file: Path | None, license_id: str | None, license_name: str | None,
+           license_link: str | None, prices_file: Path | None, with_failed_calls: bool, dry_run: bool,
+           workspace: Path | None) -> None:
+    """Export RUNS (run dirs, captures dirs or run ids) as datasets with cards: the calls and the
+    sessions (parquet), the agents' own session traces and the sessions rebuilt from the wire (files
+    the Hub's trace viewer renders).
 
     Everything that would be published is scanned for secrets first (after decoding base64 and
     content-encodings and joining streamed text); any finding blocks a push, unless allowlisted
@@ -120,6 +160,8 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
     if no_scan and (redact or allow_file):
         raise click.UsageError("--redact and --secrets-allow need the scan: drop --no-scan")
     ws = workspace or workspace_root()
+    lic = _license(license_id, license_name, license_link)
+    options = _options(prices_file, with_failed_calls)
     try:
         owner, base = parse_repo(push) if push else ("", "")
         targets = resolve_targets(list(runs), everything, ws)
@@ -130,19 +172,21 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
         err.print("[yellow]warning:[/] secret scan skipped (--no-scan): nothing checks these files for keys")
 
     if out_dir is not None:
-        staged = _stage(targets, out_dir, err, gate)
-        names = {s.name: s.name for s in staged}
+        staged = _stage(targets, out_dir, err, gate, options)
+        names = {s.name: str(s.root.resolve()) for s in staged}
         card_findings: list[Finding] = []
-        cards = _cards(staged, names, "captures", gate, card_findings)
+        cards = _scanned({s.name: card_info(s, names[s.name], names, staged_footers(s), lic, local=True)
+                          for s in staged}, gate, card_findings)
         blocking = _report(targets, card_findings, err)
+        _checks(targets, err)
         if blocking:
             err.print(f"[yellow]warning:[/] {len(blocking)} possible secret(s) in what was exported to {out_dir} "
                       "(--redact masks them; a push would be refused)")
         for s in staged:
-            card = out_dir / s.name / "README.md"
+            card = s.root / "README.md"
             old = card.read_text(encoding="utf-8") if card.exists() else None
             card.write_text(update(old, cards[s.name]), encoding="utf-8")
-        err.print(_summary(staged, names, f"exported to {out_dir}"))
+        err.print(_summary(staged, {s.name: s.name for s in staged}, f"exported to {out_dir}"))
         for s in staged:
             for f in s.files:
                 click.echo(str(f.path))
@@ -150,35 +194,42 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
 
     work = Path(tempfile.mkdtemp(prefix="agentcap-export-"))
     try:
-        staged = _stage(targets, work, err, gate)
+        staged = _stage(targets, work, err, gate, options)
         names = repo_names(owner, base, staged)
         card_findings = []
-        cards = _cards(staged, names, names["captures"], gate, card_findings)
+        _scanned({s.name: card_info(s, names[s.name], names, staged_footers(s), lic) for s in staged}, gate,
+                 card_findings)
         blocking = _report(targets, card_findings, err)
+        _checks(targets, err)
         if blocking:
-            err.print(f"[red]push blocked:[/] {len(blocking)} possible secret(s), "
-                      f"{len({f.fingerprint for f in blocking})} distinct — nothing was uploaded. Remove them, publish "
-                      f"masked copies with --redact, or add false positives' fingerprints to {ALLOW_FILE}")
-            sys.exit(1)
+            _blocked(blocking, err)
         if dry_run:
             err.print(_summary(staged, names, "dry run: would upload (files already on the Hub are skipped)"))
             for s in staged:
                 click.echo(f"repo {names[s.name]} (dataset, private, created if missing)")
                 for f in s.files:
-                    click.echo(f"  add data/{f.path.name} ({f.path.stat().st_size} bytes, {f.rows} rows)")
+                    click.echo(f"  add {s.repo_path(f)} ({f.path.stat().st_size} bytes, {f.rows} rows)")
                 click.echo("  add/update README.md (dataset card)")
             click.echo(f"collection {owner}/{base} (private, created if missing) with {', '.join(names.values())}")
             return
-        _push(work, staged, names, cards, owner, base, targets, err)
+        _push(staged, names, owner, base, targets, gate, lic, err)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _push(work: Path, staged: list[Staged], names: dict[str, str], cards: dict[str, CardInfo], owner: str,
-          base: str, targets: list[Target], err: Console) -> None:
+def _blocked(blocking: list[Finding], err: Console) -> None:
+    err.print(f"[red]push blocked:[/] {len(blocking)} possible secret(s), "
+              f"{len({f.fingerprint for f in blocking})} distinct — nothing was uploaded. Remove them, publish "
+              f"masked copies with --redact, or add false positives' fingerprints to {ALLOW_FILE}")
+    sys.exit(1)
+
+
+def _push(staged: list[Staged], names: dict[str, str], owner: str, base: str, targets: list[Target],
+          gate: Gate | None, lic: License | None, err: Console) -> None:
+    """Read what the Hub has (the cards describe whole repos), scan the cards again, then push."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from agentcap_cli.export.hub import RepoPlan, gather, hub_api, push_repo
+    from agentcap_cli.export.hub import gather, hub_api, plan_repo, push_repo
 
     api = hub_api()
     if not api.token:
@@ -190,10 +241,20 @@ def _push(work: Path, staged: list[Staged], names: dict[str, str], cards: dict[s
     message = f"agentcap export: {len(targets)} run(s) ({', '.join(t.run.run_id for t in targets[:3])}" + \
               (" …)" if len(targets) > 3 else ")")
     try:
+        plans = {s.name: plan_repo(api, names[s.name], s.root, [s.repo_path(f) for f in s.files]) for s in staged}
+        found: list[Finding] = []
+        cards = _scanned({s.name: card_info(s, names[s.name], names, plans[s.name].footers +
+                                            staged_footers(s, set(plans[s.name].new)), lic) for s in staged},
+                         gate, found)
+        blocking = [f for f in found if f.state == "blocking"]
+        if blocking:
+            _report([], blocking, err)
+            _blocked(blocking, err)
         for s in staged:
-            plan = RepoPlan(names[s.name], work / s.name, cards[s.name], [f"data/{f.path.name}" for f in s.files])
+            plan = plans[s.name]
             with err.status(f"pushing {plan.repo_id}"):
-                result = push_repo(api, plan, message, lambda line: err.print(line, highlight=False))
+                result = push_repo(api, plan, update(plan.card, cards[s.name]), message,
+                                   lambda line: err.print(line, highlight=False))
             state = f"{len(result.uploaded)} file(s) added" if result.uploaded else "nothing new"
             err.print(f"[green]✓[/] {result.repo_id}: {state}"
                       + (f", {len(result.skipped)} already there" if result.skipped else ""))

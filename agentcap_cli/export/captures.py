@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+from array import array
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -31,7 +32,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from agentcap_addons.wire.decode import decode_content_encoding, decode_response, response_body_bytes
-from agentcap_addons.wire.policy import header_value
+from agentcap_addons.wire.messages import DecodedResponse
+from agentcap_addons.wire.policy import API_OPENAI_RESPONSES, header_value
+from agentcap_addons.wire.sessions import (CallInfo, ThreadTracker, normalise_finish, previous_response_id,
+                                           reply_fingerprint, request_fingerprints)
 from agentcap_addons.wire.store import (REQUEST_SUFFIX, RESPONSE_SUFFIX, Capture, capture_heads, fast_loads,
                                         parse_rfc3339_ns, request_names, resolve_captures_dir)
 from agentcap_cli.export.scan import Finding, Gate, Report
@@ -43,15 +47,16 @@ EXPORT_SCHEMA = 1
 
 SCHEMA = pa.schema([
     ("request_id", pa.string()), ("seq", pa.int64()), ("run_id", pa.string()), ("task_id", pa.string()),
-    ("turn", pa.int32()), ("cell", pa.string()), ("repeat", pa.int32()), ("agent", pa.string()),
-    ("model", pa.string()), ("served_model", pa.string()), ("provider", pa.string()), ("label", pa.string()),
-    ("upstream_url", pa.string()), ("method", pa.string()), ("path", pa.string()), ("api", pa.string()),
-    ("captured_at", pa.timestamp("ns", tz="UTC")), ("status_code", pa.int32()), ("stream", pa.bool_()),
-    ("request", pa.string()), ("response", pa.string()), ("request_headers", pa.string()),
+    ("turn", pa.int32()), ("cell", pa.string()), ("repeat", pa.int32()), ("thread_id", pa.string()),
+    ("agent", pa.string()), ("model", pa.string()), ("served_model", pa.string()), ("provider", pa.string()),
+    ("label", pa.string()), ("upstream_url", pa.string()), ("method", pa.string()), ("path", pa.string()),
+    ("api", pa.string()), ("captured_at", pa.timestamp("us", tz="UTC")), ("status_code", pa.int32()),
+    ("stream", pa.bool_()), ("request", pa.string()), ("response", pa.string()), ("request_headers", pa.string()),
     ("response_headers", pa.string()), ("error", pa.string()),
     ("ttft_ms", pa.float64()), ("duration_ms", pa.float64()),
     ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()), ("cached_tokens", pa.int64()),
-    ("reasoning_tokens", pa.int64()), ("finish_reason", pa.string()), ("n_tool_calls", pa.int32()),
+    ("reasoning_tokens", pa.int64()), ("finish_reason", pa.string()), ("finish_reason_raw", pa.string()),
+    ("n_tool_calls", pa.int32()),
 ])
 
 
@@ -91,19 +96,33 @@ def _request_text(cap: Capture) -> str:
     return _text(data)
 
 
+def call_ok(resp: dict[str, Any] | None, decoded: DecodedResponse) -> bool:
+    """Answered: a response record, no transport error, a status below 400 and no error event
+    (agentcap_cli/verdict.py judges a turn by the same test, less the error event)."""
+    return bool(resp) and not resp.get("error") and isinstance(resp.get("status_code"), int) and \
+        resp["status_code"] < 400 and decoded.error is None
+
+
 def capture_row(cap: Capture, run: RunInfo) -> dict[str, Any]:
+    """The row of one capture; its keys beyond the schema (``_thread``) are what the parent needs
+    to tell conversations apart, and are not written."""
     req, resp = cap.request, cap.response or {}
     decoded = decode_response(cap)
     timings = resp.get("timings") or {}
     err = resp.get("error")
     body = req.get("body")
+    api = req.get("api") or "openai-chat"
     model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
+    ok = call_ok(cap.response, decoded)
+    fps = array("Q", request_fingerprints(api, body) if "body" in req else ())  # compact on its way to the parent
+    reply = reply_fingerprint(decoded) if ok else None
     return {
         "request_id": req["request_id"], "seq": int(req.get("seq") or 0), "run_id": req.get("run_id") or run.run_id,
         "task_id": req.get("task_id"), "turn": req.get("turn"), "cell": req.get("cell"), "repeat": req.get("repeat"),
-        "agent": run.agent, "model": model, "served_model": resp.get("served_model"), "provider": run.provider,
-        "label": run.label, "upstream_url": req.get("upstream_url"), "method": req.get("method"),
-        "path": req.get("path"), "api": req.get("api"), "captured_at": parse_rfc3339_ns(req["captured_at"]),
+        "thread_id": None, "agent": run.agent, "model": model, "served_model": resp.get("served_model"),
+        "provider": run.provider, "label": run.label, "upstream_url": req.get("upstream_url"),
+        "method": req.get("method"), "path": req.get("path"), "api": req.get("api"),
+        "captured_at": parse_rfc3339_ns(req["captured_at"]) // 1000,
         "status_code": resp.get("status_code"), "stream": resp.get("stream"),
         "request": _request_text(cap), "response": _text(response_body_bytes(cap)) if resp else None,
         "request_headers": _json_text(req.get("headers") or {}),
@@ -113,7 +132,11 @@ def capture_row(cap: Capture, run: RunInfo) -> dict[str, Any]:
         "ttft_ms": timings.get("first_byte"), "duration_ms": timings.get("done"),
         "prompt_tokens": decoded.usage.prompt_tokens, "completion_tokens": decoded.usage.completion_tokens,
         "cached_tokens": decoded.usage.cached_tokens, "reasoning_tokens": decoded.usage.reasoning_tokens,
-        "finish_reason": decoded.finish_reason, "n_tool_calls": len(decoded.tool_calls),
+        "finish_reason": normalise_finish(decoded.finish_reason, len(decoded.tool_calls), not ok),
+        "finish_reason_raw": decoded.finish_reason, "n_tool_calls": len(decoded.tool_calls),
+        "_thread": ((req.get("task_id"), req.get("cell"), req.get("repeat")), fps, ok, reply,
+                    decoded.id if api == API_OPENAI_RESPONSES else None, previous_response_id(api, body),
+                    len(body["tools"]) if isinstance(body, dict) and isinstance(body.get("tools"), list) else 0),
     }
 
 
@@ -148,6 +171,7 @@ class WrittenFile:
     model: str | None
     rows: int
     new: bool  # False: an identical export of these captures was already there
+    kind: str = "calls"  # calls | sessions (parquet rows) | files (trace files as rows) | session (a session file)
 
 
 def footer(run: RunInfo, model: str | None, rows: int, version: str) -> dict[bytes, bytes]:
@@ -181,6 +205,7 @@ class _Block:
     findings: list[Finding] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     redacted: list[str] = field(default_factory=list)  # request ids whose rows were masked
+    threads: list[tuple[Any, ...]] = field(default_factory=list)  # each row's ``_thread`` (capture_row)
 
 
 class UnreadableCapture(ValueError):
@@ -228,7 +253,7 @@ def _batch(job: tuple[str, list[str], RunInfo, Gate | None]) -> _Block:
         records.append((cap.request, cap.response))
     # column lists, then arrays: several times faster than from_pylist on dicts
     batch = pa.RecordBatch.from_pydict({name: [r[name] for r in rows] for name in SCHEMA.names}, schema=SCHEMA)
-    block = _Block(batch, skipped=skipped)
+    block = _Block(batch, skipped=skipped, threads=[r["_thread"] for r in rows])
     if gate is not None:
         streams = [streamed_text(r["response"]) if r["stream"] and r["response"] else None for r in rows]
         block.batch, block.redacted = scan_batch(batch, records, streams, gate, block.findings)
@@ -284,26 +309,53 @@ def _batches(captures_dir: Path, run: RunInfo, block: int, workers: int, gate: G
             yield pending.popleft().result()
 
 
+_CALL_COLUMNS = ("request_id", "seq", "turn", "task_id", "cell", "repeat", "duration_ms", "model", "served_model", "api", "prompt_tokens",
+                 "completion_tokens", "cached_tokens", "reasoning_tokens", "n_tool_calls", "finish_reason")
+
+
+def _thread_ids(block: _Block, tracker: ThreadTracker, calls: list[CallInfo] | None) -> pa.RecordBatch:
+    """The block's rows with their thread ids (tracked in seq order across the blocks of a run);
+    each call's :class:`CallInfo` appended to ``calls`` when it is given."""
+    batch = block.batch
+    ids = batch.column("request_id").to_pylist()
+    assigned = [tracker.assign(scope, rid, fps, ok, reply, response_id, previous)
+                for rid, (scope, fps, ok, reply, response_id, previous, _) in zip(ids, block.threads)]
+    batch = batch.set_column(batch.schema.get_field_index("thread_id"), "thread_id",
+                             pa.array([t for t, _ in assigned], pa.string()))
+    if calls is not None:
+        cols = {c: batch.column(c).to_pylist() for c in _CALL_COLUMNS}
+        cols["captured_us"] = pc.cast(batch.column("captured_at"), pa.int64()).to_pylist()
+        for i, (thread, length) in enumerate(assigned):
+            _, fps, ok, _, response_id, previous, n_tools = block.threads[i]
+            calls.append(CallInfo(thread_id=thread, ok=ok, n_messages=length, response_id=response_id,
+                                  previous_response_id=previous, head=fps[0] if fps else None, n_tools=n_tools,
+                                  **{c: v[i] for c, v in cols.items()}))
+    return batch
+
+
 def write_run(captures_dir: Path, run: RunInfo, out_dir: Path, version: str, progress: Any = None,
               row_group: int = ROW_GROUP, workers: int | None = None, gate: Gate | None = None,
-              report: Report | None = None) -> list[WrittenFile]:
+              report: Report | None = None, calls: list[CallInfo] | None = None) -> list[WrittenFile]:
     """Write ``<out_dir>/<run_id>--<model>--<digest>.parquet`` per model of the run.
 
     Rows are made in blocks of ``row_group`` by ``workers`` processes (default: one per core) and
     written in ``seq`` order; with a ``gate`` the same workers scan them (findings, and the
     captures skipped as unreadable, go to ``report``). The digest covers request ids and body
     sizes (and which rows were masked), so exporting the same captures again finds the same name
-    (nothing written twice, nothing overwritten) and new captures give a new file.
+    (nothing written twice, nothing overwritten) and new captures give a new file. Each row gets
+    its ``thread_id`` here, in seq order; ``calls`` (when given) receives every call's
+    :class:`~agentcap_addons.wire.sessions.CallInfo`, for the sessions.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     parts: dict[str | None, _Part] = {}
     workers = workers if workers is not None else (os.cpu_count() or 1)
     report = report if report is not None else Report()
+    tracker = ThreadTracker()
     try:
         for block in _batches(resolve_captures_dir(captures_dir), run, row_group, workers, gate, report.skipped):
             report.findings += block.findings
             report.skipped += block.skipped
-            batch = block.batch
+            batch = _thread_ids(block, tracker, calls)
             models = batch.column("model")
             for model in pc.unique(models).to_pylist():
                 part = parts.get(model)

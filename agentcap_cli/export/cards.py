@@ -1,41 +1,56 @@
-"""Dataset cards (README.md) for the captures dataset and its paired traces datasets.
+"""Dataset cards (README.md) for the captures dataset, the agents' traces datasets and the
+wire-derived traces dataset.
 
-A card is seeded whole on the first export. Later exports touch only what sits between agentcap's
-markers — the generated section is replaced, the export log gains a line — so a user's own edits
-(front matter, prose outside the markers) survive every update.
+A card is seeded whole on the first export. Later exports touch only what is agentcap's: the
+section between its markers is replaced, the export log gains a line, and in the front matter the
+keys agentcap derives (``configs`` entries it owns, ``size_categories``, and ``license`` when
+``--license`` is given) are set while the owner's other keys and edits stay. What the card says
+about the data (agents, models, hosts, runs, counts) comes from the footers of **every** parquet
+file in the dataset, not only the newest export's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+import pyarrow as pa
 import yaml
 
 from agentcap_cli.export.captures import SCHEMA as CAPTURE_SCHEMA
 from agentcap_cli.export.detectors import find, fingerprint, flagged, redact
+from agentcap_cli.export.files import SCHEMA as FILE_SCHEMA
 from agentcap_cli.export.scan import Finding, Gate, line_where, scan_text, state_of
-from agentcap_cli.export.traces import SCHEMA as TRACE_SCHEMA
+from agentcap_cli.export.sessions import SCHEMA as SESSION_SCHEMA
 
 BEGIN, END = "<!-- agentcap:begin -->", "<!-- agentcap:end -->"
 LOG_BEGIN, LOG_END = "<!-- agentcap:exports:begin -->", "<!-- agentcap:exports:end -->"
+OWN_CONFIGS = {"default", "sessions", "files"}
+SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+         (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
 
 CAPTURE_FIELDS = {
     "request_id": "32 hex digits; the capture's id (file name in the run's captures/)",
     "seq": "order of the call within its run (rows are in seq order)",
-    "run_id": "the run (join key with the traces dataset)",
-    "task_id": "corpus task (join key with the traces dataset, with run_id)",
+    "run_id": "the run (join key with the sessions and traces)",
+    "task_id": "corpus task, or suite cell (join key, with run_id)",
     "turn": "user turn of the task, from 1", "cell": "test-suite cell (scenario/agent/model), else null",
-    "repeat": "test-suite repeat, else null", "agent": "agent CLI that made the call",
+    "repeat": "test-suite repeat, else null",
+    "thread_id": "the conversation the call belongs to: the request_id of its first call (see docs/export.md)",
+    "agent": "agent CLI that made the call",
     "model": "model named in the request body", "served_model": "model the upstream said it served",
     "provider": "upstream provider short name", "label": "the run's --label",
     "upstream_url": "URL the call went to (no credentials, redacted query)", "method": "HTTP method",
     "path": "API path, e.g. /v1/chat/completions", "api": "openai-chat | openai-responses | anthropic-messages | other",
-    "captured_at": "when the request was captured (UTC, ns)", "status_code": "HTTP status of the response",
+    "captured_at": "when the request was captured (UTC, µs)", "status_code": "HTTP status of the response",
     "stream": "whether the response was streamed (SSE)",
-    "request": "the request body exactly as sent, as JSON text (a non-JSON body as text)",
+    "request": "the request body as JSON text, re-serialised from the captured JSON (compact, key order kept, so "
+               "whitespace and escapes may differ from the bytes sent); a non-JSON body as text",
     "response": "the response: JSON text, or the raw SSE stream as received (content-encoding undone)",
     "request_headers": "allowlisted request headers as JSON (never keys or cookies)",
     "response_headers": "allowlisted response headers as JSON",
@@ -43,105 +58,280 @@ CAPTURE_FIELDS = {
     "ttft_ms": "ms from request sent to first response byte", "duration_ms": "ms from request sent to the end",
     "prompt_tokens": "input tokens (cached included)", "completion_tokens": "output tokens (reasoning included)",
     "cached_tokens": "input tokens read from cache", "reasoning_tokens": "reasoning part of the output tokens",
-    "finish_reason": "the API's own stop reason", "n_tool_calls": "tool calls in the response",
+    "finish_reason": "stop | length | tool_calls | content_filter | error (normalised across the three APIs)",
+    "finish_reason_raw": "the API's own stop reason", "n_tool_calls": "tool calls in the response",
 }
-TRACE_FIELDS = {
+SESSION_FIELDS = {
+    "session_id": "<run_id>/<task_id> (<cell>--<repeat> for a suite repeat; the thread id for proxy captures)",
+    "run_id": "the run", "task_id": "corpus task or suite cell", "cell": "test-suite cell, else null",
+    "repeat": "test-suite repeat, else null", "thread_id": "the conversation the session's last call is in",
+    "agent": "agent CLI", "provider": "upstream provider", "label": "the run's --label",
+    "model": "model named by the last call", "served_model": "model the upstream served the last call",
+    "api": "API of the last call", "prompt": "the task's prompt (else the first user message)",
+    "messages": "the conversation as the model saw it, OpenAI chat shape: role, content, reasoning_content, "
+                "tool_calls [{id, type, function {name, arguments (JSON text)}}], tool_call_id, name",
+    "tools": "the tools offered by the last call, JSON text of [{type, function {name, description, parameters}}]",
+    "turns": "user turns with calls", "n_calls": "model calls counted (failed ones left out unless exported "
+                                                 "with --with-failed-calls)",
+    "n_failed_calls": "calls that failed upstream", "n_threads": "conversations among the calls (side calls too)",
+    "n_contexts": "fresh conversations the messages are made of (1 when every turn continues the last)",
+    "n_tool_calls": "tool calls made", "prompt_tokens": "sum over the calls", "completion_tokens": "sum over the calls",
+    "cached_tokens": "sum over the calls", "reasoning_tokens": "sum over the calls",
+    "cost_usd": "the suite's cost, else from --prices; null when unknown", "cost_source": "harness | prices",
+    "started_at": "first call sent", "ended_at": "last call done", "finish_reason": "of the last call (normalised)",
+    "ok": "the task completed its turns (suite: passed without error)", "aborted_reason": "why it did not",
+    "passed": "suite: the repeat passed its checks", "judge_score": "suite: the LLM judge's score",
+    "request_ids": "the calls counted (join with the default config)",
+    "trace_diffs": "where the agent's own trace disagrees with the wire (calls, tool calls, tokens); null without one",
+}
+FILE_FIELDS = {
     "run_id": "the run (join key with the captures dataset)", "task_id": "the task (join key, with run_id)",
-    "agent": "agent CLI", "path": "file path inside the agent's state dir",
-    "format": "jsonl | json | markdown | sqlite | …", "size": "bytes",
+    "agent": "agent CLI", "path": "file path inside the agent's state dir (wire traces: in this dataset)",
+    "format": "jsonl | json | markdown | sqlite | sts | …", "size": "bytes",
     "text": "the file as text when it is UTF-8, else null", "data": "the file, byte for byte",
+    "repeat": "test-suite repeat, else null",
 }
 
 
 @dataclass
 class CardInfo:
-    repo: str  # OWNER/BASE (or a local name)
-    kind: str  # captures | traces
+    repo: str  # OWNER/NAME on the Hub; for --out the dataset's directory (absolute)
+    kind: str  # captures | traces | wire-traces
     agentcap_version: str
+    local: bool = False
     agents: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
-    runs: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)  # every run in the dataset
+    versions: list[str] = field(default_factory=list)  # agentcap versions that exported them
     first: str | None = None
     last: str | None = None
-    rows: int = 0
+    calls: int = 0
+    sessions: int = 0
+    files: int = 0
+    session_files: int = 0
+    native: bool = False  # traces: the agent's own files (Claude Code, Codex, Pi), not converted
     captures_repo: str | None = None
     traces_repos: list[str] = field(default_factory=list)
+    wire_repo: str | None = None
+    license: str | None = None
+    license_name: str | None = None
+    license_link: str | None = None
+    exported: list[str] = field(default_factory=list)  # this export's runs
+    exported_rows: str = ""  # this export, e.g. "120 calls, 3 sessions"
     exported_at: str = ""
+    rows: int = 0  # rows of the default config (for size_categories)
 
 
-def _front_matter(info: CardInfo) -> dict[str, object]:
-    pretty = f"{info.repo.split('/')[-1]} — " + ("model calls of coding agents" if info.kind == "captures"
-                                                  else f"{', '.join(info.agents)} native traces")
-    return {
-        "license": "other",
-        "pretty_name": pretty,
-        "tags": ["agentcap", "agents", "coding-agents", "tool-use", "llm-calls" if info.kind == "captures" else "traces"],
+def from_footers(info: CardInfo, footers: Iterable[dict[str, Any]]) -> CardInfo:
+    """``info`` with what the dataset holds, from the footers of all its parquet files."""
+    footers = list(footers)
+    hosts = {urlsplit(f["upstream"]).hostname or f["upstream"] if "://" in f["upstream"] else f["upstream"]
+             for f in footers if isinstance(f.get("upstream"), str) and f["upstream"]}
+    starts = sorted(str(f["started_at"])[:10] for f in footers if f.get("started_at"))
+    kinds = [(f.get("kind") or "calls", f) for f in footers]
+    info = dataclasses.replace(
+        info, agents=sorted({f["agent"] for f in footers if f.get("agent")}),
+        models=sorted({f["model"] for f in footers if f.get("model")}), hosts=sorted(hosts),
+        runs=sorted({f["run_id"] for f in footers if f.get("run_id")}),
+        versions=sorted({f["agentcap_version"] for f in footers if f.get("agentcap_version")}),
+        first=starts[0] if starts else None, last=starts[-1] if starts else None,
+        calls=sum(f.get("rows") or 0 for k, f in kinds if k == "calls"),
+        sessions=sum(f.get("rows") or 0 for k, f in kinds if k == "sessions"),
+        files=sum(f.get("rows") or 0 for k, f in kinds if k in ("traces", "wire-traces")),
+        session_files=sum(f.get("sessions") or 0 for k, f in kinds if k in ("traces", "wire-traces")))
+    info.rows = info.calls if info.kind == "captures" else (info.session_files or info.files)
+    return info
+
+
+def size_category(n: int) -> str:
+    return next((label for limit, label in SIZES if n < limit), "n>1B")
+
+
+def _configs(info: CardInfo) -> list[dict[str, Any]]:
+    def cfg(name: str, path: str) -> dict[str, Any]:
+        return {"config_name": name, "data_files": [{"split": "train", "path": path}]}
+
+    if info.kind == "captures":
+        return [cfg("default", "data/*.parquet")] + ([cfg("sessions", "sessions/*.parquet")] if info.sessions else [])
+    if info.session_files:
+        return [cfg("default", "sessions/**/*.jsonl"), cfg("files", "data/*.parquet")]
+    return [cfg("default", "data/*.parquet")]
+
+
+def _front_matter(info: CardInfo, existing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The card's YAML: seeded whole, or the owner's with agentcap's keys brought up to date."""
+    what = {"captures": "model calls and sessions of coding agents", "wire-traces": "agent sessions rebuilt from the wire",
+            "traces": f"{', '.join(info.agents)} session traces"}[info.kind]
+    fm = dict(existing) if existing else {
+        "pretty_name": f"{info.repo.rstrip('/').split('/')[-1]} — {what}",
+        "tags": ["agentcap", "agents", "coding-agents", "tool-use",
+                 "llm-calls" if info.kind == "captures" else "traces"],
         "task_categories": ["text-generation"],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
     }
+    if info.license:
+        fm["license"] = info.license
+        for k in ("license_name", "license_link"):
+            if getattr(info, k):
+                fm[k] = getattr(info, k)
+            elif info.license != "other":
+                fm.pop(k, None)
+    fm["size_categories"] = [size_category(info.rows)]
+    theirs = [c for c in fm.get("configs") or [] if isinstance(c, dict) and c.get("config_name") not in OWN_CONFIGS]
+    fm["configs"] = _configs(info) + theirs
+    return fm
 
 
-def _field_table(kind: str) -> str:
-    schema, docs = (CAPTURE_SCHEMA, CAPTURE_FIELDS) if kind == "captures" else (TRACE_SCHEMA, TRACE_FIELDS)
+def _type(t: pa.DataType) -> str:
+    """A column type, short: ``list<struct<role, content, …>>``."""
+    if pa.types.is_list(t):
+        return f"list<{_type(t.value_type)}>"
+    if pa.types.is_struct(t):
+        return "struct<" + ", ".join(t.field(i).name for i in range(t.num_fields)) + ">"
+    return str(t)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(schema: pa.Schema, docs: dict[str, str]) -> str:
     lines = ["| field | type | meaning |", "|---|---|---|"]
-    lines += [f"| `{f.name}` | {f.type} | {docs.get(f.name, '')} |" for f in schema]
+    lines += [f"| `{f.name}` | {_cell(_type(f.type))} | {_cell(docs.get(f.name, ''))} |" for f in schema]
     return "\n".join(lines)
 
 
+def _load(info: CardInfo, config: str | None) -> str:
+    """The ``load_dataset`` call for one config: by repo id on the Hub; for a local export by its
+    files (absolute: it works from any directory; ``datasets`` caches a directory load under the
+    directory's name, so a second export elsewhere under the same name would read the first's)."""
+    if not info.local:
+        args = ", ".join([json.dumps(info.repo), *([f'"{config}"'] if config else []), 'split="train"'])
+        return f"load_dataset({args})"
+    path = next(c["data_files"][0]["path"] for c in _configs(info) if c["config_name"] == (config or "default"))
+    builder = "json" if path.endswith(".jsonl") else "parquet"
+    return f'load_dataset("{builder}", data_files={json.dumps(info.repo.rstrip("/") + "/" + path)}, split="train")'
+
+
+def _provenance(info: CardInfo) -> list[str]:
+    counts = {"captures": f"{info.calls} calls, {info.sessions} sessions",
+              "traces": f"{info.session_files} session files, {info.files} trace files",
+              "wire-traces": f"{info.session_files} session files"}[info.kind]
+    lic = (f"{info.license}" + (f" ({info.license_name}: {info.license_link})" if info.license == "other" else "")
+           if info.license else "not stated (`agentcap export --license`, or set `license` in this card)")
+    return ["## Provenance", "", f"What the files in this dataset hold (every file's footer, all exports): {counts}.", "",
+            f"- exported by: agentcap {', '.join(info.versions) or info.agentcap_version}",
+            f"- agents: {', '.join(info.agents) or '-'}",
+            f"- models: {', '.join(info.models) or '-'}" if info.kind == "captures" else "",
+            f"- upstream hosts: {', '.join(info.hosts) or '-'}" if info.hosts else "",
+            f"- runs: {len(info.runs)}, started {info.first or '?'} … {info.last or '?'}",
+            f"- license: {lic}", ""]
+
+
 def _generated(info: CardInfo) -> str:
-    repo = info.repo
     parts = [BEGIN, "",
-             f"Captured with [agentcap](https://pypi.org/project/agentcap/) {info.agentcap_version}: real coding agents "
-             "run in sandboxes, every model call taken from the wire by a mitmproxy addon.", "",
-             "## Provenance", "",
-             f"- agents: {', '.join(info.agents) or '-'}",
-             f"- models: {', '.join(info.models) or '-'}" if info.kind == "captures" else "",
-             f"- upstream hosts: {', '.join(info.hosts) or '-'}" if info.kind == "captures" else "",
-             f"- runs: {len(info.runs)} (newest export), {info.first or '?'} … {info.last or '?'}", "",
-             "## Fields", "", _field_table(info.kind), "", "## Load it", "", "```python",
-             "from datasets import load_dataset", "", f'ds = load_dataset("{repo}", split="train")', "```", ""]
+             f"Made with [agentcap](https://pypi.org/project/agentcap/) {info.agentcap_version}: real coding agents "
+             "run in sandboxes, every model call taken from the wire by a mitmproxy addon.", "", *_provenance(info)]
     if info.kind == "captures":
-        parts += ["One row per model call, in `seq` order within each run. A run whose calls name several "
-                  "models has one file per model; re-exports add files (dedupe on `request_id` if you "
-                  "load overlapping exports).", ""]
-        if info.traces_repos:
-            parts += ["## Join with the agents' native traces", "", "```python",
-                      f'traces = load_dataset("{info.traces_repos[0]}", split="train").to_pandas()',
-                      "calls = ds.to_pandas()",
-                      'joined = calls.merge(traces, on=["run_id", "task_id"], suffixes=("", "_trace"))', "```", ""]
-        parts += ["## Re-render a request through a chat template", "", "```python", "import json",
-                  "from transformers import AutoTokenizer", "",
-                  'tok = AutoTokenizer.from_pretrained("Qwen/Qwen2.5-Coder-7B-Instruct")',
-                  'row = ds.filter(lambda r: r["api"] == "openai-chat")[0]',
-                  'req = json.loads(row["request"])',
-                  'tools = [t["function"] for t in req.get("tools", []) if "function" in t]',
-                  'text = tok.apply_chat_template(req["messages"], tools=tools or None, tokenize=False,',
-                  '                               add_generation_prompt=True)', "```", "",
-                  "With duckdb: `duckdb.sql(\"SELECT model, sum(prompt_tokens) FROM 'data/*.parquet' GROUP BY 1\")`.", ""]
+        parts += _captures_body(info)
     else:
-        parts += [f"Pairs with the captures dataset `{info.captures_repo}`: join on `run_id` and `task_id`.", ""]
+        parts += _traces_body(info)
     parts.append(END)
     return "\n".join(p for p in parts if p is not None)
 
 
+def _captures_body(info: CardInfo) -> list[str]:
+    parts = ["## Configs", "",
+             "- `default`: one row per model call, in `seq` order within each run (one file per run and model; "
+             "re-exports add files — dedupe on `request_id` when loading overlapping exports).",
+             "- `sessions`: one row per task session — the conversation the model saw as `messages` (OpenAI chat "
+             "shape, tool call arguments as JSON text), the `tools` offered, outcome, tokens, cost.", "",
+             "## Load it", "", "```python", "from datasets import load_dataset", "",
+             f"calls = {_load(info, None)}", f"sessions = {_load(info, 'sessions')}", "```", "",
+             "Train on the sessions: TRL's `SFTTrainer` takes the `messages` column as it is. To render one "
+             "through a chat template (most want tool call arguments as objects):", "", "```python",
+             "import json", "from transformers import AutoTokenizer", "",
+             "row = sessions[0]",
+             "tools = [t[\"function\"] for t in json.loads(row[\"tools\"])]",
+             "messages = [{k: v for k, v in m.items() if v is not None} for m in row[\"messages\"]]",
+             "for m in messages:",
+             "    for c in m.get(\"tool_calls\") or []:",
+             "        c[\"function\"][\"arguments\"] = json.loads(c[\"function\"][\"arguments\"] or \"{}\")",
+             "tok = AutoTokenizer.from_pretrained(\"Qwen/Qwen3-0.6B\")",
+             "text = tok.apply_chat_template(messages, tools=tools or None, tokenize=False)", "```", "",
+             "With duckdb: `duckdb.sql(\"SELECT model, sum(prompt_tokens) FROM 'data/*.parquet' GROUP BY 1\")` "
+             "in a clone of this repo.", ""]
+    related = [r for r in [*info.traces_repos, info.wire_repo] if r]
+    if related:
+        parts += ["## Traces", "",
+                  "The agents' own session traces and the sessions rebuilt from the wire (both render in the Hub's "
+                  "trace viewer) are in " + ", ".join(f"`{r}`" for r in related) +
+                  "; join on `run_id` and `task_id`.", ""]
+    parts += ["## Fields", "", "### default (calls)", "", _table(CAPTURE_SCHEMA, CAPTURE_FIELDS), "",
+              "### sessions", "", _table(SESSION_SCHEMA, SESSION_FIELDS), ""]
+    return parts
+
+
+def _traces_body(info: CardInfo) -> list[str]:
+    if info.kind == "wire-traces":
+        what = ("Every task session rebuilt from the model calls on the wire (what the model saw, whatever the agent "
+                "recorded), as [Session Trace Simple Format](https://huggingface.co/docs/hub/session-traces-format) "
+                "files the Hub's trace viewer renders: `sessions/<run>/<task>--<digest>.jsonl`, harness `agentcap`.")
+    elif info.native and info.agents == ["hermes"]:
+        what = ("hermes' sessions in its own `hermes sessions export` JSONL (a session per line), made from its "
+                "state.db — a format the Hub reads: `sessions/<run>/<task>--<digest>.jsonl`.")
+    elif info.native:
+        what = ("The agents' session files as they wrote them (the Hub detects Claude Code, Codex and Pi sessions): "
+                "`sessions/<run>/<task>--<digest>.jsonl`.")
+    else:
+        what = ("The agents' native traces converted to the [Session Trace Simple Format]"
+                "(https://huggingface.co/docs/hub/session-traces-format), which the Hub's trace viewer renders: "
+                "`sessions/<run>/<task>--<digest>.jsonl`; the original files are in the `files` config.")
+    parts = ["## Configs", "", f"- `default`: {what}" if info.session_files else "",
+             "- `files`: one row per file (`data/*.parquet`): the trace files byte for byte." if info.session_files
+             else "- `default`: one row per native trace file (`data/*.parquet`), byte for byte.", "",
+             "## Load it", "", "```python", "from datasets import load_dataset", "",
+             f"files = {_load(info, 'files' if info.session_files else None)}",
+             *([f"sessions = {_load(info, None)}  # a row per session: datasets reads agent traces with "
+                "`pip install teich`"] if info.session_files else []), "```", ""]
+    if info.captures_repo:
+        parts += [f"Pairs with the captures dataset `{info.captures_repo}`: join on `run_id` and `task_id`.", ""]
+    parts += ["## Fields (`files`)" if info.session_files else "## Fields", "", _table(FILE_SCHEMA, FILE_FIELDS), ""]
+    return parts
+
+
 def _log_line(info: CardInfo) -> str:
-    return (f"- {info.exported_at}: {info.rows} rows from {len(info.runs)} run(s) "
-            f"({', '.join(info.runs[:5])}{' …' if len(info.runs) > 5 else ''})")
+    return (f"- {info.exported_at}: {info.exported_rows} from {len(info.exported)} run(s) "
+            f"({', '.join(info.exported[:5])}{' …' if len(info.exported) > 5 else ''})")
+
+
+def _split(text: str) -> tuple[dict[str, Any] | None, str]:
+    """(front matter, the rest) of a card; (None, text) when it has none that parses."""
+    m = re.match(r"^---\n(.*?)\n---\n?", text, re.S)
+    if not m:
+        return None, text
+    try:
+        fm = yaml.safe_load(m.group(1))
+    except yaml.YAMLError:
+        return None, text
+    return (fm if isinstance(fm, dict) else None), text[m.end():]
+
+
+def _yaml(fm: dict[str, Any]) -> str:
+    return f"---\n{yaml.safe_dump(fm, sort_keys=False, allow_unicode=True)}---\n"
 
 
 def render(info: CardInfo) -> str:
-    fm = yaml.safe_dump(_front_matter(info), sort_keys=False, allow_unicode=True)
-    title = info.repo.split("/")[-1]
-    return (f"---\n{fm}---\n\n# {title}\n\n{_generated(info)}\n\n## Exports\n\n{LOG_BEGIN}\n{_log_line(info)}\n"
-            f"{LOG_END}\n")
+    title = info.repo.rstrip("/").split("/")[-1]
+    return (f"{_yaml(_front_matter(info))}\n# {title}\n\n{_generated(info)}\n\n## Exports\n\n{LOG_BEGIN}\n"
+            f"{_log_line(info)}\n{LOG_END}\n")
 
 
 def update(existing: str | None, info: CardInfo) -> str:
     """The card after this export: seeded when there is none, else only agentcap's parts changed."""
     if not existing or not existing.strip():
         return render(info)
-    text = existing
+    fm, text = _split(existing)
     block = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
     text = block.sub(lambda _: _generated(info), text, count=1) if block.search(text) else (
         text.rstrip("\n") + "\n\n" + _generated(info) + "\n")
@@ -151,7 +341,7 @@ def update(existing: str | None, info: CardInfo) -> str:
         text = text[:m.end(1)] + _log_line(info) + "\n" + text[m.end(1):]
     else:
         text = text.rstrip("\n") + f"\n\n## Exports\n\n{LOG_BEGIN}\n{_log_line(info)}\n{LOG_END}\n"
-    return text
+    return _yaml(_front_matter(info, fm or {})) + ("\n" if not text.startswith("\n") else "") + text
 
 
 def scan_card(info: CardInfo, name: str, gate: Gate, out: list[Finding]) -> CardInfo:

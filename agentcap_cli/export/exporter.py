@@ -3,11 +3,16 @@
 Staged layout (``--out DIR`` is exactly this; ``--push`` stages it in a temp dir and uploads). Each
 dataset directory is the Hub repo's name without ``OWNER/BASE-``, as the Rust agentcap named them:
 
-    DIR/captures/README.md, DIR/captures/data/<run>--<model>--<digest>.parquet        → OWNER/BASE-captures
-    DIR/<agent>-traces/README.md, DIR/<agent>-traces/data/<run>--<digest>.parquet     → OWNER/BASE-<agent>-traces
+    DIR/captures/data/<run>--<model>--<digest>.parquet   calls (default config)   → OWNER/BASE-captures
+    DIR/captures/sessions/<run>--<digest>.parquet        sessions (config "sessions")
+    DIR/<agent>-traces/sessions/<run>/<task>--<digest>.jsonl   the agent's sessions → OWNER/BASE-<agent>-traces
+    DIR/<agent>-traces/data/<run>--<digest>.parquet            its trace files
+    DIR/wire-traces/sessions/<run>/<task>--<digest>.jsonl     sessions from the wire → OWNER/BASE-wire-traces
+    DIR/wire-traces/data/<run>--<digest>.parquet
 
-and a collection ``OWNER/BASE`` gathers them. The secret scan runs while staging (the captures in
-the export workers, the rest here), so what it scans is exactly what is written.
+each with a README.md, and a collection ``OWNER/BASE`` gathers them. The secret scan runs while
+staging (the captures in the export workers, the rest here), so what it scans is exactly what is
+written; sessions and converted traces, made from what was scanned, are scanned again as published.
 """
 
 from __future__ import annotations
@@ -19,14 +24,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version as pkg_version
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
-from agentcap_cli.export.captures import RunInfo, WrittenFile, write_run
-from agentcap_cli.export.cards import CardInfo
+from agentcap_addons.wire.sessions import CallInfo
+from agentcap_addons.wire.yamlfile import ConfigError, load
+from agentcap_cli.export.captures import RunInfo, WrittenFile, read_footer, write_run
+from agentcap_cli.export.cards import CardInfo, from_footers
 from agentcap_cli.export.scan import Gate, Report, scan_json_file, scan_sessions, trufflehog, write_scan_json
+from agentcap_cli.export.sessions import SessionOut, SessionWriter, build, gate_texts, outcomes
 from agentcap_cli.export.traces import write_traces
-from agentcap_cli.workspace import count_captures
 from agentcap_cli.runrecord import RUN_JSON
+from agentcap_cli.sessions_native import HUB_NATIVE
+from agentcap_cli.workspace import count_captures
 
 REPO_RE = re.compile(r"^(?:hf://datasets/)?([A-Za-z0-9][\w.-]{0,95})/([A-Za-z0-9][\w.-]{0,95})/?$")
 
@@ -41,6 +50,7 @@ class Target:
     run: RunInfo
     captures: int = 0
     report: Report = field(default_factory=Report)  # what the scan found, what was skipped
+    checks: list[tuple[str, list[str]]] = field(default_factory=list)  # (session id, trace vs wire differences)
 
 
 def version() -> str:
@@ -98,59 +108,186 @@ def parse_repo(value: str) -> tuple[str, str]:
 
 @dataclass
 class Staged:
-    name: str  # captures | <agent>-traces
-    kind: str  # captures | traces
+    name: str  # captures | <agent>-traces | wire-traces
+    kind: str  # captures | traces | wire-traces
     agent: str | None
+    root: Path  # the dataset's staging directory
     files: list[WrittenFile] = field(default_factory=list)
     runs: list[Target] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
-        return sum(f.rows for f in self.files)
+        return sum(f.rows for f in self.files if f.kind in ("calls", "files"))
+
+    def count(self, kind: str) -> int:
+        """Rows of one kind (calls, sessions, files) or, for ``session``, session files."""
+        return sum(1 if kind == "session" else f.rows for f in self.files if f.kind == kind)
+
+    def repo_path(self, f: WrittenFile) -> str:
+        return f.path.relative_to(self.root).as_posix()
+
+
+@dataclass
+class Options:
+    """What shapes the sessions: prices for their cost, and whether failed calls count."""
+
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    with_failed: bool = False
 
 
 def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | None = None,
-          gate: Gate | None = None) -> list[Staged]:
-    """Write every target's parquet files under ``out`` (the layout in the module docstring),
-    scanning all that goes in when there is a ``gate``: findings and skipped captures go to each
-    target's ``report`` (and its run's scan.json)."""
-    captures = Staged("captures", "captures", None)
+          gate: Gate | None = None, options: Options | None = None) -> list[Staged]:
+    """Write every target's datasets under ``out`` (the layout in the module docstring), scanning
+    all that goes in when there is a ``gate``: findings and skipped captures go to each target's
+    ``report`` (and its run's scan.json)."""
+    options = options or Options()
+    captures = Staged("captures", "captures", None, out / "captures")
+    wire = Staged("wire-traces", "wire-traces", None, out / "wire-traces")
     traces: dict[str, Staged] = {}
     for t in targets:
-        t.report = Report()
+        t.report, t.checks = Report(), []
         if gate is not None:
             t.run = run_info(t.run_dir, gate, t.report)
+        calls: list[CallInfo] = []
         captures.files += write_run(t.run_dir / "captures", t.run, out / "captures" / "data", version(), progress,
-                                    gate=gate, report=t.report)
+                                    gate=gate, report=t.report, calls=calls)
         captures.runs.append(t)
+        native = {}
         if t.run.agent:
-            written = write_traces(t.run_dir, t.run, out / f"{t.run.agent}-traces" / "data", version(), gate, t.report)
-            if written is not None:
-                s = traces.setdefault(t.run.agent, Staged(f"{t.run.agent}-traces", "traces", t.run.agent))
-                s.files.append(written)
+            ids = {("task",) + k: o.session_id for k, o in outcomes(t.run_dir).items() if o.session_id}
+            s = traces.get(t.run.agent) or Staged(f"{t.run.agent}-traces", "traces", t.run.agent,
+                                                  out / f"{t.run.agent}-traces")
+            written = write_traces(t.run_dir, t.run, s.root, version(), gate, t.report, ids)
+            native = written.native
+            if written.files:
+                traces[t.run.agent] = s
+                s.files += written.files
                 s.runs.append(t)
+        rows, wired = _sessions(t, calls, native, out / "captures" / "sessions", wire.root, gate, options)
+        if rows is not None:
+            captures.files.append(rows)
+        if wired:
+            wire.files += wired
+            wire.runs.append(t)
         if gate is not None:
             scan_sessions(t.run_dir, gate, t.report.findings)
             t.report.findings += trufflehog(t.run_dir, gate, t.report.findings)
             write_scan_json(t.run_dir, t.report)
-    return [captures, *traces.values()]
+    return [captures, *traces.values(), *([wire] if wire.files else [])]
 
 
-def card_info(staged: Staged, repo: str, captures_repo: str, traces_repos: list[str]) -> CardInfo:
-    runs = staged.runs
-    models = sorted({f.model for f in staged.files if f.model}) if staged.kind == "captures" else []
-    hosts = sorted({urlsplit(r.run.upstream).hostname or r.run.upstream for r in runs
-                    if r.run.upstream and "://" in r.run.upstream} |
-                   {r.run.upstream for r in runs if r.run.upstream and "://" not in r.run.upstream})
-    starts = sorted(r.run.started_at for r in runs if r.run.started_at)
-    return CardInfo(repo=repo, kind=staged.kind, agentcap_version=version(),
-                    agents=sorted({r.run.agent for r in runs if r.run.agent}), models=models, hosts=hosts,
-                    runs=[r.run.run_id for r in runs], first=starts[0][:10] if starts else None,
-                    last=starts[-1][:10] if starts else None, rows=staged.rows, captures_repo=captures_repo,
-                    traces_repos=traces_repos,
+SESSION_BATCH = 64  # sessions scanned and written at a time
+
+
+def _sessions(t: Target, calls: list[CallInfo], native: dict[tuple[Any, ...], Any], rows_dir: Path, wire: Path,
+              gate: Gate | None, options: Options) -> tuple[WrittenFile | None, list[WrittenFile]]:
+    """The run's sessions, a batch at a time: rebuilt, through the gate, written (rows, wire traces)."""
+    writer = SessionWriter(t.run, rows_dir, wire, version())
+    try:
+        batch: list[SessionOut] = []
+        for session in build(t.run_dir, t.run, calls, options.prices, options.with_failed, native):
+            if session.row["trace_diffs"]:
+                t.checks.append((session.row["session_id"], session.row["trace_diffs"]))
+            batch.append(session)
+            if len(batch) >= SESSION_BATCH:
+                _flush(batch, writer, gate, t.report)
+                batch = []
+        _flush(batch, writer, gate, t.report)
+        return writer.close()
+    finally:
+        writer.discard()
+
+
+def _flush(batch: list[SessionOut], writer: SessionWriter, gate: Gate | None, report: Report) -> None:
+    if gate is not None:
+        gate_texts(batch, gate, report)
+    writer.add(batch)
+
+
+@dataclass(frozen=True)
+class License:
+    """``--license``: an SPDX-style id as the Hub spells it (``mit``, ``cc-by-4.0``), or ``other``
+    with a name and a link."""
+
+    id: str
+    name: str | None = None
+    link: str | None = None
+
+
+_LICENSE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+
+
+def parse_license(value: str | None, name: str | None, link: str | None) -> License | None:
+    """``--license`` / ``--license-name`` / ``--license-link`` as the Hub's card metadata wants them:
+    an id (lower case), and for ``other`` a name (lower case, a-z 0-9 -) and a link."""
+    if value is None:
+        if name or link:
+            raise TargetError("--license-name and --license-link go with --license other")
+        return None
+    lic = value.strip().lower()
+    if not _LICENSE.match(lic):
+        raise TargetError(f"{value!r} is not a license id (an SPDX-style id as the Hub spells it: mit, apache-2.0, "
+                          "cc-by-4.0 …, or other)")
+    if lic != "other":
+        if name or link:
+            raise TargetError("--license-name and --license-link go with --license other")
+        return License(lic)
+    if not name or not link:
+        raise TargetError("--license other needs --license-name and --license-link")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise TargetError(f"--license-name {name!r}: lower-case letters, digits and '-' only")
+    return License(lic, name, link)
+
+
+def load_prices(path: Path) -> dict[str, dict[str, float]]:
+    """Model → {input, output[, cached_input]} (USD per million tokens) from a YAML or JSON file —
+    the mapping itself, or an agentcap.yaml's ``prices:``. Errors name the file, line and key."""
+    try:
+        doc = load(path)
+    except ConfigError as exc:
+        raise TargetError(str(exc)) from None
+    data, prefix = doc.data, ""
+    if isinstance(data, dict) and isinstance(data.get("prices"), dict):
+        data, prefix = data["prices"], "prices."
+    if not isinstance(data, dict):
+        raise TargetError(str(doc.error("", "must be a mapping model → {input, output} (USD per million tokens)")))
+    out: dict[str, dict[str, float]] = {}
+    what = "must be {input, output, cached_input}: numbers, USD per million tokens"
+    for model, price in data.items():
+        key = f"{prefix}{model}"
+        if not isinstance(price, dict) or not price:
+            raise TargetError(str(doc.error(key, what)))
+        for k, v in price.items():
+            if k not in ("input", "output", "cached_input") or isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TargetError(str(doc.error(f"{key}.{k}", what)))
+        out[str(model)] = {k: float(v) for k, v in price.items()}
+    return out
+
+
+def staged_footers(s: Staged, only: set[str] | None = None) -> list[dict[str, Any]]:
+    """Footers of the parquet files in a staged dataset directory — every export's that is there
+    (``--out`` into the same directory again), or only the repo paths in ``only``."""
+    paths = sorted([*s.root.glob("data/*.parquet"), *s.root.glob("sessions/*.parquet")])
+    return [read_footer(p) for p in paths if only is None or p.relative_to(s.root).as_posix() in only]
+
+
+def card_info(s: Staged, repo: str, names: dict[str, str], footers: list[dict[str, Any]],
+              license: License | None = None, local: bool = False) -> CardInfo:
+    """What the card of one dataset says: the dataset (from ``footers``: all its files'), this export."""
+    rows = {"captures": f"{s.count('calls')} calls, {s.count('sessions')} sessions",
+            "traces": f"{s.count('session')} session files, {s.count('files')} trace files",
+            "wire-traces": f"{s.count('session')} session files"}[s.kind]
+    traces = sorted(names[k] for k in names if k.endswith("-traces") and k != "wire-traces")
+    info = CardInfo(repo=repo, kind=s.kind, agentcap_version=version(), local=local,
+                    native=s.agent in HUB_NATIVE, captures_repo=names.get("captures"), traces_repos=traces,
+                    wire_repo=names.get("wire-traces"), license=license.id if license else None,
+                    license_name=license.name if license else None, license_link=license.link if license else None,
+                    exported=[t.run.run_id for t in s.runs], exported_rows=rows,
                     exported_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    return from_footers(info, footers)
 
 
 def repo_names(owner: str, base: str, staged: list[Staged]) -> dict[str, str]:
-    """Staged dataset name → Hub repo id: ``OWNER/BASE-captures``, ``OWNER/BASE-<agent>-traces``."""
+    """Staged dataset name → Hub repo id: ``OWNER/BASE-captures``, ``OWNER/BASE-<agent>-traces``,
+    ``OWNER/BASE-wire-traces``."""
     return {s.name: f"{owner}/{base}-{s.name}" for s in staged}

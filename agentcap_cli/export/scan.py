@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agentcap_addons.wire.store import atomic_write_bytes, rfc3339_ns
-from agentcap_cli.export.detectors import RULES, Hit, fingerprint, find, flagged, mask, normalise, redact
+from agentcap_cli.export.detectors import RULES, Hit, find, fingerprint, flagged, mask, normalise, redact
 
 SCAN_JSON = "scan.json"
 SCANNED_DIRS = ("captures", "traces", "sessions")
@@ -270,6 +270,17 @@ def scan_blobs(blobs: list[Blob], gate: Gate, out: list[Finding], published: boo
         data = _scan_blob(b.file, b.data, decoded[i], views[i], gate, out, published)
         name = scan_text(b.name, b.file, lambda h: "its name", gate, out, published) if b.name else b.name
         result.append(Blob(b.file, data, b.path, name))
+    return result
+
+
+def scan_derived(blobs: list[Blob], gate: Gate, report: Report) -> list[Blob]:
+    """Scan files made from what was scanned already (a session rebuilt from captures, a trace
+    converted to another format): as :func:`scan_blobs`, masked the same way, but a secret already
+    reported for this run is not reported again."""
+    known = {f.fingerprint for f in report.findings}
+    found: list[Finding] = []
+    result = scan_blobs(blobs, gate, found)
+    report.findings += [f for f in found if f.fingerprint not in known]
     return result
 
 

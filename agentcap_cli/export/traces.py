@@ -1,27 +1,32 @@
-"""Traces → parquet: every native trace file of a run as one row, for the paired traces dataset.
+"""Traces → the paired ``<agent>-traces`` dataset: the agent's session files the Hub's trace viewer
+renders, and every native trace file as a parquet row.
 
-Rows join the captures on ``run_id`` (and ``task_id``). The file itself is kept byte for byte in
-``data``; ``text`` holds it decoded when it is UTF-8 (JSONL sessions, markdown), else null (SQLite).
-With a gate each batch of files is scanned before it is written (:func:`.scan.scan_blobs`); under
-``--redact`` both columns hold the masked copy (so does ``path``).
+Layout (``DIR`` = the dataset's directory):
+
+    DIR/sessions/<run>/<task>--<digest>.jsonl   one session file per task session (the default config)
+    DIR/data/<run>--<digest>.parquet             one row per native trace file (config "files")
+
+Claude Code, Codex and Pi sessions are published as the agents wrote them, hermes' as its own
+``sessions export`` JSONL made from its state.db (the Hub reads those four formats); the other
+agents' traces (opencode's SQLite, qwen-code's chat JSONL, mini-swe-agent's trajectories, aider's
+markdown history) are converted to the Session Trace Simple Format. A suite run's traces (``cells/<cell>/<repeat>/traces``) are tasks ``<cell>`` with their repeat.
+Every byte goes through the gate first (:func:`.scan.scan_blobs`): under ``--redact`` the parquet,
+the raw session files and the converted ones all hold the masked copy.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from agentcap_cli.export.captures import RunInfo, WrittenFile
+from agentcap_cli.export.files import SCHEMA, FileRows, file_row, key_name, session_file  # noqa: F401 (SCHEMA: re-exported)
+from agentcap_cli.export.scan import Blob, Gate, Report, scan_blobs, scan_derived
+from agentcap_cli.sessions_format import Counts, NativeSession, sts_text
+from agentcap_cli.sessions_native import HUB_NATIVE, hub_native_files, read_native
+from agentcap_cli.sessions_stores import hermes_export
 
-from agentcap_cli.export.captures import RunInfo, WrittenFile, footer, put_in_place
-from agentcap_cli.export.scan import Blob, Gate, Report, scan_blobs
-
-SCHEMA = pa.schema([("run_id", pa.string()), ("task_id", pa.string()), ("agent", pa.string()),
-                    ("path", pa.string()), ("format", pa.string()), ("size", pa.int64()),
-                    ("text", pa.string()), ("data", pa.binary())])
 BATCH_BYTES = 64 << 20
 
 
@@ -30,66 +35,118 @@ def _format(path: Path) -> str:
         path.suffix, path.suffix.lstrip(".") or "text")
 
 
-def trace_files(run_dir: Path) -> list[tuple[str, Path]]:
-    """(task_id, file) for every file under ``traces/<task>/``, in a stable order."""
+@dataclass
+class TaskTrace:
+    """One task session's trace directory."""
+
+    key: tuple[Any, ...]  # the session key (agentcap_cli.export.sessions.session_key)
+    dir: Path
+    rel: str  # the directory relative to the run dir, as findings name it
+
+    @property
+    def task_id(self) -> str:
+        return str(self.key[1])
+
+    @property
+    def repeat(self) -> int | None:
+        return self.key[3]
+
+
+def task_traces(run_dir: Path) -> list[TaskTrace]:
+    """``traces/<task>/`` of a corpus run, ``cells/<cell>/<repeat>/traces/`` of a suite run."""
+    out = []
     root = run_dir / "traces"
-    if not root.is_dir():
-        return []
-    return [(task.name, f) for task in sorted(root.iterdir()) if task.is_dir()
-            for f in sorted(p for p in task.rglob("*") if p.is_file())]
+    for task in sorted(root.iterdir()) if root.is_dir() else []:
+        if task.is_dir():
+            out.append(TaskTrace(("task", task.name, None, None), task, f"traces/{task.name}"))
+    for d in sorted((run_dir / "cells").glob("*/*/traces")) if (run_dir / "cells").is_dir() else []:
+        if d.is_dir() and d.parent.name.isdigit():
+            cell = d.parent.parent.name
+            out.append(TaskTrace(("task", cell, cell, int(d.parent.name)), d, str(d.relative_to(run_dir))))
+    return out
 
 
-def _rows(blobs: list[Blob], run: RunInfo, digest: Any) -> list[dict[str, object]]:
-    rows = []
-    for b in blobs:
-        task_id = b.file.split("/")[1]
-        try:
-            text: str | None = b.data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        digest.update(f"{task_id}/{b.name}:{hashlib.sha256(b.data).hexdigest()}\n".encode())
-        rows.append({"run_id": run.run_id, "task_id": task_id, "agent": run.agent, "path": b.name,
-                     "format": _format(Path(b.file)), "size": len(b.data), "text": text, "data": b.data})
-    return rows
+def trace_files(run_dir: Path) -> list[tuple[TaskTrace, Path]]:
+    """(task, file) for every native trace file of the run, in a stable order."""
+    return [(t, f) for t in task_traces(run_dir) for f in sorted(p for p in t.dir.rglob("*") if p.is_file())]
 
 
-def write_traces(run_dir: Path, run: RunInfo, out_dir: Path, version: str, gate: Gate | None = None,
-                 report: Report | None = None) -> WrittenFile | None:
-    """One parquet file of the run's traces (None when it has none), each batch of files scanned
-    before it is written when there is a gate."""
-    files = trace_files(run_dir)
+@dataclass
+class TracesWritten:
+    files: list[WrittenFile] = field(default_factory=list)  # the parquet, then the session files
+    native: dict[tuple[Any, ...], Counts] = field(default_factory=dict)  # what each task's trace says it cost
+
+
+def write_traces(run_dir: Path, run: RunInfo, dataset: Path, version: str, gate: Gate | None = None,
+                 report: Report | None = None, session_ids: dict[tuple[Any, ...], str] | None = None) -> TracesWritten:
+    """The run's traces into ``dataset`` (the layout in the module docstring), each batch of files
+    scanned before it is written when there is a gate. ``session_ids``: the agent's own session id
+    per task (from run.json), to pick the right session out of a shared database."""
+    result = TracesWritten()
+    tasks = task_traces(run_dir)
+    files = [(t, f) for t in tasks for f in sorted(p for p in t.dir.rglob("*") if p.is_file())]
     if not files:
-        return None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{run.run_id}.{os.getpid()}.tmp"
-    digest = hashlib.sha256()
-    writer = pq.ParquetWriter(tmp, SCHEMA, compression="zstd")
+        return result
+    report = report if report is not None else Report()
+    raw = {f for t in tasks for f in hub_native_files(run.agent or "", t.dir)}
+    table = FileRows(dataset / "data", run)
+    sessions: list[WrittenFile] = []
 
-    def flush(blobs: list[Blob]) -> None:
-        if gate is not None and report is not None:
+    def flush(batch: list[tuple[TaskTrace, Path, Blob]]) -> None:
+        blobs = [b for _, _, b in batch]
+        if gate is not None:
             blobs = scan_blobs(blobs, gate, report.findings)
-        writer.write_batch(pa.RecordBatch.from_pylist(_rows(blobs, run, digest), schema=SCHEMA))
+        table.write([file_row(run, t.key, b.name or "", b.data, _format(p)) for (t, p, _), b in zip(batch, blobs)])
+        for (t, p, _), b in zip(batch, blobs):
+            if p in raw:  # published as the agent wrote it (masked under --redact)
+                sessions.append(session_file(dataset / "sessions", run, t.key, b.data, b.data.count(b"\n")))
 
     try:
-        pending: list[Blob] = []
+        pending: list[tuple[TaskTrace, Path, Blob]] = []
         size = 0
-        for task_id, path in files:
-            pending.append(Blob(str(path.relative_to(run_dir)), path.read_bytes(), path,
-                                str(path.relative_to(run_dir / "traces" / task_id))))
-            size += len(pending[-1].data)
+        for t, path in files:
+            pending.append((t, path, Blob(f"{t.rel}/{path.relative_to(t.dir)}", path.read_bytes(), path,
+                                          str(path.relative_to(t.dir)))))
+            size += len(pending[-1][2].data)
             if size >= BATCH_BYTES:
                 flush(pending)
                 pending, size = [], 0
         if pending:
             flush(pending)
-        writer.add_key_value_metadata(footer(run, None, len(files), version))
-        writer.close()
-        final = out_dir / f"{run.run_id}--{digest.hexdigest()[:12]}.parquet"
-        return WrittenFile(final, None, len(files), put_in_place(tmp, final))
+        for t in tasks:
+            native = read_native(run.agent, t.dir, (session_ids or {}).get(t.key))
+            if native is None:
+                continue
+            result.native[t.key] = native.counts
+            if run.agent == "hermes":
+                data = hermes_export(t.dir)
+                if data is not None:
+                    sessions.append(_derived(t, data, "(as hermes sessions export)", run, dataset, gate, report))
+            elif run.agent not in HUB_NATIVE and native.messages:
+                sessions.append(_converted(t, native, run, dataset, gate, report))
+        written = table.close(version, kind="traces", sessions=len(sessions))
+        result.files = ([written] if written else []) + sessions
+        return result
     finally:
-        if tmp.exists():
-            try:
-                writer.close()
-            except Exception:
-                pass
-            tmp.unlink(missing_ok=True)
+        table.discard()
+
+
+def _converted(t: TaskTrace, native: NativeSession, run: RunInfo, dataset: Path, gate: Gate | None,
+               report: Report) -> WrittenFile:
+    """A native trace in the Session Trace Simple Format."""
+    first = next((m["content"].strip() for m in native.messages if m["role"] == "user" and m["content"].strip()), "")
+    header = {"harness": native.harness, "id": native.id or f"{run.run_id}/{key_name(t.key)}",
+              "name": native.title or (first.splitlines()[0][:120] if first else None), "source": "native",
+              "agent": run.agent, "run_id": run.run_id, "task_id": t.task_id, "repeat": t.repeat,
+              "native_files": native.files}
+    return _derived(t, sts_text(header, native.messages).encode(), "(as a session file)", run, dataset, gate, report,
+                    native.files[0] if native.files else "")
+
+
+def _derived(t: TaskTrace, data: bytes, how: str, run: RunInfo, dataset: Path, gate: Gate | None, report: Report,
+             source: str = ".hermes/state.db") -> WrittenFile:
+    """A session file made from a native trace, through the gate."""
+    if gate is not None:
+        [blob] = scan_derived([Blob(f"{t.rel}/{source} {how}", data)], gate, report)
+        data = blob.data
+    return session_file(dataset / "sessions", run, t.key, data, data.count(b"\n"))
