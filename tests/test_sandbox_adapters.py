@@ -166,3 +166,30 @@ def test_debian_mirror_comes_from_the_hosts_apt_sources(monkeypatch):
     monkeypatch.setenv("AGENTCAP_DEBIAN_MIRROR", "http://mirror.example/debian")
     assert images.debian_mirror() == "http://mirror.example/debian"
     assert images.rootfs_source()[1].startswith("bookworm http://mirror.example/debian ")
+
+
+def test_a_wal_mode_trace_database_is_exported_whole(tmp_path):
+    """opencode and hermes keep SQLite in WAL mode: the exported trace holds what is still in -wal."""
+    import sqlite3
+
+    from sandbox.agents import TurnInput, get_agent
+
+    t = TurnInput(prompt="p", turn=2, base_url="http://127.0.0.1:1", api_key="k", model="m",
+                  workspace=tmp_path / "ws", home=tmp_path / "home")
+    db = t.home / ".local" / "share" / "opencode" / "opencode.db"
+    db.parent.mkdir(parents=True)
+    live = sqlite3.connect(db)  # the agent's connection, still open: turn 2 is only in the -wal file
+    live.execute("PRAGMA journal_mode=WAL")
+    live.execute("CREATE TABLE message (turn INTEGER)")
+    live.executemany("INSERT INTO message VALUES (?)", [(1,), (2,)])
+    live.commit()
+    try:
+        assert (db.parent / "opencode.db-wal").stat().st_size > 0
+        [out] = get_agent("opencode").export_trace(t, None, tmp_path / "traces")
+        copy = sqlite3.connect(out)
+        assert copy.execute("SELECT count(*) FROM message").fetchone() == (2,)
+        assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        copy.close()
+        assert sorted(p.name for p in out.parent.iterdir()) == ["opencode.db"]
+    finally:
+        live.close()

@@ -108,9 +108,34 @@ class Agent:
             base = t.home if src.is_relative_to(t.home) else t.workspace
             target = dest / src.relative_to(base)
             target.parent.mkdir(parents=True, exist_ok=True)
+            if src.suffix in (".db", ".sqlite") and _sqlite_snapshot(src, target):
+                written.append(target)
+                continue
             shutil.copyfile(src, target)
             written.append(target)
         return written
+
+
+def _sqlite_snapshot(src: Path, target: Path) -> bool:
+    """A self-contained copy of a SQLite database: opencode and hermes keep theirs in WAL mode, so the
+    main file alone misses what is still in ``-wal`` (a copy of it lost the last turns). SQLite's
+    backup API reads both; False (then a plain copy) when ``src`` is not a database it can open."""
+    import sqlite3
+
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        a, b = sqlite3.connect(src), sqlite3.connect(tmp)
+        try:
+            a.backup(b)
+            b.execute("PRAGMA journal_mode=DELETE")  # one self-contained file: no -wal beside it for readers
+        finally:
+            a.close()
+            b.close()
+        tmp.replace(target)
+        return True
+    except sqlite3.Error:
+        tmp.unlink(missing_ok=True)
+        return False
 
 
 # -- helpers adapters share -------------------------------------------------------------------------
