@@ -26,13 +26,14 @@ try:
 except ImportError:  # run as `mitmdump -s path/to/agentcap_addons/capture.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mitmproxy import ctx, exceptions, flow as mflow, http
+from mitmproxy import ctx, exceptions, http
+from mitmproxy import flow as mflow
 
 from agentcap_addons.keyauth import KeyAuth, attribution_of
 from agentcap_addons.lifecycle import Lifecycle
 from agentcap_addons.recorder import Call, Recorder
 from agentcap_addons.websocket import WebSocketCapture, is_websocket_handshake
-from agentcap_addons.wire.policy import DEFAULT_PATHS, path_matches, redact_path
+from agentcap_addons.wire.capture.policy import DEFAULT_PATHS, path_matches, redact_path
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class Capture:
             try:
                 self.timeout = float(o.agentcap_timeout)
             except ValueError:
-                raise exceptions.OptionsError(f"agentcap_timeout: not a number of seconds: {o.agentcap_timeout!r}")
+                raise exceptions.OptionsError(f"agentcap_timeout: not a number of seconds: {o.agentcap_timeout!r}") from None
             if self.timeout <= 0:
                 raise exceptions.OptionsError("agentcap_timeout: must be > 0")
 

@@ -21,9 +21,13 @@ except ImportError:  # run as `mitmweb -s path/to/agentcap_addons/contentview.py
 from mitmproxy import contentviews, http
 from mitmproxy.contentviews import Metadata
 
-from agentcap_addons.wire.policy import API_OTHER, api_kind
-from agentcap_addons.wire.pretty import decode_response_bytes, request_lines, response_lines
-from agentcap_addons.wire.store import parse_json_body
+from agentcap_addons.wire.api.pretty import (
+    decode_response_bytes,
+    request_lines,
+    response_lines,
+)
+from agentcap_addons.wire.capture.policy import API_OTHER, api_kind
+from agentcap_addons.wire.util.jsonio import parse_json_body
 
 
 def _api(flow: Any) -> str:

@@ -25,8 +25,8 @@ import os
 
 from mitmproxy import ctx, exceptions, http
 
-from agentcap_addons.wire.policy import redact_path
-from agentcap_addons.wire.registry import Attribution, KeyRegistry, key_digest
+from agentcap_addons.wire.capture.policy import redact_path
+from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, key_digest
 
 log = logging.getLogger(__name__)
 

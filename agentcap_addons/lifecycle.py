@@ -50,7 +50,7 @@ class Lifecycle:
         # One watcher per process, kept on the master: a script reload makes new addon objects
         # and calls running() again, and must neither lose nor double the watcher.
         if ctx.options.agentcap_parent_watch and getattr(ctx.master, "_agentcap_parent_watch", None) is None:
-            ctx.master._agentcap_parent_watch = asyncio.get_running_loop().create_task(self._watch_stdin())
+            setattr(ctx.master, "_agentcap_parent_watch", asyncio.get_running_loop().create_task(self._watch_stdin()))  # noqa: B010
 
     async def _watch_stdin(self) -> None:
         loop = asyncio.get_running_loop()

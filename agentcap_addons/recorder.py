@@ -2,7 +2,7 @@
 
 It owns the per-run capture directories (and so ``seq``), the set of calls in flight (so that
 shutdown can still close every one of them) and the building of both records. Writing goes
-through :mod:`agentcap_addons.wire.store`, the one place that knows the file format.
+through :mod:`agentcap_addons.wire.capture.records`, the one place that knows the file format.
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mitmproxy import http
 
-from agentcap_addons.wire import store
-from agentcap_addons.wire.decode import body_model, decode_content_encoding, sniff_model
-from agentcap_addons.wire.policy import (
+from agentcap_addons.wire.api.decode import (
+    body_model,
+    decode_content_encoding,
+    sniff_model,
+)
+from agentcap_addons.wire.capture.policy import (
     REQUEST_HEADERS,
     RESPONSE_HEADERS,
     HeaderFilter,
@@ -30,8 +33,18 @@ from agentcap_addons.wire.policy import (
     redact_path,
     redact_url,
 )
-from agentcap_addons.wire.registry import Attribution
-from agentcap_addons.wire.writer import ProcessWriter
+from agentcap_addons.wire.capture.records import (
+    SCHEMA,
+    CaptureDir,
+    body_fields,
+    new_request_id,
+    raw_fields,
+)
+from agentcap_addons.wire.capture.registry import Attribution
+from agentcap_addons.wire.util.clock import rfc3339_ns
+from agentcap_addons.wire.util.files import InodePool, create_file
+from agentcap_addons.wire.util.jsonio import dumps
+from agentcap_addons.writer import ProcessWriter
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +55,14 @@ class Call:
 
     rid: str
     seq: int
-    directory: store.CaptureDir
+    directory: CaptureDir
     sent_ms: float  # epoch ms when the request was handed on upstream
     bufs: list[bytes] = field(default_factory=list)
     chunks: list[list[float | int]] = field(default_factory=list)
     first_byte_ms: float | None = None
     last_activity: float = field(default_factory=time.monotonic)
     teed: bool = False
-    written: "asyncio.Future | None" = None  # resolves once the request record is on disk
+    written: asyncio.Future | None = None  # resolves once the request record is on disk
     timed_out: bool = False
     finished: bool = False
     request_file: tuple[Path, bytes] | None = None  # the request record until it is known to be on disk
@@ -75,7 +88,7 @@ BUSY_CALLS = 2  # calls in flight from which request records go through the writ
 def default_run_dir() -> Path:
     """``$AGENTCAP_WORKSPACE/.agentcap/proxy-<UTC stamp>`` for a power user who set no directory."""
     ws = Path(os.environ.get("AGENTCAP_WORKSPACE") or os.getcwd())
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return ws / ".agentcap" / f"proxy-{stamp}-{os.getpid()}"
 
 
@@ -85,15 +98,15 @@ class Recorder:
         self.run_id: str | None = None
         self.request_headers = HeaderFilter(REQUEST_HEADERS)
         self.response_headers = HeaderFilter(RESPONSE_HEADERS)
-        self._dirs: dict[str, store.CaptureDir] = {}
+        self._dirs: dict[str, CaptureDir] = {}
         self.inflight: dict[str, tuple[http.HTTPFlow, Call]] = {}
         self.events_fd: int = -1
         self.events_dropped = 0
         self.writer: ProcessWriter | None = ProcessWriter()
-        self.inodes = store.InodePool()
+        self.inodes = InodePool()
 
     def set_writer(self, mode: str) -> None:
-        """``process``: files are written by a child process (the fast path, see wire/writer.py);
+        """``process``: files are written by a child process (the fast path, see writer.py);
         ``inline``: by the proxy itself, synchronously (simple; what hook-level tests use)."""
         if mode == "inline":
             if self.writer is not None:
@@ -109,7 +122,7 @@ class Recorder:
         event: dict[str, Any],
         then: Callable[[], None] | None = None,
         inline: bool = False,
-    ) -> "asyncio.Future | None":
+    ) -> asyncio.Future | None:
         """Write one record: inline (raises OSError when it cannot be written) or through the writer
         process (the future resolves to False when the child could not write it)."""
 
@@ -129,10 +142,10 @@ class Recorder:
         """Write ``path`` here and now. A captures directory that was removed is made again (once);
         anything else (a full disk, no permission) raises OSError."""
         try:
-            store.create_file(path, data, self.inodes)
+            create_file(path, data, self.inodes)
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
-            store.create_file(path, data, self.inodes)
+            create_file(path, data, self.inodes)
 
     def retry_request(self, call: Call) -> bool:
         """The writer process could not write ``call``'s request record: try once more here (making
@@ -192,7 +205,7 @@ class Recorder:
         self.request_headers = HeaderFilter(REQUEST_HEADERS + tuple(extra_headers))
         self.response_headers = HeaderFilter(RESPONSE_HEADERS + tuple(extra_headers))
 
-    def _captures_dir(self, attribution: Attribution | None) -> tuple[store.CaptureDir, str | None]:
+    def _captures_dir(self, attribution: Attribution | None) -> tuple[CaptureDir, str | None]:
         if attribution is not None and attribution.captures_dir:
             path = Path(attribution.captures_dir)
             run_id = attribution.run_id
@@ -204,7 +217,7 @@ class Recorder:
         key = str(path)
         d = self._dirs.get(key)
         if d is None:
-            d = self._dirs[key] = store.CaptureDir(path)
+            d = self._dirs[key] = CaptureDir(path)
         return d, run_id
 
     def open(
@@ -218,17 +231,17 @@ class Recorder:
         directory, run_id = self._captures_dir(attribution)
         api = api_kind(flow.request.path)
         call = Call(
-            rid=store.new_request_id(),
+            rid=new_request_id(),
             seq=directory.next_seq(),
             directory=directory,
             sent_ms=0.0,
         )
         a = attribution or Attribution()
         record: dict[str, Any] = {
-            "schema": store.SCHEMA,
+            "schema": SCHEMA,
             "request_id": call.rid,
             "seq": call.seq,
-            "captured_at": store.rfc3339_ns(),
+            "captured_at": rfc3339_ns(),
             "method": method,
             "path": redact_path(flow.request.path),
             "upstream_url": redact_url(flow.request.url),
@@ -240,7 +253,7 @@ class Recorder:
             "repeat": a.repeat,
             "headers": self.request_headers(flow.request.headers.items()),
         }
-        record.update(store.body_fields(body))
+        record.update(body_fields(body))
         event = {"event": "request", "request_id": call.rid, "seq": call.seq, "run_id": run_id,
                  "task_id": a.task_id, "turn": a.turn, "cell": a.cell, "repeat": a.repeat, "path": record["path"]}
         call.request_event = event
@@ -255,7 +268,7 @@ class Recorder:
         # writer process takes the disk work off it (best throughput). Responses always go there.
         busy = len(self.inflight) >= BUSY_CALLS
         self.inflight[call.rid] = (flow, call)
-        path, data = directory.request_path(call.rid), store.dumps(record)
+        path, data = directory.request_path(call.rid), dumps(record)
         try:
             call.written = self._store(path, data, event, on_disk, inline=not busy)
         except OSError as e:
@@ -282,16 +295,16 @@ class Recorder:
         done_ms = call.elapsed_ms()
         hdrs = self.response_headers(headers)
         record: dict[str, Any] = {
-            "schema": store.SCHEMA,
+            "schema": SCHEMA,
             "request_id": call.rid,
             "status_code": status_code,
             "headers": hdrs,
             "stream": stream,
         }
         if stream:
-            record.update(store.raw_fields(data))
+            record.update(raw_fields(data))
         else:
-            record.update(store.body_fields(decode_content_encoding(data, hdrs.get("content-encoding"))))
+            record.update(body_fields(decode_content_encoding(data, hdrs.get("content-encoding"))))
         record["chunks"] = call.chunks
         record["timings"] = {
             "sent": round(call.sent_ms, 3),
@@ -302,7 +315,7 @@ class Recorder:
         record["error"] = error
         event = {"event": "response", "request_id": call.rid, "status_code": status_code,
                  "error": error["kind"] if error else None}
-        path, data = call.directory.response_path(call.rid), store.dumps(record)
+        path, data = call.directory.response_path(call.rid), dumps(record)
         try:
             fut = self._store(path, data, event)
         except OSError as e:
@@ -311,7 +324,7 @@ class Recorder:
         if fut is not None:
             fut.add_done_callback(lambda f: self._response_written(f, call, path, data, event))
 
-    def _response_written(self, fut: "asyncio.Future", call: Call, path: Path, data: bytes,
+    def _response_written(self, fut: asyncio.Future, call: Call, path: Path, data: bytes,
                           event: dict[str, Any]) -> None:
         """The writer process could not write a response record: once more here, else say so."""
         if fut.cancelled() or fut.result():

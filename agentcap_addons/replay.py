@@ -10,7 +10,7 @@
 
 Per attribution (``agentcap_cassettes``, or ``agentcap_replay`` with ``agentcap_replay_per=task``) a
 call is served from its own repeat's (task's) recordings, its run's directory and id matched as the
-recording's (wire/cassette.py) and put back into the response; a call with no recordings for it goes
+recording's (wire/fake/cassette.py) and put back into the response; a call with no recordings for it goes
 upstream. ``agentcap_replay_on_miss``: ``error`` answers a miss with a 404 naming the nearest recording
 and the first differing JSON path (drift), ``forward`` sends the miss upstream (vcrpy's
 new_episodes), ``live`` sends it and every later call of the same repeat (task) upstream.
@@ -38,15 +38,24 @@ except ImportError:  # run as `mitmdump -s path/to/agentcap_addons/replay.py` fr
 from mitmproxy import ctx, exceptions, http
 
 from agentcap_addons.keyauth import attribution_of
-from agentcap_addons.wire import cassettedir
-from agentcap_addons.wire.cassette import DEFAULT_IGNORE, DEFAULT_MATCH, Cassette
-from agentcap_addons.wire.cassettedir import Subs, run_subs
-from agentcap_addons.wire.policy import DEFAULT_PATHS, path_matches, path_only
-from agentcap_addons.wire.registry import Attribution
-from agentcap_addons.wire.script import load_script
-from agentcap_addons.wire.store import Capture, iter_captures, resolve_captures_dir
-from agentcap_addons.wire.upstream import Forward, ReplayResponder, Responder, ScriptResponder
-from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_addons.wire.capture.policy import DEFAULT_PATHS, path_matches, path_only
+from agentcap_addons.wire.capture.records import (
+    Capture,
+    iter_captures,
+    resolve_captures_dir,
+)
+from agentcap_addons.wire.capture.registry import Attribution
+from agentcap_addons.wire.fake import cassettedir
+from agentcap_addons.wire.fake.cassette import DEFAULT_IGNORE, DEFAULT_MATCH, Cassette
+from agentcap_addons.wire.fake.cassettedir import Subs, run_subs
+from agentcap_addons.wire.fake.script import load_script
+from agentcap_addons.wire.fake.upstream import (
+    Forward,
+    ReplayResponder,
+    Responder,
+    ScriptResponder,
+)
+from agentcap_addons.wire.util.yamlfile import ConfigError
 
 log = logging.getLogger(__name__)
 OPTIONS = {"agentcap_replay", "agentcap_script", "agentcap_replay_on_miss", "agentcap_replay_match",

@@ -18,7 +18,7 @@ from mitmproxy.websocket import WebSocketMessage
 
 from agentcap_addons.keyauth import attribution_of
 from agentcap_addons.recorder import Call, Recorder
-from agentcap_addons.wire.policy import path_matches
+from agentcap_addons.wire.capture.policy import path_matches
 
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "response.done", "error"})
 
@@ -49,7 +49,7 @@ class WebSocketCapture:
         self.recorder.close(call, status, headers, b"".join(call.bufs), True, error)
         self._calls.pop(flow.id, None)
 
-    def websocket_message(self, flow: http.HTTPFlow) -> Awaitable[bool] | None:
+    def websocket_message(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if not self._captured(flow):
             return None
         assert flow.websocket is not None
@@ -69,7 +69,7 @@ class WebSocketCapture:
         text = msg.text if msg.is_text else msg.content.decode("utf-8", "replace")
         if call.first_byte_ms is None:
             call.first_byte_ms = call.elapsed_ms()
-        call.tee(f"data: {text}\n\n".encode("utf-8"))
+        call.tee(f"data: {text}\n\n".encode())
         if _event_type(text) in TERMINAL:
             self._finish(flow, call, None)
         return None

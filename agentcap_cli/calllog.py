@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.decode import decode_response
-from agentcap_addons.wire.store import Capture, read_capture
+from agentcap_addons.wire.api.decode import decode_response
+from agentcap_addons.wire.capture.records import Capture, read_capture
 
 
 def call_line(capture: Capture) -> str:
@@ -51,9 +51,9 @@ def line_for_event(captures: Path, event: dict) -> str | None:
 def served_line(n: int, method: str, path: str, body: bytes, rendered: Any, seconds: float) -> str:
     """``agentcap model serve``'s line for one answer: ``#3 openai-chat model=m status=200 tools=bash 0.004s``
     (``forwarded`` when a replay miss went to the live upstream)."""
-    from agentcap_addons.wire.policy import api_kind, redact_path
-    from agentcap_addons.wire.pretty import decode_response_bytes
-    from agentcap_addons.wire.store import parse_json_body
+    from agentcap_addons.wire.api.pretty import decode_response_bytes
+    from agentcap_addons.wire.capture.policy import api_kind, redact_path
+    from agentcap_addons.wire.util.jsonio import parse_json_body
 
     api = api_kind(path) if method == "POST" else "other"
     ok, req = parse_json_body(body)

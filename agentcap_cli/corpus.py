@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.yamlfile import ConfigError, Located, check_keys, load, read_text
+from agentcap_addons.wire.util.yamlfile import (
+    ConfigError,
+    Located,
+    check_keys,
+    load,
+    read_text,
+)
 
 TASK_KEYS = {"id", "prompt", "turns", "followups"}
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -84,7 +90,10 @@ def _task(doc: Located, obj: Any, key: str, position: int, seen: dict[str, int])
     if not isinstance(obj, dict):
         raise doc.error(key, "a task must be a mapping with a 'prompt' (or a plain string)")
     check_keys(doc, obj, key, TASK_KEYS)
-    k = (lambda name: f"{key}.{name}" if key else name)
+
+    def k(name: str) -> str:
+        return f"{key}.{name}" if key else name
+
     prompt = obj.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise doc.error(k("prompt"), "must be a non-empty string")

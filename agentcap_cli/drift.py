@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agentcap_addons.wire.cassette import Cassette, Miss
-from agentcap_addons.wire.cassettedir import Subs
-from agentcap_addons.wire.store import Capture
+from agentcap_addons.wire.capture.records import Capture
+from agentcap_addons.wire.fake.cassette import Cassette, Miss
+from agentcap_addons.wire.fake.cassettedir import Subs
 
 
 def short(value: Any, limit: int = 300) -> Any:

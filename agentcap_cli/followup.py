@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from agentcap_addons.wire.apibase import api_url
+from agentcap_addons.wire.api.apibase import api_url
 from agentcap_cli.corpus import Task
 from agentcap_cli.verdict import error_text
 

@@ -9,18 +9,23 @@ thread (``mcp_mocks.threaded``: port bound before start) — what tests, benches
 from __future__ import annotations
 
 import asyncio
-import time
 import logging
-from pathlib import Path
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from agentcap_addons.wire.cassette import Cassette
-from agentcap_addons.wire.render import Rendered
-from agentcap_addons.wire.script import load_script
-from agentcap_addons.wire.upstream import Forward, ReplayResponder, Responder, ScriptResponder
+from agentcap_addons.wire.api.render import Rendered
+from agentcap_addons.wire.fake.cassette import Cassette
+from agentcap_addons.wire.fake.script import load_script
+from agentcap_addons.wire.fake.upstream import (
+    Forward,
+    ReplayResponder,
+    Responder,
+    ScriptResponder,
+)
 from mcp_mocks.threaded import ThreadedServer
 
 log = logging.getLogger(__name__)

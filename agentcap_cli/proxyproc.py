@@ -123,7 +123,7 @@ class ProxyProcess:
         self.proc.kill()
         self.proc.wait(10)
 
-    def __enter__(self) -> "ProxyProcess":
+    def __enter__(self) -> ProxyProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -26,10 +26,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from agentcap_addons.wire.cassette import Cassette
-from agentcap_addons.wire.cassettedir import run_subs
-from agentcap_addons.wire.registry import Attribution
-from agentcap_addons.wire.store import Capture, iter_captures, read_capture
+from agentcap_addons.wire.capture.records import Capture, iter_captures, read_capture
+from agentcap_addons.wire.capture.registry import Attribution
+from agentcap_addons.wire.fake.cassette import Cassette
+from agentcap_addons.wire.fake.cassettedir import run_subs
 from agentcap_cli.corpus import Task
 from agentcap_cli.drift import describe, find_drift
 from agentcap_cli.followup import FollowUp, FollowupFailed, Synthesizer, next_prompt
@@ -67,7 +67,7 @@ class RunOptions:
 
 def new_record(run_dir: Path, opts: RunOptions, tasks: list[Task], provider: str, upstream: str,
                shard: str | None, replay_of: str | None = None) -> RunRecord:
-    from agentcap_addons.wire.store import rfc3339_ns
+    from agentcap_addons.wire.util.clock import rfc3339_ns
 
     return RunRecord(
         run_id=run_dir.name, kind="corpus", agent=opts.agent, model=opts.model, provider=provider,

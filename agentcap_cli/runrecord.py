@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.store import atomic_write_bytes, read_json, rfc3339_ns
+from agentcap_addons.wire.util.clock import rfc3339_ns
+from agentcap_addons.wire.util.files import atomic_write_bytes
+from agentcap_addons.wire.util.jsonio import read_json
 
 SCHEMA = 1
 RUN_JSON = "run.json"
@@ -75,7 +77,7 @@ class RunRecord:
         return {"schema": data.pop("schema"), **data}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         known = {f.name for f in fields(cls)}
         rec = cls(**{k: v for k, v in data.items() if k in known and k != "tasks"})
         for t in data.get("tasks") or []:

@@ -22,10 +22,15 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agentcap_addons.wire.apibase import api_root, split_api_base
-from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
+from agentcap_addons.wire.api.apibase import api_root, split_api_base
+from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
 from agentcap_cli.modelserver import ModelServer, make_responder
-from agentcap_cli.proxyproc import REPLAY_SCRIPT, CaptureEvents, ProxyProcess, start_proxy
+from agentcap_cli.proxyproc import (
+    REPLAY_SCRIPT,
+    CaptureEvents,
+    ProxyProcess,
+    start_proxy,
+)
 from agentcap_cli.verdict import CallOutcome
 from sandbox.bridge import Bridge
 
@@ -221,7 +226,7 @@ class Services:
                 log.debug("stopping %s: %s", step, exc)
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def __enter__(self) -> "Services":
+    def __enter__(self) -> Services:
         return self
 
     def __exit__(self, *exc: object) -> None:

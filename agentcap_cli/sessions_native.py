@@ -20,10 +20,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.sessions import chat_messages
+from agentcap_addons.wire.api.sessions import chat_messages
 from agentcap_cli.sessions_format import Counts, NativeSession, call, msg
-from agentcap_cli.sessions_stores import (add, files, jsonl, ms, read_aider, read_hermes, read_mini_swe_agent,
-                                          read_opencode, text)
+from agentcap_cli.sessions_stores import (
+    add,
+    files,
+    jsonl,
+    ms,
+    read_aider,
+    read_hermes,
+    read_mini_swe_agent,
+    read_opencode,
+    text,
+)
 
 # agent → where under its home its JSONL sessions are, for agents whose files the Hub reads as they are
 RAW_SESSIONS = {"claude-code": ".claude/projects", "codex": ".codex/sessions", "pi": ".pi/agent/sessions"}

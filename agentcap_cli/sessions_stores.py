@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.sessions import chat_messages
+from agentcap_addons.wire.api.sessions import chat_messages
 from agentcap_cli.sessions_format import Counts, NativeSession, call, msg
 
 

@@ -14,18 +14,15 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from agentcap_addons.wire.registry import Attribution
+from agentcap_addons.wire.capture.registry import Attribution
 from agentcap_cli.services import Services
 from agentcap_cli.verdict import NO_CALL, CallOutcome, turn_failure
 from sandbox.agents import Agent, TurnInput
 from sandbox.container import remove_containers
 from sandbox.podman import Podman, SandboxError
 from sandbox.turn import TurnResult, run_agent_turn
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass
@@ -83,7 +80,7 @@ def turn_verdict(run: TurnRun, captures_dir: Path, *, exit_code_counts: bool = T
     return None
 
 
-def run_pool(items: list[T], work: Callable[[T], R], jobs: int, *, podman: Podman, run_id: str,
+def run_pool[T, R](items: list[T], work: Callable[[T], R], jobs: int, *, podman: Podman, run_id: str,
              on_result: Callable[[T, R], None] | None = None, on_tick: Callable[[], None] | None = None,
              on_interrupt: Callable[[], None] | None = None, name: str = "agentcap") -> bool:
     """``work`` on every item, ``jobs`` at a time; ``on_result`` as each ends (in the calling thread),

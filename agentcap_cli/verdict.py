@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.decode import decode_content_encoding
-from agentcap_addons.wire.policy import header_value
-from agentcap_addons.wire.store import Capture, read_capture
+from agentcap_addons.wire.api.decode import decode_content_encoding
+from agentcap_addons.wire.capture.policy import header_value
+from agentcap_addons.wire.capture.records import Capture, read_capture
 
 NO_CALL = "no_model_call"
 UPSTREAM_KINDS = ("upstream_unreachable", "upstream_reset", "timeout")
@@ -45,7 +45,7 @@ class CallOutcome:
                 and self.error in (None, "client_disconnected"))
 
     @classmethod
-    def of(cls, capture: Capture) -> "CallOutcome":
+    def of(cls, capture: Capture) -> CallOutcome:
         resp = capture.response
         err = (resp or {}).get("error")
         return cls(capture.request_id, capture.seq,

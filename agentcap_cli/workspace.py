@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ def slug(text: str) -> str:
 
 def new_run_dir(*parts: str, now: datetime | None = None) -> Path:
     """Create ``.agentcap/<parts…>-<UTC yyyymmdd-HHMMSS>[-<n>]`` atomically (mkdir never races)."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
     base = "-".join([*(slug(p) for p in parts), stamp])
     home = agentcap_home()
     home.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from agentcap_addons.wire.store import new_request_id, rfc3339_ns  # noqa: E402
+from agentcap_addons.wire.capture.records import new_request_id  # noqa: E402
+from agentcap_addons.wire.util.clock import rfc3339_ns  # noqa: E402
 
 TARGET = 20_000
 GATE_CAPTURES = 5_000

@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
+from loadgen import throughput  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from agentcap_addons.wire.store import iter_captures  # noqa: E402
-from loadgen import throughput  # noqa: E402
+from agentcap_addons.wire.capture.records import iter_captures  # noqa: E402
 from agentcap_cli.proxyproc import start_proxy  # noqa: E402
 
 BODY = {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "hi"}]}

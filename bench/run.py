@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from agentcap_addons.wire.policy import api_kind  # noqa: E402
-from agentcap_addons.wire.store import iter_captures  # noqa: E402
+from agentcap_addons.wire.capture.policy import api_kind  # noqa: E402
+from agentcap_addons.wire.capture.records import iter_captures  # noqa: E402
 from agentcap_cli.corpus import Task  # noqa: E402
 from agentcap_cli.runner import CorpusRun, RunOptions, new_record  # noqa: E402
 from agentcap_cli.services import EMBEDDED_MODEL, Services  # noqa: E402

@@ -32,9 +32,9 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from sandbox.bridge import Bridge  # noqa: E402
+from sandbox.container import ContainerSpec, Mount, run_container  # noqa: E402
 from sandbox.images import ensure_image  # noqa: E402
 from sandbox.podman import get_podman  # noqa: E402
-from sandbox.container import ContainerSpec, Mount, run_container  # noqa: E402
 
 STAMP = "date +%s.%N"
 

@@ -25,11 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from loadgen import throughput  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from agentcap_addons.wire.store import CaptureDir, new_request_id, rfc3339_ns  # noqa: E402
-from loadgen import throughput  # noqa: E402
+from agentcap_addons.wire.capture.records import CaptureDir, new_request_id  # noqa: E402
+from agentcap_addons.wire.util.clock import rfc3339_ns  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FIXED = Path(__file__).resolve().parent / "fixed_answer_addon.py"

@@ -28,7 +28,8 @@ _WHERE = {"CallRecord": "engine", "Context": "engine", "MockServer": "engine", "
           "ToolError": "engine", "HTTPMock": "serve", "MockApp": "serve", "mcp_server": "serve",
           "serve_stdio": "serve", "MockSpec": "spec", "load_spec": "spec", "State": "state"}
 
-__all__ = sorted(_WHERE)
+__all__ = ["CallRecord", "Context", "HTTPMock", "MockApp", "MockServer", "MockSpec", "Outcome", "State",
+           "ToolError", "load_spec", "mcp_server", "serve_stdio"]
 
 
 def __getattr__(name: str) -> Any:

@@ -33,11 +33,14 @@ import threading
 import time
 import traceback
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, cast
 
-from agentcap_addons.wire.store import atomic_write_bytes, dumps, rfc3339_ns
+from agentcap_addons.wire.util.clock import rfc3339_ns
+from agentcap_addons.wire.util.files import atomic_write_bytes
+from agentcap_addons.wire.util.jsonio import dumps
 
 from . import state as statelib
 from . import templating
@@ -135,7 +138,7 @@ class MockServer:
         self.reset()
 
     @classmethod
-    def load(cls, target: str | Path) -> "MockServer":
+    def load(cls, target: str | Path) -> MockServer:
         return cls(load_spec(target))
 
     @property

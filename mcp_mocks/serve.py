@@ -18,11 +18,14 @@ import anyio
 from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.server.transport_security import (
+    TransportSecurityMiddleware,
+    TransportSecuritySettings,
+)
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from agentcap_addons.wire.store import dumps
+from agentcap_addons.wire.util.jsonio import dumps
 
 from .engine import MockServer
 from .threaded import ThreadedServer

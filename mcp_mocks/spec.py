@@ -34,12 +34,13 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
-from agentcap_addons.wire.yamlfile import ConfigError, Located, check_keys, load
+from agentcap_addons.wire.util.yamlfile import ConfigError, Located, check_keys, load
 
 from . import templating
 from .state import OPS

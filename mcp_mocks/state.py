@@ -4,8 +4,8 @@ mutations ``append, extend, set, increment, remove``; :class:`State`, what a han
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 OPS = ("append", "extend", "set", "increment", "remove")
 
@@ -22,7 +22,7 @@ class State(dict):
     (this same dict; assigning it replaces the whole state) and ``ctx.state.mutate(fn)``."""
 
     @property
-    def data(self) -> "State":
+    def data(self) -> State:
         return self
 
     @data.setter

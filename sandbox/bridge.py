@@ -84,7 +84,7 @@ class Bridge:
             (self.directory / f"{name}.sock").unlink(missing_ok=True)
         self._servers.clear()
 
-    def __enter__(self) -> "Bridge":
+    def __enter__(self) -> Bridge:
         return self
 
     def __exit__(self, *exc: object) -> None:

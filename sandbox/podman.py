@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.store import atomic_write_bytes  # the pure wire library: allowed everywhere
+from agentcap_addons.wire.util.files import (
+    atomic_write_bytes,  # the pure wire library: allowed everywhere
+)
 
 #: what podman needs on a fresh Debian 12 machine (see docs/sandbox.md)
 APT_PACKAGES = "podman runc iptables slirp4netns fuse-overlayfs uidmap debootstrap"

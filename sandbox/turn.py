@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .agents import Agent, TurnInput
+from .container import ContainerSpec, Mount, run_container
 from .images import LABEL, ensure_image
 from .podman import Podman
-from .container import ContainerSpec, Mount, run_container
 
 
 @dataclass

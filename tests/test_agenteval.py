@@ -17,9 +17,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from agentcap_addons.wire.yamlfile import ConfigError
-from agentcap_cli.main import agenteval
-from agentcap_cli.main import cli
+from agentcap_addons.wire.util.yamlfile import ConfigError
+from agentcap_cli.main import agenteval, cli
 from agentcap_cli.modelserver import ModelServer, make_responder
 from agentcap_cli.suite.assertions import Assertion, Outcome, evaluate
 from agentcap_cli.suite.project import load_dotenv, load_project

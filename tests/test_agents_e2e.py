@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentcap_addons.wire.decode import request_messages
-from agentcap_addons.wire.store import iter_captures
+from agentcap_addons.wire.api.decode import request_messages
+from agentcap_addons.wire.capture.records import iter_captures
 from sandbox.agents import TurnInput, get_agent
 from sandbox.podman import get_podman
 from sandbox.turn import run_agent_turn

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agentcap_addons.wire.store import iter_captures
+from agentcap_addons.wire.capture.records import iter_captures
 from mcp_mocks.engine import MockServer
 from mcp_mocks.serve import HTTPMock
 from sandbox.agents import TurnInput, get_agent

@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentcap_addons.wire.policy import HeaderFilter, looks_like_credential
-from agentcap_addons.wire.store import dumps, iter_captures, parse_json_body
+from agentcap_addons.wire.capture.policy import HeaderFilter, looks_like_credential
+from agentcap_addons.wire.capture.records import iter_captures
+from agentcap_addons.wire.util.jsonio import dumps, parse_json_body
 from agentcap_cli.proxyproc import start_proxy
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

@@ -11,8 +11,8 @@ from agentcap_addons.capture import Capture
 from agentcap_addons.keyauth import KeyAuth
 from agentcap_addons.recorder import Recorder
 from agentcap_addons.websocket import WebSocketCapture
-from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
-from agentcap_addons.wire.store import iter_captures
+from agentcap_addons.wire.capture.records import iter_captures
+from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
 
 
 def llm_flow(path="/v1/chat/completions", body=None, headers=None, method=b"POST"):

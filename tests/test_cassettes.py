@@ -13,11 +13,16 @@ from pathlib import Path
 import openai
 import pytest
 
-from agentcap_addons.wire import cassettedir
-from agentcap_addons.wire.cassette import DEFAULT_IGNORE, Cassette, normalise, replay_response
-from agentcap_addons.wire.cassettedir import RUN_DIR, run_subs
-from agentcap_addons.wire.registry import Attribution
-from agentcap_addons.wire.store import Capture, iter_captures, read_capture
+from agentcap_addons.wire.capture.records import Capture, iter_captures, read_capture
+from agentcap_addons.wire.capture.registry import Attribution
+from agentcap_addons.wire.fake import cassettedir
+from agentcap_addons.wire.fake.cassette import (
+    DEFAULT_IGNORE,
+    Cassette,
+    normalise,
+    replay_response,
+)
+from agentcap_addons.wire.fake.cassettedir import RUN_DIR, run_subs
 from agentcap_cli.drift import find_drift
 from agentcap_cli.modelserver import ModelServer, make_responder
 from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord

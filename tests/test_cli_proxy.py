@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
-from agentcap_addons.wire.store import iter_captures
+from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.commands.proxy import split_upstream
 from agentcap_cli.main import cli
 
@@ -197,9 +196,10 @@ def test_agentcap_proxy_web_serves_mitmweb(upstream, tmp_path):
 def test_a_saved_flow_file_carries_the_per_turn_key_not_the_real_one(upstream, tmp_path):
     """mitmdump's own ``save_stream_file`` (what ``-w`` does) under a key registry: every flow it
     writes, streamed, non-streamed and failed, holds the agent's per-turn key in its header."""
-    from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
-    from agentcap_cli.proxyproc import start_proxy
     from mitmproxy.io import FlowReader
+
+    from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
+    from agentcap_cli.proxyproc import start_proxy
 
     real_key, key = "sk-real-upstream-key-fedcba9876543210", new_key()
     keys = tmp_path / "keys"

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.corpus import load_tasks, parse_shard, shard
 from agentcap_cli.followup import CONTINUE, TEMPLATES, FollowupFailed, next_prompt
 from agentcap_cli.main import cli

@@ -16,7 +16,8 @@ import yaml
 from click.testing import CliRunner
 from datasets import load_dataset
 
-from agentcap_addons.wire.store import iter_captures, parse_rfc3339_ns
+from agentcap_addons.wire.capture.records import iter_captures
+from agentcap_addons.wire.util.clock import parse_rfc3339_ns
 from agentcap_cli.export.captures import SCHEMA, read_footer
 from agentcap_cli.export.cards import CardInfo, update
 from agentcap_cli.main import cli

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
 
-from agentcap_addons.wire.decode import decode_response
-from agentcap_addons.wire.sessions import chat_messages, reply_message
-from agentcap_addons.wire.store import iter_captures
+from agentcap_addons.wire.api.decode import decode_response
+from agentcap_addons.wire.api.sessions import chat_messages, reply_message
+from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.export.exporter import Target, run_info, stage
 from agentcap_cli.export.scan import Gate
 from agentcap_cli.sessions_format import validate

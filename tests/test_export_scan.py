@@ -23,8 +23,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from agentcap_addons.wire.decode import decode_events
-from agentcap_addons.wire.sse import parse_sse
+from agentcap_addons.wire.api.decode import decode_events
+from agentcap_addons.wire.api.sse import parse_sse
 from agentcap_cli.export.captures import read_footer
 from agentcap_cli.export.detectors import OVERLAP, RULES, WINDOW, find, fingerprint
 from agentcap_cli.export.exporter import Target, run_info, stage
@@ -263,7 +263,8 @@ PLACES = {
 }
 
 
-def scan(run_dir: Path, gate: Gate = Gate(), out: Path | None = None) -> Target:
+def scan(run_dir: Path, gate: Gate | None = None, out: Path | None = None) -> Target:
+    gate = gate or Gate()
     target = Target(run_dir, run_info(run_dir))
     stage([target], out or run_dir.parent.parent / "staged", gate=gate)
     return target

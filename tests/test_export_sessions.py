@@ -23,9 +23,9 @@ import pytest
 from datasets import load_dataset
 from huggingface_hub import DatasetCard
 
-from agentcap_addons.wire.decode import decode_response
-from agentcap_addons.wire.sessions import chat_messages, reply_message
-from agentcap_addons.wire.store import iter_captures
+from agentcap_addons.wire.api.decode import decode_response
+from agentcap_addons.wire.api.sessions import chat_messages, reply_message
+from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.export.exporter import Options, Target, run_info, stage
 from agentcap_cli.export.scan import Gate
 from agentcap_cli.export.sessions import SCHEMA as SESSION_SCHEMA

@@ -17,7 +17,6 @@ from agentcap_cli.main import cli
 from tests.support.fakehub import FakeHub, Repo
 from tests.support.runs import make_run
 
-
 pytestmark = pytest.mark.anyio  # textual's pilot is async: run the async tests on asyncio via anyio
 
 

@@ -339,8 +339,8 @@ class Check:
 
 def assess(name: str, live: LiveServer, code: int, run_dir: Path | None, err: str) -> list[Check]:
     """Every check of the three levels, each with whether it held."""
-    from agentcap_addons.wire.decode import decode_response
-    from agentcap_addons.wire.store import iter_captures
+    from agentcap_addons.wire.api.decode import decode_response
+    from agentcap_addons.wire.capture.records import iter_captures
     from agentcap_cli.runrecord import load_run
     from sandbox.agents import TurnInput, get_agent
 

@@ -14,11 +14,10 @@ import pytest
 from click.testing import CliRunner
 from mcp import Client, StdioServerParameters
 
-from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.main import cli
-from mcp_mocks import HTTPMock, MockServer, load_spec
+from mcp_mocks import HTTPMock, MockServer, load_spec, templating
 from mcp_mocks import state as statelib
-from mcp_mocks import templating
 
 REPO = Path(__file__).resolve().parent.parent
 SLACK = REPO / "examples" / "mocks" / "slack"
@@ -178,7 +177,8 @@ def test_faults_are_seeded(tmp_path):
 
 @pytest.mark.parametrize("yaml_text,handler,where", [
     ("tools: [{name: a}]\nresponses: {b: {result: 1}}\n", None, "mock.yaml:2: responses.b: no such tool in the schema"),
-    ("tools: [{name: a}]\nresponses:\n  a:\n    mutate: [{op: explode, path: x}]\n", None, "mock.yaml:4: responses.a.mutate.0.op: unknown mutation 'explode'"),
+    ("tools: [{name: a}]\nresponses:\n  a:\n    mutate: [{op: explode, path: x}]\n", None,
+     "mock.yaml:4: responses.a.mutate.0.op: unknown mutation 'explode'"),
     ("tools: [{name: a}]\nresponses:\n  a: {result: '{{ args. }}'}\n", None, "mock.yaml:3: responses.a.result: bad template"),
     ("tools: [{name: a}]\n", "def tool_a(args, ctx)\n    return 1\n", "handler.py:1: handler does not import: SyntaxError"),
     ("tools: [{name: a}]\n", "import no_such_module_here\n", "handler.py:1: handler does not import: ModuleNotFoundError"),

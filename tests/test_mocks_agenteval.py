@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from mcp import Client
 
-from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.main import cli
 from mcp_mocks import HTTPMock, MockServer, load_spec
 

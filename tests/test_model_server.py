@@ -15,11 +15,16 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from agentcap_addons.wire.cassette import Cassette
-from agentcap_addons.wire.script import load_script
-from agentcap_addons.wire.store import CaptureDir, iter_captures, new_request_id, rfc3339_ns
-from agentcap_addons.wire.upstream import ReplayResponder, ScriptResponder
-from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_addons.wire.capture.records import (
+    CaptureDir,
+    iter_captures,
+    new_request_id,
+)
+from agentcap_addons.wire.fake.cassette import Cassette
+from agentcap_addons.wire.fake.script import load_script
+from agentcap_addons.wire.fake.upstream import ReplayResponder, ScriptResponder
+from agentcap_addons.wire.util.clock import rfc3339_ns
+from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.main import cli
 from agentcap_cli.modelserver import ModelServer, make_responder, resolve_script
 from agentcap_cli.proxyproc import start_proxy
@@ -366,7 +371,7 @@ def test_cli_model_serve_answers_curl_style_and_stops_on_ctrl_c(tmp_path):
 
 def test_namespaced_responses_tools_are_called_by_their_flat_name(tmp_path):
     """codex lists each MCP server as a Responses `namespace` tool; a call names the tool and its namespace."""
-    from agentcap_addons.wire.decode import decode_body, request_tools
+    from agentcap_addons.wire.api.decode import decode_body, request_tools
 
     p = write(tmp_path, """
         replies:

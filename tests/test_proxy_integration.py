@@ -11,9 +11,9 @@ import threading
 import httpx
 import pytest
 
-from agentcap_addons.wire.decode import decode_response
-from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
-from agentcap_addons.wire.store import read_capture
+from agentcap_addons.wire.api.decode import decode_response
+from agentcap_addons.wire.capture.records import read_capture
+from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
 from agentcap_cli.proxyproc import start_proxy
 from tests.conftest import closed_port
 from tests.support.upstream import responses_ws_events
@@ -232,7 +232,7 @@ def test_32_concurrent_streams_with_keys_attributed_and_real_key_injected(fresh_
 
     wire = b"".join(fresh_upstream.sse_events)
     assert all(results[i] == wire for i in range(32))
-    from agentcap_addons.wire.store import iter_captures
+    from agentcap_addons.wire.capture.records import iter_captures
 
     caps = list(iter_captures(run_dir))
     assert len(caps) == 32 and {c.request_id for c in caps} == rids

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from agentcap_addons.wire.cassette import DEFAULT_IGNORE, normalise
-from agentcap_addons.wire.cassettedir import run_subs
-from agentcap_addons.wire.store import iter_captures
+from agentcap_addons.wire.capture.records import iter_captures
+from agentcap_addons.wire.fake.cassette import DEFAULT_IGNORE, normalise
+from agentcap_addons.wire.fake.cassettedir import run_subs
 from tests.conftest import closed_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agentcap_addons.wire.decode import request_messages
-from agentcap_addons.wire.store import iter_captures
+from agentcap_addons.wire.api.decode import request_messages
+from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.followup import SYNTH_SYSTEM
 from agentcap_cli.modelserver import ModelServer, make_responder
 from agentcap_cli.runrecord import load_run

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agentcap_addons.wire.store import iter_captures
+from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.followup import CONTINUE, SYNTH_SYSTEM
 from agentcap_cli.modelserver import ModelServer
 from agentcap_cli.runrecord import load_run

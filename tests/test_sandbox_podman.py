@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 from agentcap_cli.main import cli
 from sandbox.bridge import Bridge
+from sandbox.container import TIMEOUT_RC, ContainerSpec, Mount, run_container
 from sandbox.images import ensure_image, ensure_rootfs, image_tag
 from sandbox.podman import get_podman
-from sandbox.container import TIMEOUT_RC, ContainerSpec, Mount, run_container
 from tests.conftest import closed_port
 from tests.support.sandboxes import containers
 from tests.support.upstream import Upstream

@@ -11,10 +11,21 @@ from typing import Any
 
 import pytest
 
-from agentcap_addons.wire.messages import DecodedResponse, ToolCall
-from agentcap_addons.wire.sessions import (CallInfo, Loaded, Segment, ThreadTracker, chat_messages, chat_tools,
-                                           continues, fingerprint, normalise_finish, rebuild, reply_message,
-                                           request_fingerprints)
+from agentcap_addons.wire.api.messages import DecodedResponse, ToolCall
+from agentcap_addons.wire.api.sessions import (
+    CallInfo,
+    Loaded,
+    Segment,
+    ThreadTracker,
+    chat_messages,
+    chat_tools,
+    continues,
+    fingerprint,
+    normalise_finish,
+    rebuild,
+    reply_message,
+    request_fingerprints,
+)
 from agentcap_cli.sessions_format import SCHEMA, Counts, compare, sts_text, validate
 from agentcap_cli.sessions_native import read_native
 from agentcap_cli.sessions_stores import hermes_export

@@ -56,7 +56,7 @@ def test_the_example_suite_passes_with_parallel_cells_isolated(tmp_path):
     assert [len([t for t in x["tool_calls"] if t["tool"] == "slack_post_message"])
             for x in results["records"] if x["cell"] == "release-notes"] == [1, 1]
     run_dir = Path(results["run_dir"])
-    from agentcap_addons.wire.store import iter_captures
+    from agentcap_addons.wire.capture.records import iter_captures
 
     seen = {(c.request["cell"], c.request["repeat"]) for c in iter_captures(run_dir / "captures")}
     assert seen == {(x["cell"], x["repeat"]) for x in results["records"]}

@@ -19,9 +19,10 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from agentcap_addons.wire.apibase import api_root, api_url, split_api_base
-from agentcap_addons.wire.registry import Attribution
-from agentcap_addons.wire.store import CaptureDir, new_request_id, rfc3339_ns
+from agentcap_addons.wire.api.apibase import api_root, api_url, split_api_base
+from agentcap_addons.wire.capture.records import CaptureDir, new_request_id
+from agentcap_addons.wire.capture.registry import Attribution
+from agentcap_addons.wire.util.clock import rfc3339_ns
 from agentcap_cli.corpus import Task
 from agentcap_cli.credentials import HUB_LOGIN, upstream_key
 from agentcap_cli.followup import CONTINUE, FollowupFailed, Synthesizer, next_prompt

@@ -3,9 +3,14 @@
 import gzip
 import json
 
-from agentcap_addons.wire.decode import decode_request, decode_response, request_tools, sniff_model
-from agentcap_addons.wire.sse import parse_sse
-from agentcap_addons.wire.store import Capture
+from agentcap_addons.wire.api.decode import (
+    decode_request,
+    decode_response,
+    request_tools,
+    sniff_model,
+)
+from agentcap_addons.wire.api.sse import parse_sse
+from agentcap_addons.wire.capture.records import Capture
 
 
 def sse(*objs, done=True, event_names=False) -> str:

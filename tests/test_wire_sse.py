@@ -1,6 +1,6 @@
 """The SSE parser against the event-stream rules real providers rely on."""
 
-from agentcap_addons.wire.sse import SSEDecoder, parse_sse
+from agentcap_addons.wire.api.sse import SSEDecoder, parse_sse
 
 
 def feed_all(chunks: list[bytes]):
@@ -79,7 +79,7 @@ def test_invalid_utf8_is_replaced_not_fatal():
 
 
 def test_the_fast_path_agrees_with_the_full_parser():
-    from agentcap_addons.wire.sse import SSEDecoder, _simple_events, parse_sse
+    from agentcap_addons.wire.api.sse import SSEDecoder, _simple_events, parse_sse
 
     samples = [
         'data: {"a": 1}\n\ndata: {"b": 2}\n\ndata: [DONE]\n\n',

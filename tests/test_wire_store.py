@@ -7,37 +7,51 @@ import threading
 
 import pytest
 
-from agentcap_addons.wire import store
-from agentcap_addons.wire.policy import api_kind, filter_headers, path_matches, redact_url
-from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
+from agentcap_addons.wire.capture.policy import (
+    api_kind,
+    filter_headers,
+    path_matches,
+    redact_url,
+)
+from agentcap_addons.wire.capture.records import (
+    CaptureDir,
+    body_fields,
+    iter_captures,
+    new_request_id,
+    raw_fields,
+)
+from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
+from agentcap_addons.wire.util.clock import parse_rfc3339_ns, rfc3339_ns
+from agentcap_addons.wire.util.files import atomic_write_json
+from agentcap_addons.wire.util.jsonio import dumps
 
 
 def test_rfc3339_ns_roundtrip_and_shape():
     ns = 1_790_000_000_123_456_789
-    s = store.rfc3339_ns(ns)
+    s = rfc3339_ns(ns)
     assert s.endswith(".123456789Z") and len(s) == len("2026-09-21T12:53:20.123456789Z")
-    assert store.parse_rfc3339_ns(s) == ns
-    assert store.parse_rfc3339_ns("2026-01-01T00:00:00.5+01:00") == store.parse_rfc3339_ns("2025-12-31T23:00:00.5Z")
+    assert parse_rfc3339_ns(s) == ns
+    assert parse_rfc3339_ns("2026-01-01T00:00:00.5+01:00") == parse_rfc3339_ns("2025-12-31T23:00:00.5Z")
     with pytest.raises(ValueError):
-        store.parse_rfc3339_ns("yesterday")
+        parse_rfc3339_ns("yesterday")
 
 
 def test_seq_continues_across_writers_and_iter_is_in_seq_order(tmp_path):
-    d = store.CaptureDir(tmp_path / "captures")
+    d = CaptureDir(tmp_path / "captures")
     rids = []
     for _ in range(3):
-        rid = store.new_request_id()
+        rid = new_request_id()
         rids.append(rid)
-        d.write_request({"request_id": rid, "seq": d.next_seq(), "captured_at": store.rfc3339_ns()})
-    d2 = store.CaptureDir(tmp_path / "captures")  # e.g. a resumed run with a new proxy
+        d.write_request({"request_id": rid, "seq": d.next_seq(), "captured_at": rfc3339_ns()})
+    d2 = CaptureDir(tmp_path / "captures")  # e.g. a resumed run with a new proxy
     assert d2.next_seq() == 4
-    got = [c.request_id for c in store.iter_captures(tmp_path)]  # run dir resolves to captures/
+    got = [c.request_id for c in iter_captures(tmp_path)]  # run dir resolves to captures/
     assert got == rids  # file names are random; order comes from seq
-    assert all(c.response is None for c in store.iter_captures(tmp_path))
+    assert all(c.response is None for c in iter_captures(tmp_path))
 
 
 def test_seq_is_unique_under_threads(tmp_path):
-    d = store.CaptureDir(tmp_path)
+    d = CaptureDir(tmp_path)
     seen = []
     lock = threading.Lock()
 
@@ -54,19 +68,19 @@ def test_seq_is_unique_under_threads(tmp_path):
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
-    store.atomic_write_json(tmp_path / "a.json", {"b": 1, "a": 2})
+    atomic_write_json(tmp_path / "a.json", {"b": 1, "a": 2})
     assert os.listdir(tmp_path) == ["a.json"]
     assert list(json.loads((tmp_path / "a.json").read_text())) == ["b", "a"]  # key order kept
 
 
 def test_body_and_raw_fields():
-    assert store.body_fields(b'{"z": 1, "a": [1.5, null]}') == {"body": {"z": 1, "a": [1.5, None]}}
-    assert store.body_fields(b"<html>") == {"body_b64": base64.b64encode(b"<html>").decode()}
-    assert store.body_fields(b"") == {"body": None}
-    assert store.raw_fields("data: é\n\n".encode()) == {"raw": "data: é\n\n"}
-    assert store.raw_fields(b"\xff\xfe") == {"raw_b64": "//4="}
+    assert body_fields(b'{"z": 1, "a": [1.5, null]}') == {"body": {"z": 1, "a": [1.5, None]}}
+    assert body_fields(b"<html>") == {"body_b64": base64.b64encode(b"<html>").decode()}
+    assert body_fields(b"") == {"body": None}
+    assert raw_fields("data: é\n\n".encode()) == {"raw": "data: é\n\n"}
+    assert raw_fields(b"\xff\xfe") == {"raw_b64": "//4="}
     # a lone surrogate (legal in JSON text) still round-trips
-    assert json.loads(store.dumps(json.loads('{"s": "\\ud800"}'))) == {"s": "\ud800"}
+    assert json.loads(dumps(json.loads('{"s": "\\ud800"}'))) == {"s": "\ud800"}
 
 
 def test_registry_register_lookup_unregister(tmp_path):

@@ -12,31 +12,31 @@ import sys
 
 import httpx
 
-from agentcap_addons.wire import store
-from agentcap_addons.wire.writer import ProcessWriter, _HEAD
+from agentcap_addons.wire.util.files import InodePool, create_file
+from agentcap_addons.writer import _HEAD, ProcessWriter
 from agentcap_cli.proxyproc import start_proxy
 
 
 def test_create_file_is_complete_and_leaves_nothing_else(tmp_path):
-    store.create_file(tmp_path / "a.json", b'{"a": 1}')
+    create_file(tmp_path / "a.json", b'{"a": 1}')
     assert os.listdir(tmp_path) == ["a.json"] and (tmp_path / "a.json").read_bytes() == b'{"a": 1}'
-    store.create_file(tmp_path / "a.json", b"{}")  # exists: falls back to replace-by-rename
+    create_file(tmp_path / "a.json", b"{}")  # exists: falls back to replace-by-rename
     assert (tmp_path / "a.json").read_bytes() == b"{}" and os.listdir(tmp_path) == ["a.json"]
 
 
 def test_create_file_survives_a_directory_made_anew(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
-    store.create_file(d / "x", b"1")
+    create_file(d / "x", b"1")
     (d / "x").unlink()
     d.rmdir()
     d.mkdir()  # the cached directory fd now points at a removed directory
-    store.create_file(d / "y", b"2")
+    create_file(d / "y", b"2")
     assert (d / "y").read_bytes() == b"2"
 
 
 def test_inode_pool_hands_out_files_made_ahead(tmp_path):
-    pool = store.InodePool(size=3)
+    pool = InodePool(size=3)
     assert pool.take(str(tmp_path)) is None  # first use only registers the directory
     pool.refill()  # what the helper thread does
     fds = [pool.take(str(tmp_path)) for _ in range(3)]
@@ -50,7 +50,7 @@ def test_inode_pool_hands_out_files_made_ahead(tmp_path):
     os.close(dfd)
     assert sorted(os.listdir(tmp_path)) == ["p0", "p1", "p2"] and (tmp_path / "p2").read_bytes() == b"pooled"
     pool.refill()
-    store.create_file(tmp_path / "via-pool.json", b"{}", pool)
+    create_file(tmp_path / "via-pool.json", b"{}", pool)
     assert (tmp_path / "via-pool.json").read_bytes() == b"{}"
 
 
@@ -60,7 +60,7 @@ def test_serve_handles_split_frames_and_reports_failures(tmp_path):
         p = str(path).encode()
         data = b"data-%d" % fid
         frames += _HEAD.pack(fid, len(p), len(data)) + p + data
-    proc = subprocess.Popen([sys.executable, "-c", "from agentcap_addons.wire.writer import serve; serve()"],
+    proc = subprocess.Popen([sys.executable, "-c", "from agentcap_addons.writer import serve; serve()"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     for i in range(0, len(frames), 7):  # arrive in small pieces
         proc.stdin.write(frames[i : i + 7])

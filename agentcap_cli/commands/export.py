@@ -12,14 +12,38 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from agentcap_cli.export.cards import CardInfo, scan_card, update
-from agentcap_cli.export.exporter import (License, Options, Staged, Target, TargetError, card_info, load_prices,
-                                          parse_license, parse_repo, repo_names, resolve_targets, stage,
-                                          staged_footers)
-from agentcap_cli.export.scan import ALLOW_FILE, AllowlistError, Finding, Gate, load_allowlist
+from agentcap_cli.export.exporter import (
+    License,
+    Options,
+    Staged,
+    Target,
+    TargetError,
+    card_info,
+    load_prices,
+    parse_license,
+    parse_repo,
+    repo_names,
+    resolve_targets,
+    stage,
+    staged_footers,
+)
+from agentcap_cli.export.scan import (
+    ALLOW_FILE,
+    AllowlistError,
+    Finding,
+    Gate,
+    load_allowlist,
+)
 from agentcap_cli.workspace import workspace_root
 
 SHOWN = 40  # finding lines printed; the rest are in each run's scan.json

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from agentcap_addons.wire.pretty import as_text, request_lines, response_lines
+from agentcap_addons.wire.api.pretty import as_text, request_lines, response_lines
 from agentcap_cli.export.exporter import REPO_RE
 from agentcap_cli.workspace import workspace_root
 
@@ -24,7 +24,7 @@ def find_requests(prefix: str, workspace: Path) -> list[Path]:
 
 
 def print_request(path: Path, as_json: bool) -> None:
-    from agentcap_addons.wire.store import REQUEST_SUFFIX
+    from agentcap_addons.wire.capture.records import REQUEST_SUFFIX
     from agentcap_cli.export.captures import UnreadableCapture, read_checked
     from agentcap_cli.inspect.data import call_of
 
@@ -107,7 +107,12 @@ def hub_dataset(target: str, repo: str) -> Any:
 def resolve(target: str | None, workspace: Path) -> Any:
     """The top level for TARGET, or raise click.BadParameter."""
     from agentcap_cli.export.captures import read_footer
-    from agentcap_cli.inspect.data import DatasetLevel, ParquetLevel, RunLevel, WorkspaceLevel
+    from agentcap_cli.inspect.data import (
+        DatasetLevel,
+        ParquetLevel,
+        RunLevel,
+        WorkspaceLevel,
+    )
 
     if target is None:
         return WorkspaceLevel(workspace)

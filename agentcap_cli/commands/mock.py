@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.console import err_console, out_console
 from mcp_mocks.engine import MockServer
 from mcp_mocks.serve import HTTPMock, serve_stdio
@@ -27,7 +27,7 @@ def _load(dirs: tuple[str, ...]) -> list[MockServer]:
             mocks.append(MockServer.load(d))
         except ConfigError as e:
             err_console().print(f"[red]error:[/] {e}")
-            raise SystemExit(2)
+            raise SystemExit(2) from None
     names = [m.name for m in mocks]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -74,7 +74,7 @@ def serve(dirs: tuple[str, ...], host: str, port: int, stdio: bool, out: Path | 
                 try:
                     servers.append(HTTPMock(m, host, port + i if port else 0).start())
                 except OSError as e:
-                    raise click.BadParameter(f"cannot listen on {host}:{port + i}: {e.strerror}", param_hint="'--port'")
+                    raise click.BadParameter(f"cannot listen on {host}:{port + i}: {e.strerror}", param_hint="'--port'") from None
             for s in servers:  # tab-separated on purpose: `cut -f2` gives the URLs
                 click.echo(f"{s.mock.name}\t{s.url}")
             click.echo("# state: GET <url without /mcp>/_agentcap/state, calls: .../_agentcap/calls; Ctrl-C to stop")

@@ -11,9 +11,9 @@ import sys
 import click
 from rich.markup import escape
 
-from agentcap_addons.wire.apibase import agent_env, api_root
-from agentcap_addons.wire.cassette import DEFAULT_IGNORE, MATCHERS
-from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_addons.wire.api.apibase import agent_env, api_root
+from agentcap_addons.wire.fake.cassette import DEFAULT_IGNORE, MATCHERS
+from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.calllog import served_line
 from agentcap_cli.console import err_console, out_console
 from agentcap_cli.modelserver import ModelApp, make_responder
@@ -48,7 +48,8 @@ def _matchers(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="Replay: stream chunks back to back, or with the recorded pauses.  [env AGENTCAP_TIMING]")
 @click.option("--on-miss", type=click.Choice(["error", "forward"]), default="error", envvar="AGENTCAP_ON_MISS",
               help="Replay: answer an unrecorded request with an error, or forward it to --upstream.  [env AGENTCAP_ON_MISS]")
-@click.option("--upstream", envvar="AGENTCAP_UPSTREAM", help="Live upstream for --on-miss forward (https://host or https://host/v1 alike).  [env AGENTCAP_UPSTREAM]")
+@click.option("--upstream", envvar="AGENTCAP_UPSTREAM", help="Live upstream for --on-miss forward (https://host or https://host/v1 alike).  "
+              "[env AGENTCAP_UPSTREAM]")
 @click.option("--match", "match_on", callback=_matchers, envvar="AGENTCAP_MATCH",
               help=f"Replay: comma-separated matchers ({', '.join(MATCHERS)}); default method,path,body.  [env AGENTCAP_MATCH]")
 @click.option("--ignore", multiple=True, metavar="PATH", envvar="AGENTCAP_IGNORE",
@@ -79,16 +80,16 @@ def serve(script: str | None, replay: str | None, host: str, port: int, timing: 
                                    ignore=ignore or None)
     except ConfigError as e:
         err.print(f"[red]error:[/] {e}")
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     except (FileNotFoundError, ValueError) as e:
         where = "--script" if script else "--replay"
         err.print(f"[red]error:[/] {where}: {e}")
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     try:
         sock = bind(host, port)
     except OSError as e:
         err.print(f"[red]error:[/] --port: cannot listen on {host}:{port}: {e.strerror}")
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     bound = sock.getsockname()[1]
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound}/v1"
     env = agent_env(base_url, "agentcap-local")

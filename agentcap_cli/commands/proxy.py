@@ -18,9 +18,10 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from agentcap_addons.wire.apibase import agent_env, split_api_base, split_origin
-from agentcap_addons.wire.registry import Attribution, KeyRegistry, new_key
-from agentcap_addons.wire.store import REQUEST_SUFFIX, atomic_write_bytes
+from agentcap_addons.wire.api.apibase import agent_env, split_api_base, split_origin
+from agentcap_addons.wire.capture.records import REQUEST_SUFFIX
+from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
+from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.calllog import line_for_event
 from agentcap_cli.console import err_console, out_console
 from agentcap_cli.proxyproc import ProxyProcess, ProxyStartError, start_proxy
@@ -111,7 +112,7 @@ def proxy(upstream: tuple[str, str], host: str, port: int, run_dir: Path | None,
         if keys_dir:
             shutil.rmtree(keys_dir, ignore_errors=True)
         err.print(f"[red]error:[/] {e}")
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     try:
         _announce(p, origin, root, run_dir, key, env_file, as_json)
         _log_calls(p, run_dir / "captures", None if quiet else err)

@@ -11,17 +11,29 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.logging import RichHandler
 
-from agentcap_addons.wire.apibase import split_api_base
-from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_addons.wire.api.apibase import split_api_base
+from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.console import err_console
 from agentcap_cli.corpus import load_tasks, parse_shard
 from agentcap_cli.corpus import shard as take_shard
 from agentcap_cli.credentials import is_huggingface, upstream_key
 from agentcap_cli.followup import FALLBACKS, MODES
 from agentcap_cli.main import workspace_option
-from agentcap_cli.runner import CorpusRun, ReplayCheck, RunOptions, new_record, replay_plan, summary_table
+from agentcap_cli.runner import (
+    CorpusRun,
+    ReplayCheck,
+    RunOptions,
+    new_record,
+    replay_plan,
+    summary_table,
+)
 from agentcap_cli.runrecord import RUN_JSON, load_run
-from agentcap_cli.services import EMBEDDED_MODEL, Services, UpstreamUnreachable, provider_of
+from agentcap_cli.services import (
+    EMBEDDED_MODEL,
+    Services,
+    UpstreamUnreachable,
+    provider_of,
+)
 from agentcap_cli.workspace import agentcap_home, new_run_dir
 from sandbox.agents import UnknownAgent, get_agent
 from sandbox.podman import SandboxError

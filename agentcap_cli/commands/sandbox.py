@@ -11,10 +11,10 @@ from rich.table import Table
 
 from agentcap_cli.console import err_console, out_console
 from sandbox.agents import UnknownAgent, agent_names, get_agent
+from sandbox.container import remove_containers
 from sandbox.doctor import FAIL, OK, run_checks
 from sandbox.images import ensure_image, list_images
 from sandbox.podman import SandboxError, get_podman
-from sandbox.container import remove_containers
 
 STYLE = {OK: "green", "warn": "yellow", FAIL: "red"}
 

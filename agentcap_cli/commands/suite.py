@@ -12,7 +12,7 @@ from click.core import ParameterSource
 from rich.markup import escape
 from rich.table import Table
 
-from agentcap_addons.wire.yamlfile import ConfigError
+from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.console import err_console, out_console
 from agentcap_cli.suite.project import Project, load_project
 
@@ -201,8 +201,8 @@ def _failed_cells(reports: Path) -> set[str]:
 
 
 def _check_provider(name: str) -> None:
-    from agenteval.providers.registry import available, plugin
     from agentcap_cli.suite.project import HARNESS_ALIASES
+    from agenteval.providers.registry import available, plugin
     from sandbox.agents import UnknownAgent, get_agent
 
     if plugin(name) is None:

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,31 @@ except ImportError:  # pragma: no cover - a dependency
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from agentcap_addons.wire.decode import decode_content_encoding, decode_response, response_body_bytes
-from agentcap_addons.wire.messages import DecodedResponse
-from agentcap_addons.wire.policy import API_OPENAI_RESPONSES, header_value
-from agentcap_addons.wire.sessions import (CallInfo, ThreadTracker, normalise_finish, previous_response_id,
-                                           reply_fingerprint, request_fingerprints)
-from agentcap_addons.wire.store import (REQUEST_SUFFIX, RESPONSE_SUFFIX, Capture, capture_heads, fast_loads,
-                                        parse_rfc3339_ns, request_names, resolve_captures_dir)
+from agentcap_addons.wire.api.decode import (
+    decode_content_encoding,
+    decode_response,
+    response_body_bytes,
+)
+from agentcap_addons.wire.api.messages import DecodedResponse
+from agentcap_addons.wire.api.sessions import (
+    CallInfo,
+    ThreadTracker,
+    normalise_finish,
+    previous_response_id,
+    reply_fingerprint,
+    request_fingerprints,
+)
+from agentcap_addons.wire.capture.policy import API_OPENAI_RESPONSES, header_value
+from agentcap_addons.wire.capture.records import (
+    REQUEST_SUFFIX,
+    RESPONSE_SUFFIX,
+    Capture,
+    capture_heads,
+    request_names,
+    resolve_captures_dir,
+)
+from agentcap_addons.wire.util.clock import parse_rfc3339_ns
+from agentcap_addons.wire.util.jsonio import fast_loads
 from agentcap_cli.export.scan import Finding, Gate, Report
 from agentcap_cli.export.scan_rows import scan_batch, streamed_text
 
@@ -178,7 +196,7 @@ def footer(run: RunInfo, model: str | None, rows: int, version: str) -> dict[byt
     meta = {"schema": EXPORT_SCHEMA, "agentcap_version": version, "run_id": run.run_id, "agent": run.agent,
             "model": model, "provider": run.provider, "label": run.label, "upstream": run.upstream,
             "started_at": run.started_at, "rows": rows, "tasks": run.tasks,
-            "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            "exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     return {FOOTER_KEY: json.dumps(meta, ensure_ascii=False).encode()}
 
 
@@ -344,7 +362,7 @@ def write_run(captures_dir: Path, run: RunInfo, out_dir: Path, version: str, pro
     sizes (and which rows were masked), so exporting the same captures again finds the same name
     (nothing written twice, nothing overwritten) and new captures give a new file. Each row gets
     its ``thread_id`` here, in seq order; ``calls`` (when given) receives every call's
-    :class:`~agentcap_addons.wire.sessions.CallInfo`, for the sessions.
+    :class:`~agentcap_addons.wire.api.sessions.CallInfo`, for the sessions.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     parts: dict[str | None, _Part] = {}

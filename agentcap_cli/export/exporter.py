@@ -21,17 +21,30 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.sessions import CallInfo
-from agentcap_addons.wire.yamlfile import ConfigError, load
+from agentcap_addons.wire.api.sessions import CallInfo
+from agentcap_addons.wire.util.yamlfile import ConfigError, load
 from agentcap_cli.export.captures import RunInfo, WrittenFile, read_footer, write_run
 from agentcap_cli.export.cards import CardInfo, from_footers
-from agentcap_cli.export.scan import Gate, Report, scan_json_file, scan_sessions, trufflehog, write_scan_json
-from agentcap_cli.export.sessions import SessionOut, SessionWriter, build, gate_texts, outcomes
+from agentcap_cli.export.scan import (
+    Gate,
+    Report,
+    scan_json_file,
+    scan_sessions,
+    trufflehog,
+    write_scan_json,
+)
+from agentcap_cli.export.sessions import (
+    SessionOut,
+    SessionWriter,
+    build,
+    gate_texts,
+    outcomes,
+)
 from agentcap_cli.export.traces import write_traces
 from agentcap_cli.runrecord import RUN_JSON
 from agentcap_cli.sessions_native import HUB_NATIVE
@@ -283,7 +296,7 @@ def card_info(s: Staged, repo: str, names: dict[str, str], footers: list[dict[st
                     wire_repo=names.get("wire-traces"), license=license.id if license else None,
                     license_name=license.name if license else None, license_link=license.link if license else None,
                     exported=[t.run.run_id for t in s.runs], exported_rows=rows,
-                    exported_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+                    exported_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     return from_footers(info, footers)
 
 

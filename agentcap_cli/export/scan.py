@@ -29,8 +29,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.store import atomic_write_bytes, rfc3339_ns
-from agentcap_cli.export.detectors import RULES, Hit, find, fingerprint, flagged, mask, normalise, redact
+from agentcap_addons.wire.util.clock import rfc3339_ns
+from agentcap_addons.wire.util.files import atomic_write_bytes
+from agentcap_cli.export.detectors import (
+    RULES,
+    Hit,
+    find,
+    fingerprint,
+    flagged,
+    mask,
+    normalise,
+    redact,
+)
 
 SCAN_JSON = "scan.json"
 SCANNED_DIRS = ("captures", "traces", "sessions")

@@ -16,8 +16,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agentcap_addons.wire.policy import header_value
-from agentcap_cli.export.detectors import Hit, find, fingerprint, flagged, masked_copy, redact
+from agentcap_addons.wire.capture.policy import header_value
+from agentcap_cli.export.detectors import (
+    Hit,
+    find,
+    fingerprint,
+    flagged,
+    masked_copy,
+    redact,
+)
 from agentcap_cli.export.scan import Finding, Gate, judge, leftovers, locate, state_of
 
 # the text columns of a captures row and where their text comes from: (file, JSON path)
@@ -131,7 +138,7 @@ def scan_batch(batch: pa.RecordBatch, records: list[tuple[dict[str, Any], dict[s
     for i in flagged(everything):
         values = {c: batch.column(c)[i].as_py() for c in SCANNED}
         rid = values["request_id"]
-        changed = scan_row(values, *records[i], lambda kind: f"{prefix}{rid}.{kind}.json", gate, out)
+        changed = scan_row(values, *records[i], lambda kind, rid=rid: f"{prefix}{rid}.{kind}.json", gate, out)
         if changed:
             redacted.append(rid)
             for c, v in changed.items():

@@ -3,7 +3,7 @@ per task session, messages in the OpenAI chat shape) and the wire-derived sessio
 Session Trace Simple Format file per session, for the Hub's trace viewer).
 
 A session is a task (a suite run: a cell's repeat); captures with no task (a proxy run) give one
-session per conversation thread. Messages are rebuilt by :func:`agentcap_addons.wire.sessions.rebuild`
+session per conversation thread. Messages are rebuilt by :func:`agentcap_addons.wire.api.sessions.rebuild`
 from the closing call of each turn, read again from the capture files; what is published passes
 the publish gate (:func:`gate_texts`): findings already reported for the run's captures are not
 reported twice, and under ``--redact`` the published copy is masked like the rest.
@@ -22,15 +22,38 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from agentcap_addons.wire.decode import decode_response
-from agentcap_addons.wire.sessions import (CallInfo, Loaded, RebuiltSession, chat_messages, chat_tools, rebuild,
-                                           reply_message, stamp, totals)
-from agentcap_addons.wire.store import read_json
-from agentcap_cli.export.captures import (RunInfo, UnreadableCapture, WrittenFile, call_ok, footer, put_in_place,
-                                          read_checked)
+from agentcap_addons.wire.api.decode import decode_response
+from agentcap_addons.wire.api.sessions import (
+    CallInfo,
+    Loaded,
+    RebuiltSession,
+    chat_messages,
+    chat_tools,
+    rebuild,
+    reply_message,
+    stamp,
+    totals,
+)
+from agentcap_addons.wire.util.jsonio import read_json
+from agentcap_cli.export.captures import (
+    RunInfo,
+    UnreadableCapture,
+    WrittenFile,
+    call_ok,
+    footer,
+    put_in_place,
+    read_checked,
+)
 from agentcap_cli.export.detectors import flagged
 from agentcap_cli.export.files import FileRows, file_row, key_name, session_file
-from agentcap_cli.export.scan import Blob, Finding, Gate, Report, scan_derived, scan_text
+from agentcap_cli.export.scan import (
+    Blob,
+    Finding,
+    Gate,
+    Report,
+    scan_derived,
+    scan_text,
+)
 from agentcap_cli.runrecord import RUN_JSON
 from agentcap_cli.sessions_format import Counts, compare, sts_text
 

@@ -9,7 +9,8 @@ Layout (``DIR`` = the dataset's directory):
 Claude Code, Codex and Pi sessions are published as the agents wrote them, hermes' as its own
 ``sessions export`` JSONL made from its state.db (the Hub reads those four formats); the other
 agents' traces (opencode's SQLite, qwen-code's chat JSONL, mini-swe-agent's trajectories, aider's
-markdown history) are converted to the Session Trace Simple Format. A suite run's traces (``cells/<cell>/<repeat>/traces``) are tasks ``<cell>`` with their repeat.
+markdown history) are converted to the Session Trace Simple Format.
+A suite run's traces (``cells/<cell>/<repeat>/traces``) are tasks ``<cell>`` with their repeat.
 Every byte goes through the gate first (:func:`.scan.scan_blobs`): under ``--redact`` the parquet,
 the raw session files and the converted ones all hold the masked copy.
 """

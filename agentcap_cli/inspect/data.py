@@ -16,12 +16,21 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from agentcap_addons.wire.decode import request_messages
-from agentcap_addons.wire.messages import DecodedResponse, Message
-from agentcap_addons.wire.pretty import Line, decode_response_bytes, message_lines, response_lines
-from agentcap_addons.wire.store import REQUEST_SUFFIX, Capture, resolve_captures_dir
-from agentcap_cli.workspace import list_runs
+from agentcap_addons.wire.api.decode import request_messages
+from agentcap_addons.wire.api.messages import DecodedResponse, Message
+from agentcap_addons.wire.api.pretty import (
+    Line,
+    decode_response_bytes,
+    message_lines,
+    response_lines,
+)
+from agentcap_addons.wire.capture.records import (
+    REQUEST_SUFFIX,
+    Capture,
+    resolve_captures_dir,
+)
 from agentcap_cli.export.captures import UnreadableCapture, read_checked, readable_order
+from agentcap_cli.workspace import list_runs
 
 CHUNK = 500
 LIST_COLUMNS = ["request_id", "seq", "task_id", "turn", "model", "status_code", "ttft_ms", "prompt_tokens",
@@ -105,7 +114,7 @@ class Level:
     def preview(self, key: str) -> list[Line]:
         return []
 
-    def child(self, key: str) -> "Level | None":
+    def child(self, key: str) -> Level | None:
         return None
 
 

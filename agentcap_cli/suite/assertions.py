@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.yamlfile import Located, check_keys, did_you_mean
+from agentcap_addons.wire.util.yamlfile import Located, check_keys, did_you_mean
 from agentcap_cli.suite.jsonpath import JSONPathError, check, count, find
 
 log = logging.getLogger("agentcap.test")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.yamlfile import Located, check_keys, load, want
+from agentcap_addons.wire.util.yamlfile import Located, check_keys, load, want
 
 AGENTCAP_KEYS = {"servers", "skills", "base_prompt", "base_prompt_file"}
 CAPA_KEYS = {"providers", "clients", "options", "agents", "tools", "rules", "hooks", "plugins", "subagents",

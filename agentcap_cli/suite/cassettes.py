@@ -1,7 +1,7 @@
 """Record once, test forever: ``agentcap test --record-mode`` (vcrpy's modes, for whole agents).
 
 A repeat's model calls are stored in the project as its **cassette**
-(``cassettes/<scenario>/<cell>/<repeat>/``, format in agentcap_addons/wire/cassettedir.py, secret-scanned
+(``cassettes/<scenario>/<cell>/<repeat>/``, format in agentcap_addons/wire/fake/cassettedir.py, secret-scanned
 before it is written); later runs serve the agent from it through the capture proxy — the replay addon
 picks the cassette by each call's attribution (cell, repeat) — so no key and no upstream are needed.
 
@@ -26,10 +26,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentcap_addons.wire import cassettedir
-from agentcap_addons.wire.cassette import DEFAULT_IGNORE, DEFAULT_MATCH, Cassette, _at, diff_paths, normalise
-from agentcap_addons.wire.cassettedir import CASSETTE_JSON, Subs, run_subs, substitute_all
-from agentcap_addons.wire.store import Capture, rfc3339_ns
+from agentcap_addons.wire.capture.records import Capture
+from agentcap_addons.wire.fake import cassettedir
+from agentcap_addons.wire.fake.cassette import (
+    DEFAULT_IGNORE,
+    DEFAULT_MATCH,
+    Cassette,
+    _at,
+    diff_paths,
+    normalise,
+)
+from agentcap_addons.wire.fake.cassettedir import (
+    CASSETTE_JSON,
+    Subs,
+    run_subs,
+    substitute_all,
+)
+from agentcap_addons.wire.util.clock import rfc3339_ns
 from agentcap_cli.drift import Drift, describe, short
 from agentcap_cli.drift import find_drift as drift_of
 from agentcap_cli.suite.judge import score_of
@@ -74,16 +87,16 @@ class Cassettes:
         self.project_root = Path(project_root)
         self.mode, self.on_drift = MODE_ALIASES.get(mode, mode), on_drift
 
-    def dir_of(self, u: "Unit") -> Path:
+    def dir_of(self, u: Unit) -> Path:
         return cassettedir.repeat_dir(self.root, u.scenario.id, u.cell, u.repeat)
 
-    def has(self, u: "Unit") -> bool:
+    def has(self, u: Unit) -> bool:
         return (self.dir_of(u) / CASSETTE_JSON).is_file()
 
-    def use(self, u: "Unit") -> str:
+    def use(self, u: Unit) -> str:
         return "replay" if self.mode in ("once", "new") and self.has(u) else "record"
 
-    def begin(self, u: "Unit") -> Tape:
+    def begin(self, u: Unit) -> Tape:
         return Tape(self.use(u), self.dir_of(u))
 
     def proxy_options(self) -> dict[str, str] | None:
@@ -93,15 +106,15 @@ class Cassettes:
         on_miss = "forward" if self.mode == "new" else "error" if self.on_drift == "fail" else "live"
         return {"agentcap_cassettes": str(self.root), "agentcap_replay_on_miss": on_miss}
 
-    def offline(self, units: list["Unit"]) -> bool:
+    def offline(self, units: list[Unit]) -> bool:
         """Every repeat is served from its cassette and a miss fails it: no upstream is needed."""
         return self.mode == "once" and self.on_drift == "fail" and all(self.use(u) == "replay" for u in units)
 
-    def notes(self, units: list["Unit"]) -> list[str]:
+    def notes(self, units: list[Unit]) -> list[str]:
         """Cells with fewer recordings than repeats, said (never a recording silently reused)."""
         if self.mode not in ("once", "new"):
             return []
-        by_cell: dict[str, list["Unit"]] = {}
+        by_cell: dict[str, list[Unit]] = {}
         for u in units:
             by_cell.setdefault(u.cell, []).append(u)
         out = []
@@ -165,7 +178,7 @@ class Cassettes:
         else:
             tape.judge = {"backend": backend}
 
-    def finish(self, tape: Tape, u: "Unit", calls: list[Capture], judge_calls: list[Capture], run_dir: Path,
+    def finish(self, tape: Tape, u: Unit, calls: list[Capture], judge_calls: list[Capture], run_dir: Path,
                error: str | None) -> dict[str, Any]:
         """Write the cassette when this repeat records one; what results.json says about it."""
         rel = str(tape.dir.relative_to(self.project_root))
@@ -197,7 +210,7 @@ class Cassettes:
         old = cassettedir.load(directory) if directory.is_dir() else []
         return old + find_drift(directory, calls, run_subs(run_dir, run_dir.name))[1] if old else calls
 
-    def store(self, tape: Tape, u: "Unit", calls: list[Capture], judge_calls: list[Capture],
+    def store(self, tape: Tape, u: Unit, calls: list[Capture], judge_calls: list[Capture],
               run_dir: Path) -> str | None:
         """Render, secret-scan, then write the cassette; the findings (masked) when the scan refuses it."""
         subs = run_subs(run_dir, run_dir.name)
@@ -220,7 +233,14 @@ def scan(files: dict[str, bytes], where: str, project_root: Path) -> list[str]:
     blocking finding as ``file: where: detector masked``. Fingerprints in the project's
     ``.agentcap-secrets-allow`` are allowed, as for an export."""
     # imported here: only a recording needs the detectors (and the export package) loaded
-    from agentcap_cli.export.scan import ALLOW_FILE, AllowlistError, Blob, Gate, load_allowlist, scan_blobs
+    from agentcap_cli.export.scan import (
+        ALLOW_FILE,
+        AllowlistError,
+        Blob,
+        Gate,
+        load_allowlist,
+        scan_blobs,
+    )
 
     allow_file = project_root / ALLOW_FILE
     try:

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from agentcap_addons.wire.apibase import api_url
+from agentcap_addons.wire.api.apibase import api_url
 from agentcap_cli.verdict import error_text
 
 SYSTEM = ("You are grading an AI agent's work against a rubric. Answer with one JSON object only: "
@@ -90,7 +90,7 @@ def score_of(text: str) -> dict[str, Any]:
 def judge_claude_cli(podman: Any, services: Any, run_dir: Path, base: Path, cell: str, repeat: int, model: str,
                      prompt: Prompt, timeout_s: float = 300.0) -> dict[str, Any]:
     """agenteval's ``claude-cli`` backend: one ``claude -p`` turn in the sandbox, no tools, no MCP."""
-    from agentcap_addons.wire.registry import Attribution
+    from agentcap_addons.wire.capture.registry import Attribution
     from agentcap_cli.turns import run_turn
     from sandbox.agents import get_agent
 

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.yamlfile import ConfigError, Located, check_keys, did_you_mean, load, want
+from agentcap_addons.wire.util.yamlfile import (
+    ConfigError,
+    Located,
+    check_keys,
+    did_you_mean,
+    load,
+    want,
+)
 from agentcap_cli.suite.assertions import Assertion, parse_assertions
 from agentcap_cli.suite.capabilities import AgentDef, check_tools, load_agent
 

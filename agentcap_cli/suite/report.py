@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.store import atomic_write_bytes
+from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.suite.cassettes import describe
 from agentcap_cli.suite.stats import cell_summary
 

@@ -30,16 +30,12 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from agentcap_addons.wire.cassettedir import JUDGE_SUFFIX
-from agentcap_addons.wire.decode import decode_response
-from agentcap_addons.wire.registry import Attribution
-from agentcap_addons.wire.store import (
-    Capture,
-    atomic_write_bytes,
-    iter_captures,
-    read_capture,
-    rfc3339_ns,
-)
+from agentcap_addons.wire.api.decode import decode_response
+from agentcap_addons.wire.capture.records import Capture, iter_captures, read_capture
+from agentcap_addons.wire.capture.registry import Attribution
+from agentcap_addons.wire.fake.cassettedir import JUDGE_SUFFIX
+from agentcap_addons.wire.util.clock import rfc3339_ns
+from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.console import err_console
 from agentcap_cli.followup import CONTINUE
 from agentcap_cli.services import Services
@@ -143,7 +139,7 @@ class SuiteRun:
             for h in served.values():
                 h.stop()
         duration = time.monotonic() - started
-        for name, m in mocks.items():
+        for m in mocks.values():
             m.write(base / "mocks")
         caps = self._captures(self.services.tracker.settle_cell(self.run_dir.name, cell, u.repeat))
         calls = self._model_calls(caps)

@@ -46,7 +46,7 @@ class Resolved:
     source: str  # where it came from, for the log and run.json (never the key)
 
 
-def resolve_upstream(project: Project, units: list["Unit"], flag: str | None) -> Resolved:
+def resolve_upstream(project: Project, units: list[Unit], flag: str | None) -> Resolved:
     key_env = project.upstream.api_key_env if project.upstream else None
     if flag:
         return Resolved(flag, None, os.environ.get("AGENTCAP_API_KEY") or _harness_key(units), "--upstream")
@@ -74,14 +74,14 @@ def resolve_upstream(project: Project, units: list["Unit"], flag: str | None) ->
     return Resolved(os.environ.get(url_env) or default, None, key, f"${url_env}" if os.environ.get(url_env) else default)
 
 
-def _api(u: "Unit") -> str:
+def _api(u: Unit) -> str:
     from agenteval.providers.registry import plugin
     from sandbox.agents import get_agent
 
     return "plugin" if plugin(u.provider) else get_agent(harness_name(u.provider)).api
 
 
-def _harness_key(units: list["Unit"]) -> str | None:
+def _harness_key(units: list[Unit]) -> str | None:
     for u in units:
         api = _api(u)
         if api in HARNESS_DEFAULTS and os.environ.get(HARNESS_DEFAULTS[api][2]):
@@ -89,7 +89,7 @@ def _harness_key(units: list["Unit"]) -> str | None:
     return None
 
 
-def execute(project: Project, units: list["Unit"], *, jobs: int = 1, report_dir: Path | None = None,
+def execute(project: Project, units: list[Unit], *, jobs: int = 1, report_dir: Path | None = None,
             no_judge: bool = False, keep_workspace: bool = False, verbose: int = 0, upstream: str | None = None,
             err: Console | None = None, pass_rate: float | None = None, maxfail: int | None = None,
             record_mode: str = "none", on_drift: str = "fail") -> tuple[dict[str, Any], Path]:
@@ -180,9 +180,9 @@ def execute(project: Project, units: list["Unit"], *, jobs: int = 1, report_dir:
     return results, reports
 
 
-def _run_file(run_dir: Path, project: Project, units: list["Unit"], up: Resolved) -> "RunFile":
+def _run_file(run_dir: Path, project: Project, units: list[Unit], up: Resolved) -> RunFile:
     """run.json for the suite run (kind "suite"), so `agentcap ls` / export / inspect list it like any run."""
-    from agentcap_addons.wire.store import rfc3339_ns
+    from agentcap_addons.wire.util.clock import rfc3339_ns
     from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord
     from agentcap_cli.services import provider_of
 

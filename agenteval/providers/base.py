@@ -48,7 +48,7 @@ class Provider(ABC):
             env: dict[str, str]) -> ProviderRunOutput:
         """Run one prompt in the workspace and return normalized metrics."""
 
-    def teardown(self, *, workspace: Path) -> None:
+    def teardown(self, *, workspace: Path) -> None:  # noqa: B027 (a default that does nothing, as in agenteval)
         """Undo what install() registered outside the workspace (best effort)."""
 
     def preflight(self) -> list[str]:

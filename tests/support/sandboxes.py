@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentcap_addons.wire.policy import api_kind
-from agentcap_addons.wire.registry import Attribution
+from agentcap_addons.wire.capture.policy import api_kind
+from agentcap_addons.wire.capture.registry import Attribution
 from agentcap_cli.services import Services
 from sandbox.container import list_containers as containers  # noqa: F401  (the tests' name for it)
 

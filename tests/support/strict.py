@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agentcap_addons.wire.policy import api_kind, path_only
-from agentcap_addons.wire.render import Rendered, error_body
-from agentcap_addons.wire.upstream import Forward
+from agentcap_addons.wire.api.render import Rendered, error_body
+from agentcap_addons.wire.capture.policy import api_kind, path_only
+from agentcap_addons.wire.fake.upstream import Forward
 from agentcap_cli.modelserver import make_responder
 
 #: (path, body) → (status, message) for a call that must fail, or None

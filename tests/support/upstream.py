@@ -95,7 +95,7 @@ class Upstream:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Upstream":
+    def start(self) -> Upstream:
         ready = threading.Event()
 
         def run() -> None:
@@ -127,7 +127,7 @@ class Upstream:
         if self._thread:
             self._thread.join(10)
 
-    def __enter__(self) -> "Upstream":
+    def __enter__(self) -> Upstream:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -164,7 +164,7 @@ class Upstream:
         assert self._stopping is not None
         try:
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _respond(self, method, path, headers, body, reader, writer) -> bool:

@@ -9,7 +9,8 @@ call order, so re-recording a cell that changed one call changes one file; nothi
 recording — request ids, seq, times, chunk timings, ports, volatile response headers — and the run's
 own directory and id replaced by ``<run_dir>`` / ``<run_id>`` (they hold the user's paths and a
 timestamp; ``<run_dir_dashed>``: the directory as claude-code names a project after it), and the body
-paths the matcher ignores left out (``metadata.user_id`` …: ids that change on every run); an SSE stream kept as its list of lines. What is left is what matching and serving need:
+paths the matcher ignores left out (``metadata.user_id`` …: ids that change on every run);
+an SSE stream kept as its list of lines. What is left is what matching and serving need:
 method, path, a few request headers (the agent's version shows in ``user-agent``), the request body,
 and the response (status, content type, body or stream).
 
@@ -26,8 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .policy import api_kind
-from .store import Capture
+from agentcap_addons.wire.capture.policy import api_kind
+from agentcap_addons.wire.capture.records import Capture
 
 CASSETTE_JSON = "cassette.json"
 JUDGE_DIR = "judge"  # the claude-cli judge's calls, attributed to the cell "<cell>#judge"

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .store import create_file
+from agentcap_addons.wire.util.files import create_file
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class ProcessWriter:
             return False
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", "from agentcap_addons.wire.writer import serve; serve()"],
+                [sys.executable, "-c", "from agentcap_addons.writer import serve; serve()"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env={**os.environ, "PYTHONPATH": _package_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
@@ -228,7 +228,7 @@ class ProcessWriter:
         self._pending.clear()
 
     def _detach(self) -> None:
-        if self._proc is None or self._loop is None:
+        if self._proc is None or self._loop is None or self._proc.stdout is None or self._proc.stdin is None:
             return
         try:
             self._loop.remove_reader(self._proc.stdout.fileno())
@@ -273,4 +273,4 @@ class ProcessWriter:
 
 
 def _package_root() -> str:
-    return str(Path(__file__).resolve().parent.parent.parent)
+    return str(Path(__file__).resolve().parent.parent)

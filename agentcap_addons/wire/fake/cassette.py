@@ -5,7 +5,8 @@ Bodies are compared after normalising what legitimately changes from run to run 
 ids, timestamps and dates, codex's exec-tool header (``Chunk ID``, ``Wall time``), claude-code's
 ``OS Version`` (the host's kernel) and the ``ignore`` paths — and, when the caller names them, the
 run's own directory and id (agents put their working directory in the system prompt, and it holds the
-run id): both sides get ``<run_dir>`` / ``<run_id>`` instead. Everything else must be exactly equal. Identical requests are served in recorded order, each
+run id): both sides get ``<run_dir>`` / ``<run_id>`` instead. Everything else must be exactly equal.
+Identical requests are served in recorded order, each
 recording once. A miss names the nearest recording and the first JSON path where they differ.
 
 A source is a run directory (or its ``captures/``), a project cassette (``cassettedir``), or a list
@@ -25,11 +26,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from agentcap_addons.wire.api.render import Rendered, error_body
+from agentcap_addons.wire.capture.policy import api_kind, path_only
+from agentcap_addons.wire.capture.records import (
+    Capture,
+    iter_captures,
+    resolve_captures_dir,
+)
+from agentcap_addons.wire.fake.cassettedir import Subs, substitute
+
 from . import cassettedir
-from .cassettedir import Subs, substitute
-from .policy import api_kind, path_only
-from .render import Rendered, error_body
-from .store import Capture, iter_captures, resolve_captures_dir
 
 MATCHERS = ("method", "path", "api", "model", "body")
 DEFAULT_MATCH = ("method", "path", "body")

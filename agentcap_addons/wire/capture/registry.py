@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .store import atomic_write_json, read_json
+from agentcap_addons.wire.util.files import atomic_write_json
+from agentcap_addons.wire.util.jsonio import read_json
 
 KEY_PREFIX = "acp-"
 
@@ -40,7 +41,7 @@ class Attribution:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Attribution":
+    def from_dict(cls, data: dict[str, Any]) -> Attribution:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 

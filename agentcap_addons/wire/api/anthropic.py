@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .messages import DecodedResponse, Message, ToolCall, Usage, as_int, text_of
-from .sse import SSEEvent
-from .store import fast_loads
+from agentcap_addons.wire.api.messages import (
+    DecodedResponse,
+    Message,
+    ToolCall,
+    Usage,
+    as_int,
+    text_of,
+)
+from agentcap_addons.wire.api.sse import SSEEvent
+from agentcap_addons.wire.util.jsonio import fast_loads
 
 
 def request_messages(body: dict[str, Any]) -> list[Message]:

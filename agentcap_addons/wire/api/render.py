@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .policy import API_ANTHROPIC, API_OPENAI_RESPONSES
+from agentcap_addons.wire.capture.policy import API_ANTHROPIC, API_OPENAI_RESPONSES
 
 CREATED = 1_767_225_600  # 2026-01-01T00:00:00Z: fixed, so responses are byte-identical
 
@@ -100,7 +100,7 @@ def _sse(events: list[tuple[str | None, Any]], delay_ms: float, done: bool = Fal
 
 def _chat(reply: Reply, request: dict[str, Any], seed: str, model: str, usage: tuple[int, int], stream: bool) -> Rendered:
     cid = "chatcmpl-" + _id(seed, "chat")
-    calls = [{"id": "call_" + _id(seed, f"call{i}"), "type": "function",
+    calls: list[dict[str, Any]] = [{"id": "call_" + _id(seed, f"call{i}"), "type": "function",
               "function": {"name": t.name, "arguments": t.arguments}} for i, t in enumerate(reply.tool_calls)]
     finish = "tool_calls" if calls else "stop"
     u = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": usage[0] + usage[1]}
@@ -114,11 +114,11 @@ def _chat(reply: Reply, request: dict[str, Any], seed: str, model: str, usage: t
                       "choices": [{"index": 0, "message": msg, "finish_reason": finish, "logprobs": None}],
                       "usage": u})
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> tuple[None, dict[str, Any]]:
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> tuple[str | None, Any]:
         return None, {"id": cid, "object": "chat.completion.chunk", "created": CREATED, "model": model,
                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
 
-    events = [chunk({"role": "assistant", "content": ""})]
+    events: list[tuple[str | None, Any]] = [chunk({"role": "assistant", "content": ""})]
     events += [chunk({"reasoning_content": f}) for f in _frags(reply.reasoning, reply.chunk_size)] if reply.reasoning else []
     events += [chunk({"content": f}) for f in _frags(reply.text, reply.chunk_size)] if reply.text else []
     for i, c in enumerate(calls):

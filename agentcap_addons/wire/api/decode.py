@@ -7,11 +7,17 @@ import re
 import zlib
 from typing import Any
 
+from agentcap_addons.wire.api.messages import DecodedResponse, Message, qualified_name
+from agentcap_addons.wire.api.sse import SSEEvent, parse_sse
+from agentcap_addons.wire.capture.policy import (
+    API_ANTHROPIC,
+    API_OPENAI_CHAT,
+    API_OPENAI_RESPONSES,
+    header_value,
+)
+from agentcap_addons.wire.capture.records import Capture
+
 from . import anthropic, openai
-from .messages import DecodedResponse, Message, qualified_name
-from .policy import API_ANTHROPIC, API_OPENAI_CHAT, API_OPENAI_RESPONSES, header_value
-from .sse import SSEEvent, parse_sse
-from .store import Capture
 
 
 def decode_content_encoding(data: bytes, encoding: str | None) -> bytes:

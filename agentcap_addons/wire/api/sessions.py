@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from hashlib import blake2b as _blake2b
 from typing import Any
 
-from .decode import request_messages
-from .messages import DecodedResponse, Message, qualified_name
-from .policy import API_OPENAI_RESPONSES
+from agentcap_addons.wire.api.decode import request_messages
+from agentcap_addons.wire.api.messages import DecodedResponse, Message, qualified_name
+from agentcap_addons.wire.capture.policy import API_OPENAI_RESPONSES
 
 # -- finish reasons ---------------------------------------------------------------------------------
 

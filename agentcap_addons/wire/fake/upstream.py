@@ -8,11 +8,21 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from .cassette import Cassette, Miss, miss_response, replay_response
-from .cassettedir import Subs
-from .policy import DEFAULT_PATHS, api_kind, path_matches, path_only
-from .render import Rendered, error_body, models_list, render
-from .script import NoReply, Script, choose, seed_of, to_reply
+from agentcap_addons.wire.api.render import Rendered, error_body, models_list, render
+from agentcap_addons.wire.capture.policy import (
+    DEFAULT_PATHS,
+    api_kind,
+    path_matches,
+    path_only,
+)
+from agentcap_addons.wire.fake.cassette import (
+    Cassette,
+    Miss,
+    miss_response,
+    replay_response,
+)
+from agentcap_addons.wire.fake.cassettedir import Subs
+from agentcap_addons.wire.fake.script import NoReply, Script, choose, seed_of, to_reply
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +38,7 @@ class Responder(Protocol):
     def respond(self, method: str, path: str, body: bytes, subs: Subs = ()) -> Rendered | Forward: ...
 
 
-def _common(method: str, path: str, body: bytes, models: list[str]) -> Rendered | tuple[str, object] | None:
+def _common(method: str, path: str, body: bytes, models: list[str]) -> Rendered | tuple[str, object]:
     """Routes every responder shares; returns (api, parsed body) for an LLM call."""
     p = path_only(path).rstrip("/")
     if method == "GET" and p.endswith("/models"):

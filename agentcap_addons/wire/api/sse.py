@@ -12,7 +12,6 @@ import codecs
 import re
 from dataclasses import dataclass
 
-
 _EOL = re.compile(r"\r\n|\r|\n")
 
 

@@ -9,9 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .decode import decode_body, decode_events, request_messages, request_tools
-from .messages import DecodedResponse, Message
-from .sse import parse_sse
+from agentcap_addons.wire.api.decode import (
+    decode_body,
+    decode_events,
+    request_messages,
+    request_tools,
+)
+from agentcap_addons.wire.api.messages import DecodedResponse, Message
+from agentcap_addons.wire.api.sse import parse_sse
 
 Line = tuple[str, str]  # (style: header | text | tool | meta | error, text)
 

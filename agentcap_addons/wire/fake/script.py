@@ -31,10 +31,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decode import request_messages, request_tool_namespaces, request_tool_schemas, request_tools
-from .messages import Message
-from .render import Reply, ToolCallSpec
-from .yamlfile import ConfigError, check_keys, load, want
+from agentcap_addons.wire.api.decode import (
+    request_messages,
+    request_tool_namespaces,
+    request_tool_schemas,
+    request_tools,
+)
+from agentcap_addons.wire.api.messages import Message
+from agentcap_addons.wire.api.render import Reply, ToolCallSpec
+from agentcap_addons.wire.util.yamlfile import ConfigError, check_keys, load, want
 
 TOP_KEYS = {"model", "chunk_size", "delay_ms", "on_unmatched", "replies"}
 REPLY_KEYS = {"match", "text", "reasoning", "tool_calls", "chunk_size", "delay_ms"}
