@@ -13,7 +13,6 @@ Responses are streamed chunk for chunk (never buffered) while a copy is kept.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -32,8 +31,9 @@ from mitmproxy import flow as mflow
 from agentcap_addons.keyauth import KeyAuth, attribution_of
 from agentcap_addons.lifecycle import Lifecycle
 from agentcap_addons.recorder import Call, Recorder
+from agentcap_addons.watchdog import SilentUpstream
 from agentcap_addons.websocket import WebSocketCapture, is_websocket_handshake
-from agentcap_addons.wire.capture.policy import DEFAULT_PATHS, path_matches, redact_path
+from agentcap_addons.wire.capture.policy import DEFAULT_PATHS, path_matches
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,6 @@ class Capture:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.paths: tuple[str, ...] = DEFAULT_PATHS
-        self.timeout: float = 600.0
-        self._watchdog: asyncio.Task | None = None
         # flow id → its call; kept here, not in flow.metadata, which mitmproxy copies and serialises
         # (flow files, mitmweb) and so must hold plain data only
         self._calls: dict[str, Call] = {}
@@ -103,13 +101,6 @@ class Capture:
             "or the proxy 'inline'.",
             choices=["process", "inline"],
         )
-        loader.add_option(
-            "agentcap_timeout",
-            str,
-            "600",
-            "Seconds the upstream may stay silent during a captured call before it is cut off "
-            "(error kind 'timeout').",
-        )
 
     def configure(self, updated: set[str]) -> None:
         o = ctx.options
@@ -123,22 +114,11 @@ class Capture:
             if not o.agentcap_paths:
                 raise exceptions.OptionsError("agentcap_paths: at least one path is needed")
             self.paths = tuple(o.agentcap_paths)
-        if "agentcap_timeout" in updated:
-            try:
-                self.timeout = float(o.agentcap_timeout)
-            except ValueError:
-                raise exceptions.OptionsError(f"agentcap_timeout: not a number of seconds: {o.agentcap_timeout!r}") from None
-            if self.timeout <= 0:
-                raise exceptions.OptionsError("agentcap_timeout: must be > 0")
 
     def captured(self, flow: http.HTTPFlow) -> bool:
         return flow.request.method == "POST" and path_matches(flow.request.path, self.paths)
 
     # ------------------------------------------------------------------ hooks
-
-    def running(self) -> None:
-        if self._watchdog is None:
-            self._watchdog = asyncio.get_running_loop().create_task(self._watch_timeouts())
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.response is not None or is_websocket_handshake(flow) or not self.captured(flow):
@@ -210,9 +190,6 @@ class Capture:
             self._close_failed(flow, call, classify_error(flow, call))
 
     def done(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
         for flow, call in list(self.recorder.inflight.values()):
             if flow.websocket is None:
                 self._close_failed(
@@ -234,34 +211,5 @@ class Capture:
             error,
         )
 
-    # ------------------------------------------------------------------ timeouts
-
-    async def _watch_timeouts(self) -> None:
-        """Cut calls whose upstream stayed silent too long. Runs until the proxy stops."""
-        while True:
-            await asyncio.sleep(min(1.0, self.timeout / 4))
-            now = time.monotonic()
-            for flow, call in list(self.recorder.inflight.values()):
-                if not call.timed_out and flow.websocket is None and now - call.last_activity > self.timeout:
-                    call.timed_out = True
-                    log.warning("agentcap: upstream silent for %.1fs on %s, cutting it off", self.timeout,
-                                redact_path(flow.request.path))
-                    self._cut_upstream(flow)
-
-    @staticmethod
-    def _cut_upstream(flow: http.HTTPFlow) -> None:
-        """Close the flow's upstream connection; mitmproxy then reports the error on the flow."""
-        ps = ctx.master.addons.get("proxyserver")
-        handler = ps.connections.get(flow.client_conn.id) if ps else None
-        io = handler.transports.get(flow.server_conn) if handler else None
-        if io is not None and io.handler is not None:
-            io.handler.cancel("agentcap timeout")
-        elif handler is not None:
-            # not connected upstream yet: end the whole client connection instead
-            client_io = handler.transports.get(flow.client_conn)
-            if client_io is not None and client_io.handler is not None:
-                client_io.handler.cancel("agentcap timeout")
-
-
 recorder = Recorder()
-addons = [Lifecycle(), KeyAuth(), WebSocketCapture(recorder), Capture(recorder)]
+addons = [Lifecycle(), KeyAuth(), WebSocketCapture(recorder), SilentUpstream(recorder), Capture(recorder)]

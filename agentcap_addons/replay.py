@@ -48,13 +48,7 @@ from agentcap_addons.wire.capture.registry import Attribution
 from agentcap_addons.wire.fake import cassettedir
 from agentcap_addons.wire.fake.cassette import DEFAULT_IGNORE, DEFAULT_MATCH, Cassette
 from agentcap_addons.wire.fake.cassettedir import Subs, run_subs
-from agentcap_addons.wire.fake.script import load_script
-from agentcap_addons.wire.fake.upstream import (
-    Forward,
-    ReplayResponder,
-    Responder,
-    ScriptResponder,
-)
+from agentcap_addons.wire.fake.upstream import Forward, ReplayResponder, Responder, make_responder
 from agentcap_addons.wire.util.yamlfile import ConfigError
 
 log = logging.getLogger(__name__)
@@ -164,7 +158,7 @@ class Replay:
         self.responder, self.per = None, None
         try:
             if o.agentcap_script:
-                self.responder = ScriptResponder(load_script(o.agentcap_script))
+                self.responder = make_responder(script=o.agentcap_script)
             elif o.agentcap_cassettes:
                 if not Path(o.agentcap_cassettes).is_dir():
                     raise FileNotFoundError(f"{o.agentcap_cassettes}: no such directory")
@@ -173,10 +167,11 @@ class Replay:
                 self.per = PerAttribution(match, ignore, o.agentcap_replay_on_miss, run=o.agentcap_replay)
                 log.info("agentcap replay: %d task(s) from %s", len(self.per.by_task), o.agentcap_replay)
             elif o.agentcap_replay:
-                cassette = Cassette(o.agentcap_replay, match, ignore)
                 on_miss = "error" if o.agentcap_replay_on_miss == "error" else "forward"
-                self.responder = ReplayResponder(cassette, "fast", on_miss)
-                log.info("agentcap replay: %d recordings from %s", len(cassette.recordings), o.agentcap_replay)
+                replay = make_responder(replay=o.agentcap_replay, on_miss=on_miss, match_on=match, ignore=ignore)
+                assert isinstance(replay, ReplayResponder)
+                self.responder = replay
+                log.info("agentcap replay: %d recordings from %s", len(replay.cassette.recordings), o.agentcap_replay)
         except ConfigError as e:
             raise exceptions.OptionsError(f"agentcap_script: {e}") from None
         except (FileNotFoundError, ValueError) as e:

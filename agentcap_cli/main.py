@@ -71,6 +71,12 @@ AGENTEVAL_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Refused(click.ClickException):
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(str(exc))
+        self.exit_code = getattr(exc, "exit_code", 1)
+
+
 class LazyGroup(click.Group):
     """Commands from a table ``name → ("module:attr", short help)``, imported only when one runs."""
 
@@ -85,6 +91,19 @@ class LazyGroup(click.Group):
             return None
         module, _, attr = ref[0].partition(":")
         return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """The one place an error reaching the top becomes an exit code: any ``AgentcapError`` that a
+        command did not handle prints ``Error: <message>`` and exits with its ``exit_code`` (2 for bad
+        input, 1 otherwise) — never a traceback."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from agentcap_addons.wire.util.errors import AgentcapError  # only on the error path
+
+            if isinstance(exc, AgentcapError):
+                raise _Refused(exc) from exc
+            raise
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list from the table: no command module is imported to print it."""

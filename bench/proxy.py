@@ -39,7 +39,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from agentcap_addons.wire.capture.records import iter_captures  # noqa: E402
-from agentcap_cli.proxyproc import start_proxy  # noqa: E402
+from agentcap_cli.harness.proxy import start_proxy  # noqa: E402
 
 BODY = {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 PACE_MS = 20

@@ -22,9 +22,9 @@ from rich.table import Table  # noqa: E402
 
 from agentcap_addons.wire.capture.policy import api_kind  # noqa: E402
 from agentcap_addons.wire.capture.records import iter_captures  # noqa: E402
-from agentcap_cli.corpus import Task  # noqa: E402
-from agentcap_cli.runner import CorpusRun, RunOptions, new_record  # noqa: E402
-from agentcap_cli.services import EMBEDDED_MODEL, Services  # noqa: E402
+from agentcap_cli.corpus.runner import CorpusRun, RunOptions, new_record  # noqa: E402
+from agentcap_cli.corpus.tasks import Task  # noqa: E402
+from agentcap_cli.harness.services import EMBEDDED_MODEL, Services  # noqa: E402
 from sandbox.images import ensure_image  # noqa: E402
 from sandbox.podman import get_podman  # noqa: E402
 

@@ -7,12 +7,14 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from agentcap_addons.wire.util.errors import AgentcapError
+
 OPS = ("append", "extend", "set", "increment", "remove")
 
 StatePath = str | Sequence[str]  # "a.b.0" or its segments, already split (a segment may hold a dot)
 
 
-class PathError(ValueError):
+class PathError(AgentcapError, ValueError):
     pass
 
 

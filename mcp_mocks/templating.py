@@ -27,6 +27,8 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from agentcap_addons.wire.util.errors import InputError
+
 _ENVS = {strict: ImmutableSandboxedEnvironment(undefined=StrictUndefined if strict else Undefined, autoescape=False,
                                                keep_trailing_newline=True) for strict in (False, True)}
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
@@ -35,7 +37,7 @@ _PATH_TOKEN = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|[^.{]+|\{|\.", re.S)
 _SCALARS = (str, int, float, bool, type(None))
 
 
-class TemplateError(ValueError):
+class TemplateError(InputError):
     pass
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentcap_addons.wire.util.errors import AgentcapError
 from agentcap_addons.wire.util.files import (
     atomic_write_bytes,  # the pure wire library: allowed everywhere
 )
@@ -42,7 +43,7 @@ runtime = "runc"
 """
 
 
-class SandboxError(RuntimeError):
+class SandboxError(AgentcapError, RuntimeError):
     """Something the sandbox cannot do; ``fix`` is the command or step that would help."""
 
     def __init__(self, message: str, fix: str | None = None) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from agentcap_cli.proxyproc import ProxyProcess, start_proxy
+from agentcap_cli.harness.proxy import ProxyProcess, start_proxy
 from tests.support.upstream import Upstream
 
 

@@ -18,8 +18,8 @@ import yaml
 from click.testing import CliRunner
 
 from agentcap_addons.wire.util.yamlfile import ConfigError
+from agentcap_cli.harness.modelserver import ModelServer, make_responder
 from agentcap_cli.main import agenteval, cli
-from agentcap_cli.modelserver import ModelServer, make_responder
 from agentcap_cli.suite.assertions import Assertion, Outcome, evaluate
 from agentcap_cli.suite.project import load_dotenv, load_project
 from agentcap_cli.suite.runner import plan

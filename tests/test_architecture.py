@@ -97,3 +97,34 @@ def test_no_import_cycle_at_module_level():
     # a package importing its own submodules in __init__ is not a cycle of concern
     cycles = [c for c in cycles if not all(x.startswith(c.split(" -> ")[0]) for x in c.split(" -> "))]
     assert not cycles, "\n".join(cycles)
+
+
+def _refuse_with(exc: Exception) -> None:
+    raise exc
+
+
+def test_an_agentcap_error_no_command_handled_exits_with_its_code_and_one_line():
+    """The one error → exit-code mapping (agentcap_cli.main): bad input 2, any other refusal 1."""
+    import click
+    from click.testing import CliRunner
+
+    from agentcap_addons.wire import AgentcapError, InputError
+    from agentcap_cli.main import LazyGroup
+    from sandbox.agents import UnknownAgent
+    from sandbox.podman import SandboxError
+
+    for exc, code in ((InputError("tasks.txt:3: empty prompt"), 2), (UnknownAgent("nope"), 2),
+                      (SandboxError("podman is not installed"), 1), (AgentcapError("cannot"), 1)):
+        cmd = click.Command("boom", callback=lambda exc=exc: _refuse_with(exc))
+        group = LazyGroup("agentcap", commands={"boom": cmd})
+        group.table = {"boom": ("", "")}
+        group.get_command = lambda ctx, name, cmd=cmd: cmd  # type: ignore[method-assign]
+        result = CliRunner().invoke(group, ["boom"])
+        assert result.exit_code == code, (exc, result.output)
+        assert result.output.strip() == f"Error: {exc}"
+    # anything else is a bug and keeps its traceback
+    group = LazyGroup("agentcap")
+    group.table = {"boom": ("", "")}
+    group.get_command = lambda ctx, name: click.Command("boom", callback=lambda: _refuse_with(KeyError("x")))  # type: ignore[method-assign]
+    result = CliRunner().invoke(group, ["boom"])
+    assert isinstance(result.exception, KeyError)

@@ -17,7 +17,7 @@ import pytest
 from agentcap_addons.wire.capture.policy import HeaderFilter, looks_like_credential
 from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_addons.wire.util.jsonio import dumps, parse_json_body
-from agentcap_cli.proxyproc import start_proxy
+from agentcap_cli.harness.proxy import start_proxy
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -10,6 +10,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from agentcap_addons.capture import Capture
 from agentcap_addons.keyauth import KeyAuth
 from agentcap_addons.recorder import Recorder
+from agentcap_addons.watchdog import SilentUpstream
 from agentcap_addons.websocket import WebSocketCapture
 from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
@@ -125,10 +126,35 @@ def test_shutdown_closes_calls_in_flight(env):
     assert c.response["error"]["kind"] == "proxy_shutdown"
 
 
+def test_the_watchdog_cuts_only_a_silent_call_and_records_it_as_a_timeout(tmp_path):
+    rec = Recorder()
+    cap, dog = Capture(rec), SilentUpstream(rec)
+    with taddons.context(cap, dog) as tctx:
+        tctx.configure(cap, agentcap_dir=str(tmp_path / "run"))
+        with pytest.raises(exceptions.OptionsError, match="agentcap_timeout: not a number"):
+            tctx.configure(dog, agentcap_timeout="soon")
+        with pytest.raises(exceptions.OptionsError, match="agentcap_timeout: must be > 0"):
+            tctx.configure(dog, agentcap_timeout="0")
+        tctx.configure(dog, agentcap_timeout="5")
+        quiet, busy = llm_flow(), llm_flow()
+        cap.request(quiet)
+        cap.request(busy)
+        calls = {f.id: c for f, c in rec.inflight.values()}
+        start = time.monotonic()
+        dog.check(start + 1)
+        assert not any(c.timed_out for c in calls.values())
+        calls[busy.id].last_activity = start + 4  # a chunk arrived since
+        dog.check(start + 6)
+        assert calls[quiet.id].timed_out and not calls[busy.id].timed_out
+        quiet.error = tflow.terr("connection cancelled")
+        cap.error(quiet)
+        cap.done()
+    errors = {c.request["request_id"]: c.response["error"]["kind"] for c in iter_captures(tmp_path / "run")}
+    assert sorted(errors.values()) == ["proxy_shutdown", "timeout"]
+
+
 def test_options_are_validated(env):
     tctx, ka, cap, ws, run = env
-    with pytest.raises(exceptions.OptionsError, match="agentcap_timeout"):
-        tctx.configure(cap, agentcap_timeout="soon")
     with pytest.raises(exceptions.OptionsError, match="agentcap_paths"):
         tctx.configure(cap, agentcap_paths=[])
     tctx.configure(cap, agentcap_paths=["/v1/generate"])

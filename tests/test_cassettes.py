@@ -23,10 +23,10 @@ from agentcap_addons.wire.fake.cassette import (
     replay_response,
 )
 from agentcap_addons.wire.fake.cassettedir import RUN_DIR, run_subs
-from agentcap_cli.drift import find_drift
-from agentcap_cli.modelserver import ModelServer, make_responder
-from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord
-from agentcap_cli.services import Services
+from agentcap_cli.harness.modelserver import ModelServer, make_responder
+from agentcap_cli.harness.services import Services
+from agentcap_cli.runs.drift import find_drift
+from agentcap_cli.runs.record import RunFile, RunRecord, TaskRecord
 from agentcap_cli.suite.cassettes import scan
 from tests.conftest import closed_port
 from tests.support.runs import TOOLS, make_run
@@ -168,7 +168,7 @@ def test_on_miss_live_sends_the_rest_of_the_repeat_upstream(recorded, tmp_path):
 
 
 def test_the_replay_addon_loads_after_the_capture_addon_with_a_script_too(tmp_path):
-    from agentcap_cli.proxyproc import REPLAY_SCRIPT, start_proxy
+    from agentcap_cli.harness.proxy import REPLAY_SCRIPT, start_proxy
 
     sets = {"agentcap_script": str(REPO / "examples" / "scripts" / "shell-then-answer.yaml")}
     with start_proxy(f"http://127.0.0.1:{closed_port()}", tmp_path / "run", addons=[REPLAY_SCRIPT], sets=sets,

@@ -199,7 +199,7 @@ def test_a_saved_flow_file_carries_the_per_turn_key_not_the_real_one(upstream, t
     from mitmproxy.io import FlowReader
 
     from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
-    from agentcap_cli.proxyproc import start_proxy
+    from agentcap_cli.harness.proxy import start_proxy
 
     real_key, key = "sk-real-upstream-key-fedcba9876543210", new_key()
     keys = tmp_path / "keys"

@@ -12,8 +12,8 @@ from mitmproxy.test import taddons, tflow
 
 from agentcap_addons import contentview
 from agentcap_addons.contentview import LLMContentview
-from agentcap_cli.modelserver import ModelServer, make_responder
-from agentcap_cli.proxyproc import start_proxy
+from agentcap_cli.harness.modelserver import ModelServer, make_responder
+from agentcap_cli.harness.proxy import start_proxy
 
 TOOLS = [{"type": "function", "function": {"name": "bash", "parameters": {"type": "object",
                                                                           "properties": {"command": {"type": "string"}}}}}]

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from agentcap_addons.wire.util.yamlfile import ConfigError
-from agentcap_cli.corpus import load_tasks, parse_shard, shard
-from agentcap_cli.followup import CONTINUE, TEMPLATES, FollowupFailed, next_prompt
+from agentcap_cli.corpus.tasks import load_tasks, parse_shard, shard
+from agentcap_cli.harness.followup import CONTINUE, TEMPLATES, FollowupFailed, next_prompt
 from agentcap_cli.main import cli
-from agentcap_cli.runrecord import RunRecord, TaskRecord, TurnRecord
+from agentcap_cli.runs.record import RunRecord, TaskRecord, TurnRecord
 from tests.conftest import closed_port
 
 
@@ -62,7 +62,7 @@ def test_shards_cover_the_corpus_exactly_once(tmp_path):
 
 
 def test_followups_task_list_then_mode(tmp_path):
-    from agentcap_cli.corpus import Task
+    from agentcap_cli.corpus.tasks import Task
 
     t = Task("t1", "do it", None, ["first follow-up"])
     assert next_prompt("continue", t, 2, None, None).prompt == "first follow-up"

@@ -21,7 +21,7 @@ from agentcap_addons.wire.api.sessions import chat_messages, reply_message
 from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.export.exporter import Target, run_info, stage
 from agentcap_cli.export.scan import Gate
-from agentcap_cli.sessions_format import validate
+from agentcap_cli.sessions.schema import validate
 from tests.support.fakehub import FakeHub
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman]

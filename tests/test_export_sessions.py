@@ -29,10 +29,10 @@ from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.export.exporter import Options, Target, run_info, stage
 from agentcap_cli.export.scan import Gate
 from agentcap_cli.export.sessions import SCHEMA as SESSION_SCHEMA
-from agentcap_cli.modelserver import ModelServer, make_responder
-from agentcap_cli.proxyproc import start_proxy
-from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord, TurnRecord
-from agentcap_cli.sessions_format import validate
+from agentcap_cli.harness.modelserver import ModelServer, make_responder
+from agentcap_cli.harness.proxy import start_proxy
+from agentcap_cli.runs.record import RunFile, RunRecord, TaskRecord, TurnRecord
+from agentcap_cli.sessions.schema import validate
 from tests.support.fakehub import FakeHub
 from tests.support.runs import TOOLS
 

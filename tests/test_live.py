@@ -341,7 +341,7 @@ def assess(name: str, live: LiveServer, code: int, run_dir: Path | None, err: st
     """Every check of the three levels, each with whether it held."""
     from agentcap_addons.wire.api.decode import decode_response
     from agentcap_addons.wire.capture.records import iter_captures
-    from agentcap_cli.runrecord import load_run
+    from agentcap_cli.runs.record import load_run
     from sandbox.agents import TurnInput, get_agent
 
     agent = get_agent(name)

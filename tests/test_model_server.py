@@ -25,9 +25,9 @@ from agentcap_addons.wire.fake.script import load_script
 from agentcap_addons.wire.fake.upstream import ReplayResponder, ScriptResponder
 from agentcap_addons.wire.util.clock import rfc3339_ns
 from agentcap_addons.wire.util.yamlfile import ConfigError
+from agentcap_cli.harness.modelserver import ModelServer, make_responder, resolve_script
+from agentcap_cli.harness.proxy import start_proxy
 from agentcap_cli.main import cli
-from agentcap_cli.modelserver import ModelServer, make_responder, resolve_script
-from agentcap_cli.proxyproc import start_proxy
 
 TOOLS_CHAT = [{"type": "function", "function": {"name": "bash", "description": "run", "parameters": {
     "type": "object", "properties": {"command": {"type": "string"}}}}}]
@@ -318,7 +318,7 @@ def test_on_miss_forward_goes_live(tmp_path, fresh_upstream):
 def test_replay_addon_in_mitmdump_with_capture(tmp_path, scripted):
     """`mitmdump -s capture.py -s replay.py`: answered from the recording, and captured again."""
     run, live = record_through_proxy(tmp_path, scripted, REQS[:1])
-    from agentcap_cli.proxyproc import CAPTURE_SCRIPT
+    from agentcap_cli.harness.proxy import CAPTURE_SCRIPT
 
     replay_script = CAPTURE_SCRIPT.parent / "replay.py"
 

@@ -14,7 +14,7 @@ import pytest
 from agentcap_addons.wire.api.decode import decode_response
 from agentcap_addons.wire.capture.records import read_capture
 from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
-from agentcap_cli.proxyproc import start_proxy
+from agentcap_cli.harness.proxy import start_proxy
 from tests.conftest import closed_port
 from tests.support.upstream import responses_ws_events
 

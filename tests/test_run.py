@@ -14,9 +14,9 @@ import pytest
 
 from agentcap_addons.wire.api.decode import request_messages
 from agentcap_addons.wire.capture.records import iter_captures
-from agentcap_cli.followup import SYNTH_SYSTEM
-from agentcap_cli.modelserver import ModelServer, make_responder
-from agentcap_cli.runrecord import load_run
+from agentcap_cli.harness.followup import SYNTH_SYSTEM
+from agentcap_cli.harness.modelserver import ModelServer, make_responder
+from agentcap_cli.runs.record import load_run
 from sandbox.podman import get_podman
 from tests.support.sandboxes import containers
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from agentcap_addons.wire.capture.records import iter_captures
-from agentcap_cli.followup import CONTINUE, SYNTH_SYSTEM
-from agentcap_cli.modelserver import ModelServer
-from agentcap_cli.runrecord import load_run
+from agentcap_cli.harness.followup import CONTINUE, SYNTH_SYSTEM
+from agentcap_cli.harness.modelserver import ModelServer
+from agentcap_cli.runs.record import load_run
 from tests.support.strict import StrictUpstream, always
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman]

@@ -26,9 +26,9 @@ from agentcap_addons.wire.api.sessions import (
     reply_message,
     request_fingerprints,
 )
-from agentcap_cli.sessions_format import SCHEMA, Counts, compare, sts_text, validate
-from agentcap_cli.sessions_native import read_native
-from agentcap_cli.sessions_stores import hermes_export
+from agentcap_cli.sessions.native import read_native
+from agentcap_cli.sessions.schema import SCHEMA, Counts, compare, sts_text, validate
+from agentcap_cli.sessions.stores import hermes_export
 
 
 def m(role: str, content: str = "", calls: list[dict[str, Any]] | None = None, tool_call_id: str | None = None,

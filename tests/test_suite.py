@@ -212,8 +212,8 @@ def test_ctrl_c_stops_the_suite_and_keeps_what_finished(tmp_path):
     import signal
     import threading
 
-    from agentcap_cli.modelserver import ModelServer, make_responder
-    from agentcap_cli.runrecord import load_run
+    from agentcap_cli.harness.modelserver import ModelServer, make_responder
+    from agentcap_cli.runs.record import load_run
     from sandbox.podman import get_podman
 
     project = tmp_path / "p"

@@ -23,15 +23,15 @@ from agentcap_addons.wire.api.apibase import api_root, api_url, split_api_base
 from agentcap_addons.wire.capture.records import CaptureDir, new_request_id
 from agentcap_addons.wire.capture.registry import Attribution
 from agentcap_addons.wire.util.clock import rfc3339_ns
-from agentcap_cli.corpus import Task
-from agentcap_cli.credentials import HUB_LOGIN, upstream_key
-from agentcap_cli.followup import CONTINUE, FollowupFailed, Synthesizer, next_prompt
+from agentcap_cli.corpus.tasks import Task
+from agentcap_cli.harness.credentials import HUB_LOGIN, upstream_key
+from agentcap_cli.harness.followup import CONTINUE, FollowupFailed, Synthesizer, next_prompt
+from agentcap_cli.harness.modelserver import ModelServer
+from agentcap_cli.harness.proxy import CaptureEvents
+from agentcap_cli.harness.services import CallTracker, Services
 from agentcap_cli.main import cli
-from agentcap_cli.modelserver import ModelServer
-from agentcap_cli.proxyproc import CaptureEvents
-from agentcap_cli.services import CallTracker, Services
+from agentcap_cli.runs.verdict import NO_CALL, CallOutcome, turn_failure
 from agentcap_cli.suite.judge import Prompt, judge
-from agentcap_cli.verdict import NO_CALL, CallOutcome, turn_failure
 from tests.support.strict import StrictUpstream, always
 
 REPO = Path(__file__).resolve().parents[1]
@@ -305,7 +305,7 @@ def test_key_order_flag_env_then_hugging_face_only_for_its_hosts():
 def test_the_hub_login_cache_is_read_with_huggingface_hubs_own_lookup(tmp_path):
     (tmp_path / "token").write_text("hf_fromthelogincache\n")
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH")}
-    code = ("from agentcap_cli.credentials import upstream_key; "
+    code = ("from agentcap_cli.harness.credentials import upstream_key; "
             "k = upstream_key(None, '--api-key', 'https://router.huggingface.co'); print(k.source); print(k.value)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
                          env={**env, "HF_HOME": str(tmp_path)}).stdout.splitlines()

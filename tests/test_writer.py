@@ -14,7 +14,7 @@ import httpx
 
 from agentcap_addons.wire.util.files import InodePool, create_file
 from agentcap_addons.writer import _HEAD, ProcessWriter
-from agentcap_cli.proxyproc import start_proxy
+from agentcap_cli.harness.proxy import start_proxy
 
 
 def test_create_file_is_complete_and_leaves_nothing_else(tmp_path):

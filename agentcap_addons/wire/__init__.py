@@ -6,7 +6,7 @@ CLI read with it; anyone may import it (docs/architecture.md). Four parts:
 * ``capture``: the capture contract (records on disk, policy, the key registry);
 * ``api``: the LLM APIs (SSE, decoding, rendering, sessions);
 * ``fake``: scripted and recorded upstreams (scripts, cassettes, responders);
-* ``util``: atomic files, timestamps, JSON, YAML with line numbers.
+* ``util``: atomic files, timestamps, JSON, YAML with line numbers, the error base classes.
 
 This module is the facade for the names most callers need.
 """
@@ -27,14 +27,17 @@ from agentcap_addons.wire.capture.records import (
     read_capture,
 )
 from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
+from agentcap_addons.wire.util.errors import AgentcapError, InputError
 from agentcap_addons.wire.util.files import atomic_write_bytes
 
 __all__ = [
     "SCHEMA",
+    "AgentcapError",
     "Attribution",
     "Capture",
     "CaptureDir",
     "DecodedResponse",
+    "InputError",
     "KeyRegistry",
     "Message",
     "SSEDecoder",

@@ -44,7 +44,7 @@ from agentcap_cli.export.scan import (
     Gate,
     load_allowlist,
 )
-from agentcap_cli.workspace import workspace_root
+from agentcap_cli.runs.workspace import workspace_root
 
 SHOWN = 40  # finding lines printed; the rest are in each run's scan.json
 STATES = {"blocking": "[red]secret[/]", "redacted": "[yellow]masked[/]", "allowed": "[dim]allowed[/]",

@@ -13,7 +13,7 @@ import click
 
 from agentcap_addons.wire.api.pretty import as_text, request_lines, response_lines
 from agentcap_cli.export.exporter import REPO_RE
-from agentcap_cli.workspace import workspace_root
+from agentcap_cli.runs.workspace import workspace_root
 
 HEX = re.compile(r"^[0-9a-f]{4,32}$")
 

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from agentcap_cli.console import out_console
-from agentcap_cli.workspace import list_runs, workspace_root
+from agentcap_cli.runs.workspace import list_runs, workspace_root
 
 
 @click.command(name="ls")

@@ -14,9 +14,9 @@ from rich.markup import escape
 from agentcap_addons.wire.api.apibase import agent_env, api_root
 from agentcap_addons.wire.fake.cassette import DEFAULT_IGNORE, MATCHERS
 from agentcap_addons.wire.util.yamlfile import ConfigError
-from agentcap_cli.calllog import served_line
 from agentcap_cli.console import err_console, out_console
-from agentcap_cli.modelserver import ModelApp, make_responder
+from agentcap_cli.harness.calllog import served_line
+from agentcap_cli.harness.modelserver import ModelApp, make_responder
 from mcp_mocks.threaded import bind, uvicorn_server
 
 

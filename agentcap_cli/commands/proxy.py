@@ -22,11 +22,11 @@ from agentcap_addons.wire.api.apibase import agent_env, split_api_base, split_or
 from agentcap_addons.wire.capture.records import REQUEST_SUFFIX
 from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
 from agentcap_addons.wire.util.files import atomic_write_bytes
-from agentcap_cli.calllog import line_for_event
 from agentcap_cli.console import err_console, out_console
-from agentcap_cli.proxyproc import ProxyProcess, ProxyStartError, start_proxy
-from agentcap_cli.services import UpstreamUnreachable, check_reachable
-from agentcap_cli.workspace import new_run_dir
+from agentcap_cli.harness.calllog import line_for_event
+from agentcap_cli.harness.proxy import ProxyProcess, ProxyStartError, start_proxy
+from agentcap_cli.harness.services import UpstreamUnreachable, check_reachable
+from agentcap_cli.runs.workspace import new_run_dir
 
 
 def split_upstream(url: str) -> tuple[str, str]:

@@ -14,12 +14,7 @@ from rich.logging import RichHandler
 from agentcap_addons.wire.api.apibase import split_api_base
 from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.console import err_console
-from agentcap_cli.corpus import load_tasks, parse_shard
-from agentcap_cli.corpus import shard as take_shard
-from agentcap_cli.credentials import is_huggingface, upstream_key
-from agentcap_cli.followup import FALLBACKS, MODES
-from agentcap_cli.main import workspace_option
-from agentcap_cli.runner import (
+from agentcap_cli.corpus.runner import (
     CorpusRun,
     ReplayCheck,
     RunOptions,
@@ -27,14 +22,19 @@ from agentcap_cli.runner import (
     replay_plan,
     summary_table,
 )
-from agentcap_cli.runrecord import RUN_JSON, load_run
-from agentcap_cli.services import (
+from agentcap_cli.corpus.tasks import load_tasks, parse_shard
+from agentcap_cli.corpus.tasks import shard as take_shard
+from agentcap_cli.harness.credentials import is_huggingface, upstream_key
+from agentcap_cli.harness.followup import FALLBACKS, MODES
+from agentcap_cli.harness.services import (
     EMBEDDED_MODEL,
     Services,
     UpstreamUnreachable,
     provider_of,
 )
-from agentcap_cli.workspace import agentcap_home, new_run_dir
+from agentcap_cli.main import workspace_option
+from agentcap_cli.runs.record import RUN_JSON, load_run
+from agentcap_cli.runs.workspace import agentcap_home, new_run_dir
 from sandbox.agents import UnknownAgent, get_agent
 from sandbox.podman import SandboxError
 

@@ -143,7 +143,7 @@ def test(ctx: click.Context, root: Path, filter_: str | None, provider: str | No
          no_judge: bool, keep_workspace: bool, pass_rate: float | None, tags: str | None, names: str | None,
          failed: bool, exitfirst: bool, maxfail: int | None, record_mode: str, on_drift: str, verbose: int) -> None:
     """Run every cell (scenario × agent × model) with its repeats; exit 0 only when all required checks pass."""
-    from agentcap_cli.services import UpstreamUnreachable
+    from agentcap_cli.harness.services import UpstreamUnreachable
     from agentcap_cli.suite.runner import plan
     from agentcap_cli.suite.session import SuiteInputError, execute
     from sandbox.podman import SandboxError

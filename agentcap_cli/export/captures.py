@@ -24,6 +24,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from agentcap_addons.wire.util.errors import AgentcapError
+
 try:
     import orjson
 except ImportError:  # pragma: no cover - a dependency
@@ -116,7 +118,7 @@ def _request_text(cap: Capture) -> str:
 
 def call_ok(resp: dict[str, Any] | None, decoded: DecodedResponse) -> bool:
     """Answered: a response record, no transport error, a status below 400 and no error event
-    (agentcap_cli/verdict.py judges a turn by the same test, less the error event)."""
+    (agentcap_cli/runs/verdict.py judges a turn by the same test, less the error event)."""
     return bool(resp) and not resp.get("error") and isinstance(resp.get("status_code"), int) and \
         resp["status_code"] < 400 and decoded.error is None
 
@@ -226,7 +228,7 @@ class _Block:
     threads: list[tuple[Any, ...]] = field(default_factory=list)  # each row's ``_thread`` (capture_row)
 
 
-class UnreadableCapture(ValueError):
+class UnreadableCapture(AgentcapError, ValueError):
     """A capture file that does not parse (a crash mid-write by another tool, a disk error, an
     edit): readers skip it and say which file, instead of failing the whole run."""
 

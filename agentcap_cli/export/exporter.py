@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agentcap_addons.wire.api.sessions import CallInfo
+from agentcap_addons.wire.util.errors import InputError
 from agentcap_addons.wire.util.yamlfile import ConfigError, load
 from agentcap_cli.export.captures import RunInfo, WrittenFile, read_footer, write_run
 from agentcap_cli.export.cards import CardInfo, from_footers
@@ -46,14 +47,14 @@ from agentcap_cli.export.sessions import (
     outcomes,
 )
 from agentcap_cli.export.traces import write_traces
-from agentcap_cli.runrecord import RUN_JSON
-from agentcap_cli.sessions_native import HUB_NATIVE
-from agentcap_cli.workspace import count_captures
+from agentcap_cli.runs.record import RUN_JSON
+from agentcap_cli.runs.workspace import count_captures
+from agentcap_cli.sessions.native import HUB_NATIVE
 
 REPO_RE = re.compile(r"^(?:hf://datasets/)?([A-Za-z0-9][\w.-]{0,95})/([A-Za-z0-9][\w.-]{0,95})/?$")
 
 
-class TargetError(ValueError):
+class TargetError(InputError):
     pass
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agentcap_addons.wire.util.clock import rfc3339_ns
+from agentcap_addons.wire.util.errors import InputError
 from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.export.detectors import (
     RULES,
@@ -80,7 +81,7 @@ class Report:
     skipped: list[str] = field(default_factory=list)  # "captures/<rid>.request.json: unreadable (…)"
 
 
-class AllowlistError(ValueError):
+class AllowlistError(InputError):
     pass
 
 

@@ -54,8 +54,8 @@ from agentcap_cli.export.scan import (
     scan_derived,
     scan_text,
 )
-from agentcap_cli.runrecord import RUN_JSON
-from agentcap_cli.sessions_format import Counts, compare, sts_text
+from agentcap_cli.runs.record import RUN_JSON
+from agentcap_cli.sessions.schema import Counts, compare, sts_text
 
 _TOOL_CALL = pa.struct([("id", pa.string()), ("type", pa.string()),
                         ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])

@@ -24,9 +24,9 @@ from typing import Any
 from agentcap_cli.export.captures import RunInfo, WrittenFile
 from agentcap_cli.export.files import SCHEMA, FileRows, file_row, key_name, session_file  # noqa: F401 (SCHEMA: re-exported)
 from agentcap_cli.export.scan import Blob, Gate, Report, scan_blobs, scan_derived
-from agentcap_cli.sessions_format import Counts, NativeSession, sts_text
-from agentcap_cli.sessions_native import HUB_NATIVE, hub_native_files, read_native
-from agentcap_cli.sessions_stores import hermes_export
+from agentcap_cli.sessions.native import HUB_NATIVE, hub_native_files, read_native
+from agentcap_cli.sessions.schema import Counts, NativeSession, sts_text
+from agentcap_cli.sessions.stores import hermes_export
 
 BATCH_BYTES = 64 << 20
 

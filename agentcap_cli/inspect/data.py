@@ -30,7 +30,7 @@ from agentcap_addons.wire.capture.records import (
     resolve_captures_dir,
 )
 from agentcap_cli.export.captures import UnreadableCapture, read_checked, readable_order
-from agentcap_cli.workspace import list_runs
+from agentcap_cli.runs.workspace import list_runs
 
 CHUNK = 500
 LIST_COLUMNS = ["request_id", "seq", "task_id", "turn", "model", "status_code", "ttft_ms", "prompt_tokens",

@@ -43,8 +43,8 @@ from agentcap_addons.wire.fake.cassettedir import (
     substitute_all,
 )
 from agentcap_addons.wire.util.clock import rfc3339_ns
-from agentcap_cli.drift import Drift, describe, short
-from agentcap_cli.drift import find_drift as drift_of
+from agentcap_cli.runs.drift import Drift, describe, short
+from agentcap_cli.runs.drift import find_drift as drift_of
 from agentcap_cli.suite.judge import score_of
 
 if TYPE_CHECKING:

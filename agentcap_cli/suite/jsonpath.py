@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any
 
+from agentcap_addons.wire.util.errors import InputError
+
 _TOKEN = re.compile(r"""
     \.\.(?P<deep>[A-Za-z_][\w-]*|\*)
   | \.(?P<name>[A-Za-z_][\w-]*|\*)
@@ -25,7 +27,7 @@ _FILTER = re.compile(r"^@((?:\.[A-Za-z_][\w-]*)*)\s*(?:(==|!=|<=|>=|<|>|=~|not\s
 Term = tuple[list[str], "str | None", Any]
 
 
-class JSONPathError(ValueError):
+class JSONPathError(InputError):
     pass
 
 

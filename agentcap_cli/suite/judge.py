@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from agentcap_addons.wire.api.apibase import api_url
-from agentcap_cli.verdict import error_text
+from agentcap_cli.runs.verdict import error_text
 
 SYSTEM = ("You are grading an AI agent's work against a rubric. Answer with one JSON object only: "
           '{"score": <number from 0 to 1>, "reasoning": "<one or two sentences>"}.')
@@ -91,7 +91,7 @@ def judge_claude_cli(podman: Any, services: Any, run_dir: Path, base: Path, cell
                      prompt: Prompt, timeout_s: float = 300.0) -> dict[str, Any]:
     """agenteval's ``claude-cli`` backend: one ``claude -p`` turn in the sandbox, no tools, no MCP."""
     from agentcap_addons.wire.capture.registry import Attribution
-    from agentcap_cli.turns import run_turn
+    from agentcap_cli.harness.turns import run_turn
     from sandbox.agents import get_agent
 
     work = base / "judge"

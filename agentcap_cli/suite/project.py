@@ -177,7 +177,7 @@ def _upstream(doc: Located, value: Any, key: str, root: Path) -> Upstream:
     if "script" in value:
         script = (root / value["script"]).resolve()
         if not script.is_file():
-            from agentcap_cli.modelserver import resolve_script
+            from agentcap_cli.harness.modelserver import resolve_script
 
             try:
                 script = resolve_script(value["script"])

@@ -37,14 +37,14 @@ from agentcap_addons.wire.fake.cassettedir import JUDGE_SUFFIX
 from agentcap_addons.wire.util.clock import rfc3339_ns
 from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.console import err_console
-from agentcap_cli.followup import CONTINUE
-from agentcap_cli.services import Services
+from agentcap_cli.harness.followup import CONTINUE
+from agentcap_cli.harness.services import Services
+from agentcap_cli.harness.turns import run_pool, run_turn, turn_verdict
+from agentcap_cli.runs.verdict import turn_failure
 from agentcap_cli.suite import judge as judges
 from agentcap_cli.suite.assertions import Outcome, cost_of, evaluate
 from agentcap_cli.suite.cassettes import Cassettes, Tape, describe
 from agentcap_cli.suite.project import Project, Scenario, harness_name
-from agentcap_cli.turns import run_pool, run_turn, turn_verdict
-from agentcap_cli.verdict import turn_failure
 from mcp_mocks.engine import MockServer
 from mcp_mocks.serve import HTTPMock
 from sandbox.agents import get_agent

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from agentcap_addons.wire.util.errors import InputError
+
 _TOKEN = re.compile(r"\s*(\(|\)|[^\s()]+)")
 
 
-class SelectError(ValueError):
+class SelectError(InputError):
     pass
 
 

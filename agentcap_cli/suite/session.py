@@ -20,11 +20,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from agentcap_addons.wire.util.errors import InputError
 from agentcap_cli.console import err_console
 from agentcap_cli.suite.project import Project, harness_name
 
 if TYPE_CHECKING:
-    from agentcap_cli.runrecord import RunFile
+    from agentcap_cli.runs.record import RunFile
     from agentcap_cli.suite.runner import Unit
 
 HARNESS_DEFAULTS = {  # api → (base URL variable, default URL, key variable)
@@ -34,7 +35,7 @@ HARNESS_DEFAULTS = {  # api → (base URL variable, default URL, key variable)
 }
 
 
-class SuiteInputError(ValueError):
+class SuiteInputError(InputError):
     """Bad input found before anything ran (exit 2); the message names the flag, key or variable."""
 
 
@@ -98,12 +99,12 @@ def execute(project: Project, units: list[Unit], *, jobs: int = 1, report_dir: P
     ``record_mode`` other than none, repeats are served from / recorded into the project's cassettes
     (suite/cassettes.py); when every repeat is served and a miss fails it, no upstream is needed.
     Raises SuiteInputError on bad input (exit 2), UpstreamUnreachable, SandboxError."""
-    from agentcap_cli.modelserver import ModelServer, make_responder
-    from agentcap_cli.services import Services, UpstreamUnreachable
+    from agentcap_cli.harness.modelserver import ModelServer, make_responder
+    from agentcap_cli.harness.services import Services, UpstreamUnreachable
+    from agentcap_cli.runs.workspace import new_run_dir
     from agentcap_cli.suite.cassettes import Cassettes
     from agentcap_cli.suite.report import build, write_reports
     from agentcap_cli.suite.runner import SuiteRun
-    from agentcap_cli.workspace import new_run_dir
 
     err = err or err_console()
     tapes = Cassettes(project.root, record_mode, on_drift) if record_mode != "none" else None
@@ -183,8 +184,8 @@ def execute(project: Project, units: list[Unit], *, jobs: int = 1, report_dir: P
 def _run_file(run_dir: Path, project: Project, units: list[Unit], up: Resolved) -> RunFile:
     """run.json for the suite run (kind "suite"), so `agentcap ls` / export / inspect list it like any run."""
     from agentcap_addons.wire.util.clock import rfc3339_ns
-    from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord
-    from agentcap_cli.services import provider_of
+    from agentcap_cli.harness.services import provider_of
+    from agentcap_cli.runs.record import RunFile, RunRecord, TaskRecord
 
     rec = RunRecord(run_id=run_dir.name, kind="suite", agent=",".join(sorted({harness_name(u.provider) for u in units})),
                     model=",".join(sorted({u.model for u in units})),

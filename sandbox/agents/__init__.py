@@ -12,6 +12,8 @@ import importlib
 import os
 from importlib.metadata import entry_points
 
+from agentcap_addons.wire.util.errors import InputError
+
 from .base import Agent, TurnInput, TurnOutput
 
 __all__ = ["Agent", "TurnInput", "TurnOutput", "UnknownAgent", "agent_names", "get_agent", "register"]
@@ -31,7 +33,7 @@ _registered: dict[str, type[Agent]] = {}
 _plugins_loaded = False
 
 
-class UnknownAgent(LookupError):
+class UnknownAgent(InputError, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"unknown agent {name!r}; known: {', '.join(agent_names())}")
 

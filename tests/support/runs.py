@@ -8,9 +8,9 @@ from pathlib import Path
 import anthropic
 import openai
 
-from agentcap_cli.modelserver import ModelServer, make_responder
-from agentcap_cli.proxyproc import start_proxy
-from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord
+from agentcap_cli.harness.modelserver import ModelServer, make_responder
+from agentcap_cli.harness.proxy import start_proxy
+from agentcap_cli.runs.record import RunFile, RunRecord, TaskRecord
 
 TOOLS = [{"type": "function", "function": {"name": "bash", "parameters": {
     "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}}]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agentcap_addons.wire.capture.policy import api_kind
 from agentcap_addons.wire.capture.registry import Attribution
-from agentcap_cli.services import Services
+from agentcap_cli.harness.services import Services
 from sandbox.container import list_containers as containers  # noqa: F401  (the tests' name for it)
 
 REAL_KEY = "sk-real-upstream-" + "7" * 32

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from agentcap_addons.wire.api.render import Rendered, error_body
 from agentcap_addons.wire.capture.policy import api_kind, path_only
 from agentcap_addons.wire.fake.upstream import Forward
-from agentcap_cli.modelserver import make_responder
+from agentcap_cli.harness.modelserver import make_responder
 
 #: (path, body) → (status, message) for a call that must fail, or None
 Failure = Callable[[str, bytes], "tuple[int, str] | None"]

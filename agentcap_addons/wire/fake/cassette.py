@@ -34,6 +34,7 @@ from agentcap_addons.wire.capture.records import (
     resolve_captures_dir,
 )
 from agentcap_addons.wire.fake.cassettedir import Subs, substitute
+from agentcap_addons.wire.util.errors import AgentcapError
 
 from . import cassettedir
 
@@ -143,7 +144,7 @@ class Recording:
     body: Any  # normalised
 
 
-class Miss(LookupError):
+class Miss(AgentcapError, LookupError):
     """No recording for a request. ``diff`` is the first differing JSON path (None when every recording
     of an identical request was served already); ``recorded`` / ``got`` the normalised values there."""
 

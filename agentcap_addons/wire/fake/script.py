@@ -39,6 +39,7 @@ from agentcap_addons.wire.api.decode import (
 )
 from agentcap_addons.wire.api.messages import Message
 from agentcap_addons.wire.api.render import Reply, ToolCallSpec
+from agentcap_addons.wire.util.errors import AgentcapError
 from agentcap_addons.wire.util.yamlfile import ConfigError, check_keys, load, want
 
 TOP_KEYS = {"model", "chunk_size", "delay_ms", "on_unmatched", "replies"}
@@ -73,7 +74,7 @@ class Script:
     on_unmatched: str = "last"
 
 
-class NoReply(LookupError):
+class NoReply(AgentcapError, LookupError):
     pass
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from agentcap_addons.wire.api.render import Rendered, error_body, models_list, render
 from agentcap_addons.wire.capture.policy import (
@@ -22,9 +23,12 @@ from agentcap_addons.wire.fake.cassette import (
     replay_response,
 )
 from agentcap_addons.wire.fake.cassettedir import Subs
-from agentcap_addons.wire.fake.script import NoReply, Script, choose, seed_of, to_reply
+from agentcap_addons.wire.fake.script import NoReply, Script, choose, load_script, seed_of, to_reply
 
 log = logging.getLogger(__name__)
+
+#: the scripts shipped with agentcap, usable by name (``shell-then-answer``)
+BUILTIN_SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 
 @dataclass
@@ -96,3 +100,28 @@ class ReplayResponder:
             log.error("agentcap replay: %s", miss)
             return miss_response(api, miss)
         return replay_response(rec, self.timing, subs, self.cassette.subs)
+
+
+def resolve_script(name_or_path: str) -> Path:
+    """A script file, or the name of one shipped with agentcap (``shell-then-answer``)."""
+    p = Path(name_or_path)
+    if p.exists() or p.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        return p
+    return BUILTIN_SCRIPTS / f"{name_or_path}.yaml"
+
+
+def make_responder(script: str | None = None, replay: str | None = None, *, timing: str = "fast",
+                   on_miss: str = "error", match_on: tuple[str, ...] | None = None,
+                   ignore: tuple[str, ...] | None = None) -> ScriptResponder | ReplayResponder:
+    """The one way a responder is built, by ``agentcap model serve`` and the replay addon alike:
+    from a script (a file or a built-in's name) or from a recording to replay."""
+    if (script is None) == (replay is None):
+        raise ValueError("give exactly one of a script or a recording to replay")
+    if script is not None:
+        return ScriptResponder(load_script(resolve_script(script)))
+    kw: dict[str, Any] = {}
+    if match_on:
+        kw["match_on"] = match_on
+    if ignore is not None:
+        kw["ignore"] = ignore
+    return ReplayResponder(Cassette(replay, **kw), timing=timing, on_miss=on_miss)  # type: ignore[arg-type]

@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from agentcap_addons.wire.util.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """Bad input: one message naming the file, the line and the key."""
 
     def __init__(self, path: str | os.PathLike[str], line: int | None, key: str, message: str) -> None:

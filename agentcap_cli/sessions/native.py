@@ -1,14 +1,14 @@
 """Agents' own session traces read into one shape: the conversation in the chat shape, and what
 the trace says it cost (calls, tool calls, tokens) — for the Hub's trace viewer (agents it does
 not read natively get their trace converted to the Session Trace Simple Format) and for the check
-against the wire (:func:`agentcap_cli.sessions_format.compare`).
+against the wire (:func:`agentcap_cli.sessions.schema.compare`).
 
 One reader per agent, each given the task's trace directory (``traces/<task>/``, paths as under
 the agent's home). Claude Code, Codex and Pi write JSONL the Hub detects as it is
 (:data:`RAW_SESSIONS`): those files are published unchanged; hermes keeps its sessions in SQLite,
-and its own export format (:func:`~agentcap_cli.sessions_stores.hermes_export`), which the Hub also
+and its own export format (:func:`~agentcap_cli.sessions.stores.hermes_export`), which the Hub also
 reads, is made from it. This module reads the JSONL traces (pi, claude-code, codex, qwen-code);
-:mod:`agentcap_cli.sessions_stores` the others. A trace a reader cannot make sense of gives None,
+:mod:`agentcap_cli.sessions.stores` the others. A trace a reader cannot make sense of gives None,
 never an exception: the raw files are published anyway.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from agentcap_addons.wire.api.sessions import chat_messages
-from agentcap_cli.sessions_format import Counts, NativeSession, call, msg
-from agentcap_cli.sessions_stores import (
+from agentcap_cli.sessions.schema import Counts, NativeSession, call, msg
+from agentcap_cli.sessions.stores import (
     add,
     files,
     jsonl,

@@ -1,7 +1,7 @@
 """Readers for agents that keep their sessions in a store or a file of their own — opencode's and
 hermes' SQLite databases, mini-swe-agent's trajectories, aider's markdown history — into the chat
-shape (:class:`agentcap_cli.sessions_format.NativeSession`); and hermes' own export format, which
-the Hub reads. A reader gives None for what it cannot make sense of; :func:`agentcap_cli.sessions_native.read_native`
+shape (:class:`agentcap_cli.sessions.schema.NativeSession`); and hermes' own export format, which
+the Hub reads. A reader gives None for what it cannot make sense of; :func:`agentcap_cli.sessions.native.read_native`
 picks the reader.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agentcap_addons.wire.api.sessions import chat_messages
-from agentcap_cli.sessions_format import Counts, NativeSession, call, msg
+from agentcap_cli.sessions.schema import Counts, NativeSession, call, msg
 
 
 def text(content: Any, kinds: tuple[str, ...] = ("text", "input_text", "output_text")) -> str:

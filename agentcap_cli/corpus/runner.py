@@ -30,12 +30,12 @@ from agentcap_addons.wire.capture.records import Capture, iter_captures, read_ca
 from agentcap_addons.wire.capture.registry import Attribution
 from agentcap_addons.wire.fake.cassette import Cassette
 from agentcap_addons.wire.fake.cassettedir import run_subs
-from agentcap_cli.corpus import Task
-from agentcap_cli.drift import describe, find_drift
-from agentcap_cli.followup import FollowUp, FollowupFailed, Synthesizer, next_prompt
-from agentcap_cli.runrecord import RunFile, RunRecord, TaskRecord, TurnRecord
-from agentcap_cli.services import Services
-from agentcap_cli.turns import TurnRun, run_pool, run_turn, turn_verdict
+from agentcap_cli.corpus.tasks import Task
+from agentcap_cli.harness.followup import FollowUp, FollowupFailed, Synthesizer, next_prompt
+from agentcap_cli.harness.services import Services
+from agentcap_cli.harness.turns import TurnRun, run_pool, run_turn, turn_verdict
+from agentcap_cli.runs.drift import describe, find_drift
+from agentcap_cli.runs.record import RunFile, RunRecord, TaskRecord, TurnRecord
 from sandbox.agents import Agent, get_agent
 from sandbox.container import remove_containers
 from sandbox.images import ensure_image

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import IO
 
 import agentcap_addons
+from agentcap_addons.wire.util.errors import AgentcapError
 
 CAPTURE_SCRIPT = Path(agentcap_addons.__file__).resolve().parent / "capture.py"
 CONTENTVIEW_SCRIPT = Path(agentcap_addons.__file__).resolve().parent / "contentview.py"
 REPLAY_SCRIPT = Path(agentcap_addons.__file__).resolve().parent / "replay.py"
 
 
-class ProxyStartError(RuntimeError):
+class ProxyStartError(AgentcapError, RuntimeError):
     pass
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from agentcap_addons.wire.capture.registry import Attribution
-from agentcap_cli.services import Services
-from agentcap_cli.verdict import NO_CALL, CallOutcome, turn_failure
+from agentcap_cli.harness.services import Services
+from agentcap_cli.runs.verdict import NO_CALL, CallOutcome, turn_failure
 from sandbox.agents import Agent, TurnInput
 from sandbox.container import remove_containers
 from sandbox.podman import Podman, SandboxError

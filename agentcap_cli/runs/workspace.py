@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agentcap_cli.runrecord import RUN_JSON
+from agentcap_cli.runs.record import RUN_JSON
 
 
 def workspace_root() -> Path:

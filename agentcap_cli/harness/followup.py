@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import httpx
 
 from agentcap_addons.wire.api.apibase import api_url
-from agentcap_cli.corpus import Task
-from agentcap_cli.verdict import error_text
+from agentcap_addons.wire.util.errors import AgentcapError
+from agentcap_cli.corpus.tasks import Task
+from agentcap_cli.runs.verdict import error_text
 
 MODES = ("continue", "templates", "synthesized")
 CONTINUE = "Continue. If the task is done, check your work and say briefly what you did."
@@ -30,7 +31,7 @@ SYNTH_SYSTEM = ("You write the next message a demanding but reasonable user send
 FALLBACKS = ("error", "continue")  # what a failed synthesized follow-up does: stop the task, or say CONTINUE
 
 
-class FollowupFailed(RuntimeError):
+class FollowupFailed(AgentcapError, RuntimeError):
     """A synthesized follow-up could not be made; the message says why."""
 
 

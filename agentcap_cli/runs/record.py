@@ -28,7 +28,7 @@ class TurnRecord:
     duration_s: float
     calls: int
     # timeout | failed | no_session_id | interrupted | error: … | followup_failed: … | no_model_call |
-    # upstream_error 401: <the upstream's message> (the turn judged by the wire, agentcap_cli/verdict.py)
+    # upstream_error 401: <the upstream's message> (the turn judged by the wire, agentcap_cli/runs/verdict.py)
     aborted_reason: str | None = None
     failed_calls: int = 0  # calls answered with a status >= 400 or a transport error
     followup_fallback: str | None = None  # why this turn says CONTINUE instead of a synthesized follow-up

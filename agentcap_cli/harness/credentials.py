@@ -3,7 +3,7 @@
 Order: ``--api-key``, then ``AGENTCAP_API_KEY``, then — only for an upstream on ``huggingface.co``
 (the router takes a Hugging Face token) — ``HF_TOKEN`` and the Hub login cache that ``hf auth login``
 writes, read by huggingface_hub's own ``get_token()`` (so ``HF_HOME`` / ``HF_TOKEN_PATH`` are honoured).
-The key goes only into the capture proxy's environment; see agentcap_cli/services.py.
+The key goes only into the capture proxy's environment; see agentcap_cli/harness/services.py.
 """
 
 from __future__ import annotations

@@ -12,49 +12,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from agentcap_addons.wire.api.render import Rendered
-from agentcap_addons.wire.fake.cassette import Cassette
-from agentcap_addons.wire.fake.script import load_script
-from agentcap_addons.wire.fake.upstream import (
+from agentcap_addons.wire.fake.upstream import (  # noqa: F401  (make_responder, resolve_script: used from here too)
     Forward,
-    ReplayResponder,
     Responder,
-    ScriptResponder,
+    make_responder,
+    resolve_script,
 )
 from mcp_mocks.threaded import ThreadedServer
 
 log = logging.getLogger(__name__)
 
-BUILTIN_SCRIPTS = Path(__file__).resolve().parent / "scripts"
 HOP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade"}
-
-
-def resolve_script(name_or_path: str) -> Path:
-    """A script file, or the name of one shipped with agentcap (``shell-then-answer``)."""
-    p = Path(name_or_path)
-    if p.exists() or p.suffix in (".yaml", ".yml") or "/" in name_or_path:
-        return p
-    return BUILTIN_SCRIPTS / f"{name_or_path}.yaml"
-
-
-def make_responder(script: str | None = None, replay: str | None = None, *, timing: str = "fast",
-                   on_miss: str = "error", match_on: tuple[str, ...] | None = None,
-                   ignore: tuple[str, ...] | None = None) -> Responder:
-    if (script is None) == (replay is None):
-        raise ValueError("give exactly one of a script or a recording to replay")
-    if script is not None:
-        return ScriptResponder(load_script(resolve_script(script)))
-    kw: dict[str, Any] = {}
-    if match_on:
-        kw["match_on"] = match_on
-    if ignore is not None:
-        kw["ignore"] = ignore
-    return ReplayResponder(Cassette(replay, **kw), timing=timing, on_miss=on_miss)  # type: ignore[arg-type]
 
 
 class ModelApp:

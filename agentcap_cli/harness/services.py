@@ -24,14 +24,15 @@ from urllib.parse import urlsplit
 
 from agentcap_addons.wire.api.apibase import api_root, split_api_base
 from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
-from agentcap_cli.modelserver import ModelServer, make_responder
-from agentcap_cli.proxyproc import (
+from agentcap_addons.wire.util.errors import AgentcapError
+from agentcap_cli.harness.modelserver import ModelServer, make_responder
+from agentcap_cli.harness.proxy import (
     REPLAY_SCRIPT,
     CaptureEvents,
     ProxyProcess,
     start_proxy,
 )
-from agentcap_cli.verdict import CallOutcome
+from agentcap_cli.runs.verdict import CallOutcome
 from sandbox.bridge import Bridge
 
 log = logging.getLogger("agentcap.run")
@@ -45,7 +46,7 @@ KEY_ENV = "AGENTCAP_UPSTREAM_KEY"  # only in the proxy child's environment, neve
 TurnKey = tuple[str, str, int, str | None, int | None]  # (run, task, turn, cell, repeat)
 
 
-class UpstreamUnreachable(RuntimeError):
+class UpstreamUnreachable(AgentcapError, RuntimeError):
     pass
 
 
