@@ -45,13 +45,15 @@ def run_agent_turn(
     labels: Mapping[str, str] | None = None,
     read_only: Sequence[Path] = (),
     tool_dirs: Sequence[Path] = (),
+    image: str | None = None,
 ) -> TurnResult:
     """Run turn ``t`` of ``agent``; ``forwards`` (port → unix socket) are its only network.
 
     ``read_only`` dirs (and ``t.skills``) are mounted read-only at their own paths; ``tool_dirs`` too,
-    and they come first on the agent's PATH.
+    and they come first on the agent's PATH. ``image``: the agent's image tag when the caller has
+    resolved it already (once per run); without it, it is resolved (and built if need be) here.
     """
-    image = ensure_image(podman, agent.name)
+    image = image or ensure_image(podman, agent.name)
     for d in (t.workspace, t.home, trace_dir):
         d.mkdir(parents=True, exist_ok=True)
     agent.configure(t)

@@ -128,3 +128,19 @@ def test_an_agentcap_error_no_command_handled_exits_with_its_code_and_one_line()
     group.get_command = lambda ctx, name: click.Command("boom", callback=lambda: _refuse_with(KeyError("x")))  # type: ignore[method-assign]
     result = CliRunner().invoke(group, ["boom"])
     assert isinstance(result.exception, KeyError)
+
+
+def test_the_facades_give_every_name_they_list_and_a_small_part_stays_small():
+    import subprocess
+    import sys
+
+    import agentcap_addons.wire as wire
+    import sandbox
+
+    for facade in (wire, sandbox):
+        for name in facade.__all__:
+            assert getattr(facade, name) is not None, f"{facade.__name__}.{name}"
+    # the wire facade is lazy: the sandbox's one use of it (atomic files) does not load the API decoders
+    probe = "import sys, agentcap_addons.wire.util.files; print('agentcap_addons.wire.api.decode' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -22,7 +24,7 @@ from agentcap_cli.corpus.runner import (
     replay_plan,
     summary_table,
 )
-from agentcap_cli.corpus.tasks import load_tasks, parse_shard
+from agentcap_cli.corpus.tasks import Task, load_tasks, parse_shard
 from agentcap_cli.corpus.tasks import shard as take_shard
 from agentcap_cli.harness.credentials import is_huggingface, upstream_key
 from agentcap_cli.harness.followup import FALLBACKS, MODES
@@ -33,7 +35,7 @@ from agentcap_cli.harness.services import (
     provider_of,
 )
 from agentcap_cli.main import workspace_option
-from agentcap_cli.runs.record import RUN_JSON, load_run
+from agentcap_cli.runs.record import RUN_JSON, RunRecord, load_run
 from agentcap_cli.runs.workspace import agentcap_home, new_run_dir
 from sandbox.agents import UnknownAgent, get_agent
 from sandbox.podman import SandboxError
@@ -110,22 +112,89 @@ def _replay(ctx: click.Context, value: str, err: Console, verbose: int) -> None:
     try:
         run_dir = new_run_dir(opts.agent, "replay")
         rec = new_record(run_dir, opts, tasks, "replay", f"replay:{record.run_id}", None, replay_of=record.run_id)
-        corpus = CorpusRun(services, run_dir, rec, opts, err, replay=ReplayCheck(src))
-        try:
-            result = corpus.execute()
-        except SandboxError as exc:
-            corpus.file.finish("failed")
-            err.print(f"[red]error:[/] {exc}", highlight=False)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            corpus.file.finish("interrupted")
-            click.echo(str(run_dir))
-            sys.exit(1)
+        result = _execute(CorpusRun(services, run_dir, rec, opts, err, replay=ReplayCheck(src)), run_dir, err)
     finally:
         services.close()
+    sys.exit(0 if result.status == "done" and not any(t.drift for t in result.tasks) else 1)
+
+
+def _execute(corpus: CorpusRun, run_dir: Path, err: Console) -> RunRecord:
+    """One run to its end: the summary on stderr, the run dir on stdout. A sandbox failure or a Ctrl-C
+    before the tasks started (e.g. while the image builds) ends the run in run.json and exits 1."""
+    try:
+        result = corpus.execute()
+    except SandboxError as exc:
+        corpus.file.finish("failed")
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        corpus.file.finish("interrupted")
+        err.print("[yellow]interrupted[/]")
+        click.echo(str(run_dir))
+        sys.exit(1)
     err.print(summary_table(result))
     click.echo(str(run_dir))
-    sys.exit(0 if result.status == "done" and not any(t.drift for t in result.tasks) else 1)
+    return result
+
+
+@dataclass
+class Plan:
+    """One run to make: a new one over ``tasks``, or an interrupted one to resume (``record``)."""
+
+    opts: RunOptions
+    tasks: list[Task] = field(default_factory=list)
+    shard: str | None = None
+    resume: tuple[Path, RunRecord] | None = None
+
+
+def _resume_plan(ctx: click.Context, resume: str) -> tuple[Plan, str | None]:
+    """The interrupted run's own options (``--jobs``, ``--timeout``, ``--followup-fallback`` given now
+    win) and its upstream."""
+    run_dir = _resume_dir(resume, "--resume")
+    record = load_run(run_dir)
+    if record.replay_of:
+        raise click.BadParameter(f"{run_dir.name} is a replay of {record.replay_of}: replay that run again "
+                                 "instead", param_hint="--resume")
+    o = record.options
+    opts = RunOptions(agent=record.agent, model=record.model, turns=record.turns_per_task, followup=record.followup,
+                      timeout_s=float(o.get("timeout_s") or 600), jobs=int(o.get("jobs") or 1), label=record.label,
+                      sandbox_dir=Path(o["sandbox_dir"]) if o.get("sandbox_dir") else None,
+                      skills=[Path(p) for p in o.get("skills") or []],
+                      tool_dirs=[Path(p) for p in o.get("tool_dirs") or []],
+                      followup_fallback=str(o.get("followup_fallback") or "error"))
+    for name in ("followup_fallback", "jobs", "timeout_s"):
+        if ctx.get_parameter_source(name) != ParameterSource.DEFAULT:
+            setattr(opts, name, ctx.params[name])
+    upstream = None if record.provider == "scripted" else record.upstream
+    return Plan(opts, resume=(run_dir, record)), upstream
+
+
+def _new_plans(agents: list[str], model: str | None, upstream: str | None, tasks_file: Path | None,
+               shard: tuple[int, int] | None, **options: Any) -> list[Plan]:
+    """One plan per agent over the same corpus (or its shard)."""
+    if not agents:
+        raise click.UsageError("give --agent (or --resume RUN)")
+    if tasks_file is None:
+        raise click.UsageError("give --tasks FILE (or --resume RUN)")
+    if upstream and not model:
+        raise click.UsageError("give --model with --upstream (the embedded upstream needs none)")
+    try:
+        tasks = load_tasks(tasks_file)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tasks") from None
+    shard_text = None
+    if shard:
+        tasks, shard_text = take_shard(tasks, *shard), f"{shard[0]}/{shard[1]}"
+        if not tasks:
+            raise click.BadParameter(f"shard {shard_text} of {len(load_tasks(tasks_file))} tasks is empty",
+                                     param_hint="--shard")
+    sandbox_dir, skills, tool_dirs = options.pop("sandbox_dir"), options.pop("skills"), options.pop("tool_dirs")
+    # mounts need absolute paths: the same path inside the container as here
+    return [Plan(RunOptions(agent=name, model=model or EMBEDDED_MODEL, **options,
+                            sandbox_dir=sandbox_dir.resolve() if sandbox_dir else None,
+                            skills=[p.resolve() for p in skills], tool_dirs=[p.resolve() for p in tool_dirs]),
+                 tasks, shard_text)
+            for name in agents]
 
 
 def _setup_logging(verbose: int, console: Console) -> None:
@@ -195,52 +264,13 @@ def run(ctx: click.Context, agents: list[str], model: str | None, upstream: str 
     _setup_logging(verbose, err)
     if replay:
         _replay(ctx, replay, err, verbose)
-    plans: list[tuple[Path, object, RunOptions, bool]] = []
     if resume:
-        run_dir = _resume_dir(resume, "--resume")
-        record = load_run(run_dir)
-        if record.replay_of:
-            raise click.BadParameter(f"{run_dir.name} is a replay of {record.replay_of}: replay that run again "
-                                     "instead", param_hint="--resume")
-        o = record.options
-        opts = RunOptions(agent=record.agent, model=record.model, turns=record.turns_per_task, followup=record.followup,
-                          timeout_s=float(o.get("timeout_s") or 600), jobs=int(o.get("jobs") or 1), label=record.label,
-                          sandbox_dir=Path(o["sandbox_dir"]) if o.get("sandbox_dir") else None,
-                          skills=[Path(p) for p in o.get("skills") or []],
-                          tool_dirs=[Path(p) for p in o.get("tool_dirs") or []],
-                          followup_fallback=str(o.get("followup_fallback") or "error"))
-        if ctx.get_parameter_source("followup_fallback") != ParameterSource.DEFAULT:
-            opts.followup_fallback = followup_fallback
-        if ctx.get_parameter_source("jobs") != ParameterSource.DEFAULT:
-            opts.jobs = jobs
-        if ctx.get_parameter_source("timeout_s") != ParameterSource.DEFAULT:
-            opts.timeout_s = timeout_s
-        upstream = None if record.provider == "scripted" else record.upstream
-        plans.append((run_dir, record, opts, True))
+        plan, upstream = _resume_plan(ctx, resume)
+        plans = [plan]
     else:
-        if not agents:
-            raise click.UsageError("give --agent (or --resume RUN)")
-        if tasks_file is None:
-            raise click.UsageError("give --tasks FILE (or --resume RUN)")
-        if upstream and not model:
-            raise click.UsageError("give --model with --upstream (the embedded upstream needs none)")
-        try:
-            tasks = load_tasks(tasks_file)
-        except ConfigError as exc:
-            raise click.BadParameter(str(exc), param_hint="--tasks") from None
-        shard_text = None
-        if shard:
-            tasks, shard_text = take_shard(tasks, *shard), f"{shard[0]}/{shard[1]}"
-            if not tasks:
-                raise click.BadParameter(f"shard {shard_text} of {len(load_tasks(tasks_file))} tasks is empty",
-                                         param_hint="--shard")
-        for name in agents:
-            # mounts need absolute paths: the same path inside the container as here
-            opts = RunOptions(agent=name, model=model or EMBEDDED_MODEL, turns=turns, followup=followup,
-                              followup_fallback=followup_fallback, timeout_s=timeout_s, jobs=jobs, label=label,
-                              sandbox_dir=sandbox_dir.resolve() if sandbox_dir else None,
-                              skills=[p.resolve() for p in skills], tool_dirs=[p.resolve() for p in tool_dirs])
-            plans.append((Path(), (tasks, shard_text), opts, False))
+        plans = _new_plans(agents, model, upstream, tasks_file, shard, turns=turns, followup=followup,
+                           followup_fallback=followup_fallback, timeout_s=timeout_s, jobs=jobs, label=label,
+                           sandbox_dir=sandbox_dir, skills=skills, tool_dirs=tool_dirs)
 
     given = "AGENTCAP_API_KEY" if ctx.get_parameter_source("api_key") == ParameterSource.ENVIRONMENT else "--api-key"
     key = upstream_key(api_key, given, upstream)
@@ -254,30 +284,17 @@ def run(ctx: click.Context, agents: list[str], model: str | None, upstream: str 
         raise click.BadParameter(f"{upstream}: {exc}", param_hint="--upstream") from None
     ok = True
     try:
-        shown_upstream = upstream or "embedded:scripted"
-        for run_dir, what, opts, resuming in plans:
-            if resuming:
-                record = what
+        for plan in plans:
+            if plan.resume:
+                run_dir, record = plan.resume
             else:
-                tasks, shard_text = what
-                run_dir = new_run_dir(opts.agent, provider_of(upstream))
-                record = new_record(run_dir, opts, tasks, provider_of(upstream), shown_upstream, shard_text)
-            corpus = CorpusRun(services, run_dir, record, opts, err)
-            if resuming:
+                run_dir = new_run_dir(plan.opts.agent, provider_of(upstream))
+                record = new_record(run_dir, plan.opts, plan.tasks, provider_of(upstream),
+                                    upstream or "embedded:scripted", plan.shard)
+            corpus = CorpusRun(services, run_dir, record, plan.opts, err)
+            if plan.resume:
                 corpus.prepare_resume()
-            try:
-                result = corpus.execute()
-            except SandboxError as exc:
-                corpus.file.finish("failed")
-                err.print(f"[red]error:[/] {exc}", highlight=False)
-                sys.exit(1)
-            except KeyboardInterrupt:  # before the tasks started (e.g. while the image builds)
-                corpus.file.finish("interrupted")
-                err.print("[yellow]interrupted[/]")
-                click.echo(str(run_dir))
-                sys.exit(1)
-            err.print(summary_table(result))
-            click.echo(str(run_dir))
+            result = _execute(corpus, run_dir, err)
             ok = ok and result.status == "done"
             if result.status == "interrupted":
                 break

@@ -38,7 +38,6 @@ from agentcap_cli.runs.drift import describe, find_drift
 from agentcap_cli.runs.record import RunFile, RunRecord, TaskRecord, TurnRecord
 from sandbox.agents import Agent, get_agent
 from sandbox.container import remove_containers
-from sandbox.images import ensure_image
 from sandbox.podman import Podman, get_podman
 
 log = logging.getLogger("agentcap.run")
@@ -239,7 +238,7 @@ class CorpusRun:
         todo = [rec for rec in self.record.tasks if not rec.done]
         self.file.save()
         with self.console.status(f"image for {self.opts.agent}"):
-            ensure_image(self.podman, self.opts.agent)
+            self.services.image(self.podman, self.opts.agent)
         progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("turns"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                             console=self.console, transient=False)

@@ -137,6 +137,55 @@ def mitm_command(tool: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def proxy_argv(upstream: str, run_dir: Path, *, ready_fd: int, events_fd: int = -1, host: str = "127.0.0.1",
+               port: int = 0, keys_dir: str | os.PathLike[str] | None = None, upstream_key_env: str | None = None,
+               web: bool = False, web_port: int = 8081, sets: dict[str, str] | None = None,
+               script: Path = CAPTURE_SCRIPT, addons: Sequence[Path] = ()) -> list[str]:
+    """The mitmdump (or mitmweb) command line of a capture proxy: exactly what a power user would type
+    (``mitmdump -s agentcap_addons/capture.py --mode reverse:URL --set …``), plus the two pipes it
+    reports on (ready line, capture events)."""
+    argv = mitm_command("mitmweb" if web else "mitmdump") + [
+        "-s",
+        str(script),
+        *[arg for extra in addons for arg in ("-s", str(extra))],
+        "--mode",
+        f"reverse:{upstream}",
+        "--listen-host",
+        host,
+        "--listen-port",
+        str(port),
+        "--set",
+        "connection_strategy=lazy",
+        "--set",
+        f"agentcap_ready_fd={ready_fd}",
+        "--set",
+        "agentcap_parent_watch=true",
+        "--set",
+        "flow_detail=0",
+    ]
+    capture = Path(script) == CAPTURE_SCRIPT
+    if capture:
+        argv += ["--set", f"agentcap_dir={run_dir}"]
+    if web:
+        if CONTENTVIEW_SCRIPT.exists():
+            argv[argv.index("-s") : argv.index("-s")] = ["-s", str(CONTENTVIEW_SCRIPT)]
+        from agentcap_addons.keyauth import HIDE_IN_FLIGHT_FILTER
+
+        # mitmweb generates its API token and prints it only in its log; the ready line relays it.
+        # Flows that carry the real upstream key (in flight) stay out of its list.
+        argv += ["--set", "web_open_browser=false", "--web-host", "127.0.0.1", "--web-port", str(web_port),
+                 "--set", f"view_filter={HIDE_IN_FLIGHT_FILTER}"]
+    if keys_dir is not None:
+        argv += ["--set", f"agentcap_keys={keys_dir}"]
+    if upstream_key_env:
+        argv += ["--set", f"agentcap_upstream_key_env={upstream_key_env}"]
+    if events_fd >= 0:
+        argv += ["--set", f"agentcap_events_fd={events_fd}"]
+    for k, v in (sets or {}).items():
+        argv += ["--set", f"{k}={v}"]
+    return argv
+
+
 def start_proxy(
     upstream: str,
     run_dir: str | os.PathLike[str],
@@ -169,45 +218,9 @@ def start_proxy(
     ev_r = ev_w = -1
     if events:
         ev_r, ev_w = os.pipe()
-    argv = mitm_command("mitmweb" if web else "mitmdump") + [
-        "-s",
-        str(script),
-        *[arg for extra in addons for arg in ("-s", str(extra))],
-        "--mode",
-        f"reverse:{upstream}",
-        "--listen-host",
-        host,
-        "--listen-port",
-        str(port),
-        "--set",
-        "connection_strategy=lazy",
-        "--set",
-        f"agentcap_ready_fd={w}",
-        "--set",
-        "agentcap_parent_watch=true",
-        "--set",
-        "flow_detail=0",
-    ]
-    capture = Path(script) == CAPTURE_SCRIPT
-    if capture:
-        argv += ["--set", f"agentcap_dir={run_dir}"]
-    if web:
-        if CONTENTVIEW_SCRIPT.exists():
-            argv[argv.index("-s") : argv.index("-s")] = ["-s", str(CONTENTVIEW_SCRIPT)]
-        from agentcap_addons.keyauth import HIDE_IN_FLIGHT_FILTER
-
-        # mitmweb generates its API token and prints it only in its log; the ready line relays it.
-        # Flows that carry the real upstream key (in flight) stay out of its list.
-        argv += ["--set", "web_open_browser=false", "--web-host", "127.0.0.1", "--web-port", str(web_port),
-                 "--set", f"view_filter={HIDE_IN_FLIGHT_FILTER}"]
-    if keys_dir is not None:
-        argv += ["--set", f"agentcap_keys={keys_dir}"]
-    if upstream_key_env:
-        argv += ["--set", f"agentcap_upstream_key_env={upstream_key_env}"]
-    if events:
-        argv += ["--set", f"agentcap_events_fd={ev_w}"]
-    for k, v in (sets or {}).items():
-        argv += ["--set", f"{k}={v}"]
+    argv = proxy_argv(upstream, run_dir, ready_fd=w, events_fd=ev_w, host=host, port=port, keys_dir=keys_dir,
+                      upstream_key_env=upstream_key_env, web=web, web_port=web_port, sets=sets, script=script,
+                      addons=addons)
     child_env = dict(os.environ if env is None else env)
     proc = subprocess.Popen(
         argv,

@@ -34,6 +34,8 @@ from agentcap_cli.harness.proxy import (
 )
 from agentcap_cli.runs.verdict import CallOutcome
 from sandbox.bridge import Bridge
+from sandbox.images import ensure_image
+from sandbox.podman import Podman
 
 log = logging.getLogger("agentcap.run")
 
@@ -176,6 +178,8 @@ class Services:
         self.model_server: ModelServer | None = None
         self.judge_base_url: str | None = None  # set by `agentcap test` when the judge has its own upstream
         self.offline = offline
+        self._images: dict[str, str] = {}
+        self._images_lock = threading.Lock()
         try:
             if upstream is None and offline:
                 upstream = OFFLINE_UPSTREAM
@@ -205,6 +209,14 @@ class Services:
         except BaseException:
             self.close()
             raise
+
+    def image(self, podman: Podman, agent: str) -> str:
+        """The agent's image tag, resolved (and built when its inputs are new) once per invocation:
+        every later turn reuses it instead of hashing the inputs and asking podman again."""
+        with self._images_lock:
+            if agent not in self._images:
+                self._images[agent] = ensure_image(podman, agent)
+            return self._images[agent]
 
     @property
     def direct_base_url(self) -> str:

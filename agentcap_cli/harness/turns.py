@@ -50,7 +50,8 @@ def run_turn(services: Services, podman: Podman, agent: Agent, attribution: Attr
         t = TurnInput(base_url=services.agent_base_url, api_key=key, **inputs)
         run.result = run_agent_turn(podman, agent, t, stdout=stdout, stderr=stderr, trace_dir=trace_dir,
                                     forwards=forwards if forwards is not None else services.forwards,
-                                    timeout_s=timeout_s, labels=labels, tool_dirs=list(tool_dirs))
+                                    timeout_s=timeout_s, labels=labels, tool_dirs=list(tool_dirs),
+                                    image=services.image(podman, agent.name))
     except SandboxError as exc:
         run.sandbox_error = str(exc).splitlines()[0]
     finally:

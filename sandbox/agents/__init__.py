@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from importlib.metadata import entry_points
 
 from agentcap_addons.wire.util.errors import InputError
 
@@ -56,6 +55,8 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
+    from importlib.metadata import entry_points  # ~30 ms: only when an agent is looked up
+
     for ep in entry_points(group="agentcap.agents"):
         register(ep.load())
     for module in filter(None, (m.strip() for m in os.environ.get("AGENTCAP_AGENT_MODULES", "").split(","))):
