@@ -13,7 +13,6 @@ Responses are streamed chunk for chunk (never buffered) while a copy is kept.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -28,7 +27,7 @@ except ImportError:  # run as `mitmdump -s path/to/agentcap_addons/capture.py` f
 from mitmproxy import ctx, exceptions, http
 from mitmproxy import flow as mflow
 
-from agentcap_addons.keyauth import KeyAuth, attribution_of
+from agentcap_addons.keyauth import KeyAuth, attribution_of, error_response
 from agentcap_addons.lifecycle import Lifecycle
 from agentcap_addons.recorder import Call, Recorder
 from agentcap_addons.watchdog import SilentUpstream
@@ -56,16 +55,9 @@ def classify_error(flow: http.HTTPFlow, call: Call) -> dict[str, str]:
 
 
 def capture_failed_response(reason: str) -> http.Response:
-    body = {
-        "type": "error",
-        "error": {
-            "type": "api_error",
-            "code": "agentcap_capture_failed",
-            "message": f"agentcap capture proxy: the call was not forwarded because its capture record "
-                       f"could not be written ({reason}).",
-        },
-    }
-    return http.Response.make(500, json.dumps(body).encode(), {"content-type": "application/json"})
+    return error_response(500, "api_error", "agentcap_capture_failed",
+                          "agentcap capture proxy: the call was not forwarded because its capture record "
+                          f"could not be written ({reason}).")
 
 
 def _stream_hint(headers: http.Headers) -> bool:

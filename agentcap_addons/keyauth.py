@@ -53,16 +53,15 @@ def client_key(request: http.Request) -> tuple[str | None, str | None]:
     return None, None
 
 
+def error_response(status: int, kind: str, code: str, message: str) -> http.Response:
+    """An answer made by the proxy itself, in the error shape both OpenAI and Anthropic clients read
+    (``error.message`` / ``error.type``), so the agent shows the reason instead of a parse failure."""
+    body = {"type": "error", "error": {"type": kind, "code": code, "message": message}}
+    return http.Response.make(status, json.dumps(body).encode(), {"content-type": "application/json"})
+
+
 def refusal(message: str) -> http.Response:
-    body = {
-        "type": "error",
-        "error": {
-            "type": "authentication_error",
-            "code": "agentcap_unknown_key",
-            "message": message,
-        },
-    }
-    return http.Response.make(401, json.dumps(body).encode(), {"content-type": "application/json"})
+    return error_response(401, "authentication_error", "agentcap_unknown_key", message)
 
 
 class KeyAuth:

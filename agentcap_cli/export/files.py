@@ -72,12 +72,18 @@ class FileRows:
         return WrittenFile(final, None, self.rows, put_in_place(self.tmp, final), kind="files")
 
     def discard(self) -> None:
-        if self.writer is not None:
-            try:
-                self.writer.close()
-            except Exception:
-                pass
-        self.tmp.unlink(missing_ok=True)
+        abandon(self.writer, self.tmp)
+
+
+def abandon(writer: pq.ParquetWriter | None, tmp: Path) -> None:
+    """Drop a parquet file being written (an export that failed or was interrupted): nothing half-written
+    is left behind, whatever state the writer is in."""
+    if writer is not None:
+        try:
+            writer.close()
+        except Exception:
+            pass
+    tmp.unlink(missing_ok=True)
 
 
 def file_row(run: RunInfo, key: tuple[Any, ...], path: str, data: bytes, fmt: str) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from agentcap_cli.export.captures import (
     read_checked,
 )
 from agentcap_cli.export.detectors import flagged
-from agentcap_cli.export.files import FileRows, file_row, key_name, session_file
+from agentcap_cli.export.files import FileRows, abandon, file_row, key_name, session_file
 from agentcap_cli.export.scan import (
     Blob,
     Finding,
@@ -307,10 +307,5 @@ class SessionWriter:
         return rows, ([table] if table else []) + self.traces
 
     def discard(self) -> None:
-        if self.writer is not None:
-            try:
-                self.writer.close()
-            except Exception:
-                pass
-        self.tmp.unlink(missing_ok=True)
+        abandon(self.writer, self.tmp)
         self.files.discard()
