@@ -27,6 +27,7 @@ except ImportError:  # run as `mitmdump -s path/to/agentcap_addons/capture.py` f
 from mitmproxy import ctx, exceptions, http
 from mitmproxy import flow as mflow
 
+from agentcap_addons.errorpages import JsonErrors
 from agentcap_addons.keyauth import KeyAuth, attribution_of, error_response
 from agentcap_addons.lifecycle import Lifecycle
 from agentcap_addons.recorder import Call, Recorder
@@ -204,4 +205,4 @@ class Capture:
         )
 
 recorder = Recorder()
-addons = [Lifecycle(), KeyAuth(), WebSocketCapture(recorder), SilentUpstream(recorder), Capture(recorder)]
+addons = [Lifecycle(), KeyAuth(), JsonErrors(), WebSocketCapture(recorder), SilentUpstream(recorder), Capture(recorder)]

@@ -125,6 +125,11 @@ def test_upstream_unreachable(tmp_path):
     with start_proxy(f"http://127.0.0.1:{closed_port()}", tmp_path / "run", events=True) as p:
         r = httpx.post(p.base_url + "/v1/chat/completions", json=BODY, timeout=30)
         assert r.status_code == 502
+        # in the APIs' error shape, not mitmproxy's HTML page: the agent's SDK shows the reason
+        assert r.headers["content-type"] == "application/json"
+        err = r.json()["error"]
+        assert err["type"] == "api_error" and err["code"] == "agentcap_upstream_error"
+        assert err["message"].startswith("agentcap capture proxy: ") and len(err["message"]) > 24
         ev = p.events.wait_for(event="request")
         assert p.events.wait_for(event="response", request_id=ev["request_id"])["error"] == "upstream_unreachable"
         cap = read_capture(p.run_dir, ev["request_id"])
@@ -250,3 +255,21 @@ def test_32_concurrent_streams_with_keys_attributed_and_real_key_injected(fresh_
         if f.is_file():
             text = f.read_bytes()
             assert b"sk-REAL" not in text and b"acp-" not in text, f
+
+
+def test_the_sdks_read_the_proxys_own_error_and_the_html_page_stays_when_asked(tmp_path):
+    import anthropic
+    import openai
+
+    with start_proxy(f"http://127.0.0.1:{closed_port()}", tmp_path / "run") as p:
+        with pytest.raises(openai.APIStatusError) as o:
+            openai.OpenAI(base_url=p.base_url + "/v1", api_key="x", max_retries=0).chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(anthropic.APIStatusError) as a:
+            anthropic.Anthropic(base_url=p.base_url, api_key="x", max_retries=0).messages.create(
+                model="m", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    for exc in (o.value, a.value):
+        assert exc.status_code == 502 and "agentcap capture proxy: " in str(exc)
+    with start_proxy(f"http://127.0.0.1:{closed_port()}", tmp_path / "run2", sets={"agentcap_json_errors": "false"}) as p:
+        r = httpx.post(p.base_url + "/v1/chat/completions", json=BODY, timeout=30)
+    assert r.status_code == 502 and r.headers["content-type"].startswith("text/html")
