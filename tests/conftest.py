@@ -41,6 +41,18 @@ def _reset_upstream(request):
     yield
 
 
+@pytest.fixture(scope="session")
+def podman():
+    """The machine's podman, its API service up and the base image built (once per session)."""
+    from sandbox.images import ensure_image
+    from sandbox.podman import get_podman
+
+    p = get_podman()
+    p.ensure_service()
+    ensure_image(p, "base")
+    return p
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     s = socket.socket()

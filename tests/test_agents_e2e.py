@@ -12,7 +12,6 @@ import pytest
 from agentcap_addons.wire.api.decode import request_messages
 from agentcap_addons.wire.capture.records import iter_captures
 from sandbox.agents import TurnInput, get_agent
-from sandbox.podman import get_podman
 from sandbox.turn import run_agent_turn
 from tests.support.sandboxes import REAL_KEY, harness
 
@@ -21,13 +20,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.podman]
 AGENTS = ["pi", "opencode", "qwen-code", "hermes", "mini-swe-agent", "aider", "codex", "claude-code"]
 RUN = "e2e-run"
 PROMPTS = ["Create hello.txt with a greeting.", "Now say what you did."]
-
-
-@pytest.fixture(scope="module")
-def podman():
-    p = get_podman()
-    p.ensure_service()
-    return p
 
 
 @pytest.fixture(scope="module")

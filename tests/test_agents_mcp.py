@@ -15,7 +15,6 @@ from mcp_mocks.engine import MockServer
 from mcp_mocks.serve import HTTPMock
 from sandbox.agents import TurnInput, get_agent
 from sandbox.bridge import Bridge
-from sandbox.podman import get_podman
 from sandbox.turn import run_agent_turn
 from tests.support.sandboxes import harness
 
@@ -38,7 +37,7 @@ def test_only_these_agents_claim_mcp():
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("name", MCP_AGENTS)
-def test_agent_calls_a_mock_mcp_tool(name, h, tmp_path):
+def test_agent_calls_a_mock_mcp_tool(name, h, tmp_path, podman):
     mock = MockServer.load(REPO / "examples/mocks/slack")
     task = f"{name}-mcp"
     with HTTPMock(mock) as served, Bridge(tmp_path / "sock") as bridge:
@@ -47,7 +46,7 @@ def test_agent_calls_a_mock_mcp_tool(name, h, tmp_path):
                       model="agentcap-scripted", workspace=tmp_path / "ws", home=tmp_path / "home",
                       mcp_servers={"slack": served.url})
         forwards = {**h.forwards, **bridge.forwards({"slack": served.port})}
-        r = run_agent_turn(get_podman(), get_agent(name), t, stdout=tmp_path / "out", stderr=tmp_path / "err",
+        r = run_agent_turn(podman, get_agent(name), t, stdout=tmp_path / "out", stderr=tmp_path / "err",
                            trace_dir=tmp_path / "traces", forwards=forwards, timeout_s=300)
     assert r.returncode == 0, (tmp_path / "err").read_text()[-3000:]
     assert r.reply == "Posted the message."

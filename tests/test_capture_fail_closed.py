@@ -18,6 +18,7 @@ from agentcap_addons.wire.capture.policy import HeaderFilter, looks_like_credent
 from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_addons.wire.util.jsonio import dumps, parse_json_body
 from agentcap_cli.harness.proxy import start_proxy
+from tests.support.cli import start
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -174,24 +175,15 @@ def test_sigterm_removes_the_proxy_key_directory(upstream, tmp_path):
     """``agentcap proxy --upstream-key-env`` makes a private key directory; a SIGTERM (CI timeout,
     ``kill``) must not leave it behind."""
     import signal
-    import sys
 
-    env = {**os.environ, "REAL": "sk-real", "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-c", "from agentcap_cli.main import main; main()", "proxy",
-                             "--upstream", upstream.url, "--port", "0", "--dir", str(tmp_path / "run"),
-                             "--upstream-key-env", "REAL"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    try:
+    with start("proxy", "--upstream", upstream.url, "--port", "0", "--dir", str(tmp_path / "run"),
+               "--upstream-key-env", "REAL", REAL="sk-real", TMPDIR=str(tmp_path)) as proc:
         for line in proc.stdout:
             if "Ctrl-C" in line:
                 break
         assert [d.name for d in tmp_path.glob("agentcap-keys-*")]  # made while it runs
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert list(tmp_path.glob("agentcap-keys-*")) == []
 
 

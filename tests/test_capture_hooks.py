@@ -2,6 +2,9 @@
 
 import json
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from mitmproxy import exceptions, http
@@ -29,13 +32,23 @@ def sse_response(status=200):
     return http.Response.make(status, b"", {"content-type": "text/event-stream"})
 
 
+@dataclass
+class Addons:
+    """The capture addons loaded in one mitmproxy test context, writing to ``run``."""
+    tctx: taddons.context
+    keyauth: KeyAuth
+    capture: Capture
+    websocket: WebSocketCapture
+    run: Path
+
+
 @pytest.fixture
-def env(tmp_path):
+def addons(tmp_path) -> Iterator[Addons]:
     rec = Recorder()
     ka, cap, ws = KeyAuth(), Capture(rec), WebSocketCapture(rec)
     with taddons.context(ka, cap, ws) as tctx:
         tctx.configure(cap, agentcap_dir=str(tmp_path / "run"))
-        yield tctx, ka, cap, ws, tmp_path / "run"
+        yield Addons(tctx, ka, cap, ws, tmp_path / "run")
 
 
 def run_stream(cap, f, chunks):
@@ -49,8 +62,8 @@ def run_stream(cap, f, chunks):
     return out
 
 
-def test_stream_is_passed_through_and_kept(env):
-    tctx, ka, cap, ws, run = env
+def test_stream_is_passed_through_and_kept(addons):
+    cap, run = addons.capture, addons.run
     f = llm_flow(body={"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     chunks = [b'data: {"model": "served-1", "choices": []}\n\n', b"data: [DO", b"NE]\n\n"]
     out = run_stream(cap, f, chunks)
@@ -66,16 +79,16 @@ def test_stream_is_passed_through_and_kept(env):
     assert resp["timings"]["first_byte"] is not None and resp["timings"]["done"] >= 0
 
 
-def test_only_llm_posts_are_captured(env):
-    tctx, ka, cap, ws, run = env
+def test_only_llm_posts_are_captured(addons):
+    cap, run = addons.capture, addons.run
     for f in [llm_flow("/v1/models", method=b"GET"), llm_flow("/v1/embeddings"), llm_flow("/v1/messages/count_tokens")]:
         cap.request(f)
         assert "agentcap.call" not in f.metadata
     assert list(iter_captures(run)) == []
 
 
-def test_response_made_by_another_addon_is_recorded(env):
-    tctx, ka, cap, ws, run = env
+def test_response_made_by_another_addon_is_recorded(addons):
+    cap, run = addons.capture, addons.run
     f = llm_flow(body={"model": "m"})
     cap.request(f)
     f.response = http.Response.make(200, b'{"model": "r", "choices": []}', {"content-type": "application/json"})
@@ -94,8 +107,8 @@ def test_response_made_by_another_addon_is_recorded(env):
         ("peer closed connection", False, 1.0, "upstream_reset"),
     ],
 )
-def test_error_kinds(env, msg, has_response, tcp_setup, kind):
-    tctx, ka, cap, ws, run = env
+def test_error_kinds(addons, msg, has_response, tcp_setup, kind):
+    cap, run = addons.capture, addons.run
     f = llm_flow()
     f.server_conn.timestamp_tcp_setup = tcp_setup
     cap.request(f)
@@ -117,8 +130,8 @@ def test_error_kinds(env, msg, has_response, tcp_setup, kind):
         assert c.response["status_code"] is None
 
 
-def test_shutdown_closes_calls_in_flight(env):
-    tctx, ka, cap, ws, run = env
+def test_shutdown_closes_calls_in_flight(addons):
+    cap, run = addons.capture, addons.run
     f = llm_flow()
     cap.request(f)
     cap.done()
@@ -153,8 +166,8 @@ def test_the_watchdog_cuts_only_a_silent_call_and_records_it_as_a_timeout(tmp_pa
     assert sorted(errors.values()) == ["proxy_shutdown", "timeout"]
 
 
-def test_options_are_validated(env):
-    tctx, ka, cap, ws, run = env
+def test_options_are_validated(addons):
+    tctx, cap, run = addons.tctx, addons.capture, addons.run
     with pytest.raises(exceptions.OptionsError, match="agentcap_paths"):
         tctx.configure(cap, agentcap_paths=[])
     tctx.configure(cap, agentcap_paths=["/v1/generate"])
@@ -164,8 +177,8 @@ def test_options_are_validated(env):
     assert [c.request["path"] for c in iter_captures(run)] == ["/v1/generate"]
 
 
-def test_registry_mode_swaps_keys_and_attributes(env, tmp_path, monkeypatch):
-    tctx, ka, cap, ws, run = env
+def test_registry_mode_swaps_keys_and_attributes(addons, tmp_path, monkeypatch):
+    tctx, ka, cap = addons.tctx, addons.keyauth, addons.capture
     monkeypatch.setenv("REAL_KEY_FOR_TEST", "sk-real-123")
     reg = KeyRegistry(tmp_path / "keys")
     key = new_key()
@@ -199,15 +212,15 @@ def test_registry_mode_swaps_keys_and_attributes(env, tmp_path, monkeypatch):
     assert late.response.status_code == 401  # a key is dead as soon as its turn is over
 
 
-def test_power_user_mode_leaves_headers_alone(env):
-    tctx, ka, cap, ws, run = env
+def test_power_user_mode_leaves_headers_alone(addons):
+    ka = addons.keyauth
     f = llm_flow()
     ka.request(f)
     assert f.response is None and f.request.headers["authorization"] == "Bearer sk-client"
 
 
-def test_websocket_messages_become_captures(env):
-    tctx, ka, cap, ws, run = env
+def test_websocket_messages_become_captures(addons):
+    ws, run = addons.websocket, addons.run
     f = tflow.twebsocketflow(messages=False)
     f.request.path = "/v1/responses"
     f.websocket.messages = []

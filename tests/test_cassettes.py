@@ -5,9 +5,7 @@ clients, a real scripted upstream behind it), drift found after the fact, the se
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import openai
@@ -29,14 +27,10 @@ from agentcap_cli.runs.drift import find_drift
 from agentcap_cli.runs.record import RunFile, RunRecord, TaskRecord
 from agentcap_cli.suite.cassettes import scan
 from tests.conftest import closed_port
+from tests.support.cli import agentcap
 from tests.support.runs import TOOLS, make_run
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def agentcap(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agentcap_cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
 
 
 def ordered(directory: Path) -> list[Capture]:
@@ -96,15 +90,21 @@ def test_the_runs_own_values_are_normalised_on_both_sides():
 
 # -- served through the capture proxy, by attribution ----------------------------------------------
 
+@dataclass
+class Recorded:
+    root: Path  # the project's cassettes dir
+    caps: list[Capture]  # the captures its cassette was made from
+
+
 @pytest.fixture
-def recorded(tmp_path):
+def recorded(tmp_path) -> Recorded:
     """A project's cassettes dir holding cell c1#1 (two chat calls recorded through a real proxy)."""
     run = make_run(tmp_path / "rec", "suite-p-20261122-000000", [("openai", "m", False), ("openai", "m", True)])
     caps = ordered(run / "captures")
     root = tmp_path / "project" / "cassettes"
     cassettedir.write(cassettedir.repeat_dir(root, "c1", "c1", 1),
                       cassettedir.render({"agent": "a"}, caps, run_subs(run, run.name), drop=DEFAULT_IGNORE))
-    return root, caps
+    return Recorded(root, caps)
 
 
 def ask(services: Services, run_dir: Path, cell: str, repeat: int, content: str, stream: bool = False) -> str:
@@ -128,7 +128,7 @@ def settle(services: Services, run_dir: Path, cell: str, repeat: int) -> list[Ca
 
 
 def test_the_addon_serves_each_repeat_from_its_cassette_offline_and_captures_it(recorded, tmp_path):
-    root, caps = recorded
+    root, caps = recorded.root, recorded.caps
     run_dir = tmp_path / "ws" / ".agentcap" / "suite-p-20261201-101010"
     with Services(None, None, offline=True, replay={"agentcap_cassettes": str(root)}) as services:
         first = ask(services, run_dir, "c1", 1, "task for m")
@@ -152,7 +152,7 @@ def test_the_addon_serves_each_repeat_from_its_cassette_offline_and_captures_it(
 
 
 def test_on_miss_live_sends_the_rest_of_the_repeat_upstream(recorded, tmp_path):
-    root, caps = recorded
+    root, caps = recorded.root, recorded.caps
     run_dir = tmp_path / "ws" / ".agentcap" / "suite-p-20261201-101010"
     with ModelServer(make_responder(script="shell-then-answer")) as upstream, \
             Services(upstream.url + "/v1", None, replay={"agentcap_cassettes": str(root),

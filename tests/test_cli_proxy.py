@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,10 +18,10 @@ from click.testing import CliRunner
 from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.commands.proxy import split_upstream
 from agentcap_cli.main import cli
+from tests.support.cli import argv, background, start
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-AGENTCAP = [sys.executable, "-c", "from agentcap_cli.main import main; main()"]
 
 
 def read_exports(proc: subprocess.Popen, lines: list[str] | None = None) -> dict[str, str]:
@@ -59,18 +61,18 @@ def test_bad_flags_exit_2_naming_the_flag(tmp_path, monkeypatch):
 
 def test_agentcap_proxy_power_user_then_ctrl_c(upstream, tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(AGENTCAP + ["proxy", "--upstream", upstream.url + "/sse/v1", "--port", "0", "--dir", str(run_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        env = read_exports(proc)
-        assert env["OPENAI_BASE_URL"].endswith("/sse/v1") and "OPENAI_API_KEY" not in env
-        r = httpx.post(env["OPENAI_BASE_URL"] + "/chat/completions", json=BODY,
-                       headers={"authorization": "Bearer sk-user-own"}, timeout=30)
-        assert r.status_code == 200 and r.content == b"".join(upstream.sse_events)
-        assert upstream.received[-1].headers["authorization"] == "Bearer sk-user-own"  # passed through
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+    with start("proxy", "--upstream", upstream.url + "/sse/v1", "--port", "0", "--dir", str(run_dir),
+               cwd=tmp_path) as proc:
+        try:
+            env = read_exports(proc)
+            assert env["OPENAI_BASE_URL"].endswith("/sse/v1") and "OPENAI_API_KEY" not in env
+            r = httpx.post(env["OPENAI_BASE_URL"] + "/chat/completions", json=BODY,
+                           headers={"authorization": "Bearer sk-user-own"}, timeout=30)
+            assert r.status_code == 200 and r.content == b"".join(upstream.sse_events)
+            assert upstream.received[-1].headers["authorization"] == "Bearer sk-user-own"  # passed through
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "1 capture(s)" in err
     [cap] = list(iter_captures(run_dir))
@@ -78,22 +80,21 @@ def test_agentcap_proxy_power_user_then_ctrl_c(upstream, tmp_path):
 
 
 def test_agentcap_proxy_hands_out_its_own_key(upstream, tmp_path):
-    env_vars = dict(os.environ, MY_REAL_KEY="sk-real-xyz")
-    proc = subprocess.Popen(AGENTCAP + ["proxy", "--upstream", upstream.url, "--port", "0", "--upstream-key-env", "MY_REAL_KEY"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env_vars)
-    try:
-        env = read_exports(proc)
-        key = env["OPENAI_API_KEY"]
-        assert key.startswith("acp-") and env["ANTHROPIC_API_KEY"] == key
-        ok = httpx.post(env["ANTHROPIC_BASE_URL"] + "/json/v1/messages", json={"model": "m"},
-                        headers={"x-api-key": key}, timeout=30)
-        assert ok.status_code == 200 and upstream.received[-1].headers["x-api-key"] == "sk-real-xyz"
-        bad = httpx.post(env["OPENAI_BASE_URL"] + "/chat/completions", json=BODY,
-                         headers={"authorization": "Bearer sk-real-xyz"}, timeout=30)
-        assert bad.status_code == 401
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+    with start("proxy", "--upstream", upstream.url, "--port", "0", "--upstream-key-env", "MY_REAL_KEY",
+               cwd=tmp_path, MY_REAL_KEY="sk-real-xyz") as proc:
+        try:
+            env = read_exports(proc)
+            key = env["OPENAI_API_KEY"]
+            assert key.startswith("acp-") and env["ANTHROPIC_API_KEY"] == key
+            ok = httpx.post(env["ANTHROPIC_BASE_URL"] + "/json/v1/messages", json={"model": "m"},
+                            headers={"x-api-key": key}, timeout=30)
+            assert ok.status_code == 200 and upstream.received[-1].headers["x-api-key"] == "sk-real-xyz"
+            bad = httpx.post(env["OPENAI_BASE_URL"] + "/chat/completions", json=BODY,
+                             headers={"authorization": "Bearer sk-real-xyz"}, timeout=30)
+            assert bad.status_code == 401
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
     assert proc.returncode == 0
     runs = list((tmp_path / ".agentcap").iterdir())  # default run dir under the workspace (cwd)
     assert len(runs) == 1 and runs[0].name.startswith("proxy-127.0.0.1-")
@@ -105,23 +106,23 @@ def test_mitmdump_dash_s_as_documented(upstream, tmp_path):
     """The power user's way in: the real `mitmdump` console script and the addon file by path."""
     mitmdump = Path(sys.executable).parent / "mitmdump"
     r, w = os.pipe()
-    proc = subprocess.Popen(
+    with background(
         [str(mitmdump), "-s", str(REPO / "agentcap_addons" / "capture.py"), "--mode", f"reverse:{upstream.url}",
          "--listen-host", "127.0.0.1", "--listen-port", "0", "--set", f"agentcap_dir={tmp_path / 'run'}",
          "--set", f"agentcap_ready_fd={w}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(w,), cwd=tmp_path,
-    )
-    os.close(w)
-    with os.fdopen(r) as ready:
-        import json
+    ) as proc:
+        os.close(w)
+        with os.fdopen(r) as ready:
+            import json
 
-        port = json.loads(ready.readline())["listen"][0][1]
-    try:
-        resp = httpx.post(f"http://127.0.0.1:{port}/json/v1/chat/completions", json={"model": "x"}, timeout=30)
-        assert resp.status_code == 200
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+            port = json.loads(ready.readline())["listen"][0][1]
+        try:
+            resp = httpx.post(f"http://127.0.0.1:{port}/json/v1/chat/completions", json={"model": "x"}, timeout=30)
+            assert resp.status_code == 200
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
     [cap] = list(iter_captures(tmp_path / "run"))
     assert cap.response["body"]["model"] == "test-model"
 
@@ -134,62 +135,60 @@ def test_agentcap_proxy_web_serves_mitmweb(upstream, tmp_path):
 
     web_port = closed_port()
     real_key = "sk-real-upstream-key-0123456789abcdef"
-    proc = subprocess.Popen(AGENTCAP + ["proxy", "--upstream", upstream.url, "--port", "0", "--web", "--web-port", str(web_port),
-                                        "--dir", str(tmp_path / "run"), "--upstream-key-env", "REAL_KEY"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env={**os.environ, "REAL_KEY": real_key})
-    held = None
-    try:
-        lines: list[str] = []
-        env = read_exports(proc, lines)
-        [ui] = [line.split("mitmweb UI: ", 1)[1].strip() for line in lines if "mitmweb UI: " in line]
-        assert ui.startswith(f"http://127.0.0.1:{web_port}/?token=")
-        token = ui.split("token=", 1)[1]
-        anonymous = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=30)
-        assert anonymous.get("/flows").status_code == 403  # no token: refused
-        web = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=30,
-                           headers={"Authorization": f"Bearer {token}"})
-        base = env["OPENAI_BASE_URL"].removesuffix("/v1")
-        agent_key = env["OPENAI_API_KEY"]
-        auth = {"Authorization": f"Bearer {agent_key}"}
-        r = httpx.post(base + "/sse/v1/chat/completions", headers=auth, timeout=30,
-                       json={"model": "w", "stream": True, "messages": [{"role": "user", "content": "hi there"}]})
-        assert r.status_code == 200
-        assert upstream.received[-1].headers["authorization"] == f"Bearer {real_key}"  # injected on the wire
-        # a call in flight (the upstream holds even its headers): the real key is on that flow
-        # only while mitmproxy sends it, and the flow is kept out of mitmweb's list meanwhile
-        upstream.gate.clear()
-        n = len(upstream.received)
-        import threading
+    with start("proxy", "--upstream", upstream.url, "--port", "0", "--web", "--web-port", str(web_port),
+               "--dir", str(tmp_path / "run"), "--upstream-key-env", "REAL_KEY", cwd=tmp_path, REAL_KEY=real_key) as proc:
+        held = None
+        try:
+            lines: list[str] = []
+            env = read_exports(proc, lines)
+            [ui] = [line.split("mitmweb UI: ", 1)[1].strip() for line in lines if "mitmweb UI: " in line]
+            assert ui.startswith(f"http://127.0.0.1:{web_port}/?token=")
+            token = ui.split("token=", 1)[1]
+            anonymous = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=30)
+            assert anonymous.get("/flows").status_code == 403  # no token: refused
+            web = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=30,
+                               headers={"Authorization": f"Bearer {token}"})
+            base = env["OPENAI_BASE_URL"].removesuffix("/v1")
+            agent_key = env["OPENAI_API_KEY"]
+            auth = {"Authorization": f"Bearer {agent_key}"}
+            r = httpx.post(base + "/sse/v1/chat/completions", headers=auth, timeout=30,
+                           json={"model": "w", "stream": True, "messages": [{"role": "user", "content": "hi there"}]})
+            assert r.status_code == 200
+            assert upstream.received[-1].headers["authorization"] == f"Bearer {real_key}"  # injected on the wire
+            # a call in flight (the upstream holds even its headers): the real key is on that flow
+            # only while mitmproxy sends it, and the flow is kept out of mitmweb's list meanwhile
+            upstream.gate.clear()
+            n = len(upstream.received)
+            import threading
 
-        held = threading.Thread(target=lambda: httpx.post(base + "/held/v1/chat/completions", headers=auth,
-                                                         json={"model": "w"}, timeout=30))
-        held.start()
-        while len(upstream.received) == n:  # bounded by the request's own 30 s timeout
-            held.join(0.01)
-            assert held.is_alive()
-        for path in ("/flows", "/flows/dump"):
-            assert real_key not in web.get(path).text
-        upstream.gate.set()
-        held.join(30)
-        flows = web.get("/flows").json()
-        assert len(flows) == 2  # both show once their response started
-        dump = web.get("/flows/dump").content
-        assert real_key.encode() not in dump and agent_key.encode() in dump
-        # the LLM contentview is loaded: mitmweb renders the streamed response decoded
-        [flow] = [f for f in flows if f["request"]["path"].startswith("/sse/")]
-        shown = web.get(f"/flows/{flow['id']}/response/content/llm.json").json()
-        assert shown["view_name"] == "LLM"
-        text = "\n".join(line[0][1] if line else "" for line in shown["lines"]) if "lines" in shown else shown["text"]
-        assert text.startswith("LLM response") and "finish" in text
-        request = web.get(f"/flows/{flow['id']}/request/content/llm.json").json()
-        assert "hi there" in str(request)
-    finally:
-        upstream.gate.set()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-        if held is not None:
+            held = threading.Thread(target=lambda: httpx.post(base + "/held/v1/chat/completions", headers=auth,
+                                                             json={"model": "w"}, timeout=30))
+            held.start()
+            while len(upstream.received) == n:  # bounded by the request's own 30 s timeout
+                held.join(0.01)
+                assert held.is_alive()
+            for path in ("/flows", "/flows/dump"):
+                assert real_key not in web.get(path).text
+            upstream.gate.set()
             held.join(30)
+            flows = web.get("/flows").json()
+            assert len(flows) == 2  # both show once their response started
+            dump = web.get("/flows/dump").content
+            assert real_key.encode() not in dump and agent_key.encode() in dump
+            # the LLM contentview is loaded: mitmweb renders the streamed response decoded
+            [flow] = [f for f in flows if f["request"]["path"].startswith("/sse/")]
+            shown = web.get(f"/flows/{flow['id']}/response/content/llm.json").json()
+            assert shown["view_name"] == "LLM"
+            text = "\n".join(line[0][1] if line else "" for line in shown["lines"]) if "lines" in shown else shown["text"]
+            assert text.startswith("LLM response") and "finish" in text
+            request = web.get(f"/flows/{flow['id']}/request/content/llm.json").json()
+            assert "hi there" in str(request)
+        finally:
+            upstream.gate.set()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+            if held is not None:
+                held.join(30)
     assert real_key not in out + err
     assert len(list(iter_captures(tmp_path / "run"))) == 2
 
@@ -225,7 +224,7 @@ def test_a_saved_flow_file_carries_the_per_turn_key_not_the_real_one(upstream, t
 def test_detach_env_file_and_the_documented_eval_recipe(upstream, tmp_path):
     """`eval "$(agentcap proxy --detach … | grep ^export)"` returns (it used to hang), the agent's env
     works, every call is logged as one line, and kill $AGENTCAP_PROXY_PID stops it cleanly."""
-    agentcap = f"{sys.executable} -m agentcap_cli.main"
+    agentcap = shlex.join(argv())
     script = (f'out="$({agentcap} proxy --upstream {upstream.url} --port 0 --dir {tmp_path / "run"} --detach)"\n'
               'eval "$(echo "$out" | grep ^export)"\n'
               'curl -s -o /dev/null -w "%{http_code}\\n" -H content-type:application/json '
@@ -239,16 +238,14 @@ def test_detach_env_file_and_the_documented_eval_recipe(upstream, tmp_path):
         assert r.returncode == 0 and r.stdout.splitlines()[0] == "200", r.stdout + r.stderr
         assert len(list(iter_captures(tmp_path / "run"))) == 1
     finally:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(400):  # bounded: the proxy stops within seconds
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            subprocess.run(["sleep", "0.05"])
-        else:
-            os.kill(pid, signal.SIGKILL)
-            pytest.fail("the detached proxy did not stop on SIGTERM")
+        gone = os.pidfd_open(pid)  # readable once the proxy has exited: a wait without polling
+        try:
+            os.kill(pid, signal.SIGTERM)
+            if not select.select([gone], [], [], 20)[0]:  # bounded: the proxy stops within seconds
+                os.killpg(pid, signal.SIGKILL)  # its own session: the group is the proxy and its mitmdump
+                pytest.fail("the detached proxy did not stop on SIGTERM")
+        finally:
+            os.close(gone)
     text = log.read_text()
     assert "#1 openai-chat model=m status=200" in text and "agentcap proxy stopped: 1 capture(s)" in text
     assert "client connect" not in text  # mitmproxy's own connection log only with -v
@@ -256,21 +253,20 @@ def test_detach_env_file_and_the_documented_eval_recipe(upstream, tmp_path):
 
 def test_json_ready_line_env_file_and_port_in_use(upstream, tmp_path):
     env_file = tmp_path / "proxy.env"
-    proc = subprocess.Popen(AGENTCAP + ["proxy", "--upstream", upstream.url + "/v1", "--port", "0", "--json",
-                                        "--dir", str(tmp_path / "run"), "--env-file", str(env_file)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        ready = json.loads(proc.stdout.readline())
-        assert ready["base_url"].endswith("/v1") and ready["env"]["OPENAI_BASE_URL"] == ready["base_url"]
-        assert ready["captures"] == str(tmp_path / "run" / "captures") and ready["pid"] == proc.pid
-        assert f"export OPENAI_BASE_URL={ready['base_url']}" in env_file.read_text()
-        port = int(ready["base_url"].rsplit(":", 1)[1].split("/")[0])
-        r = CliRunner().invoke(cli, ["proxy", "--upstream", upstream.url, "--port", str(port)])
-        assert r.exit_code == 2 and "--port" in r.output and "in use" in r.output
-        httpx.post(ready["base_url"] + "/chat/completions?key=SECRETVALUE", json={"model": "mm"}, timeout=30)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+    with start("proxy", "--upstream", upstream.url + "/v1", "--port", "0", "--json", "--dir", str(tmp_path / "run"),
+               "--env-file", str(env_file), cwd=tmp_path) as proc:
+        try:
+            ready = json.loads(proc.stdout.readline())
+            assert ready["base_url"].endswith("/v1") and ready["env"]["OPENAI_BASE_URL"] == ready["base_url"]
+            assert ready["captures"] == str(tmp_path / "run" / "captures") and ready["pid"] == proc.pid
+            assert f"export OPENAI_BASE_URL={ready['base_url']}" in env_file.read_text()
+            port = int(ready["base_url"].rsplit(":", 1)[1].split("/")[0])
+            r = CliRunner().invoke(cli, ["proxy", "--upstream", upstream.url, "--port", str(port)])
+            assert r.exit_code == 2 and "--port" in r.output and "in use" in r.output
+            httpx.post(ready["base_url"] + "/chat/completions?key=SECRETVALUE", json={"model": "mm"}, timeout=30)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
     [line] = [x for x in err.splitlines() if x.startswith("#1 ")]
     assert "model=mm" in line and "status=" in line and "SECRETVALUE" not in err
 
@@ -278,12 +274,11 @@ def test_json_ready_line_env_file_and_port_in_use(upstream, tmp_path):
 def test_an_unreachable_upstream_is_a_warning_at_start(tmp_path):
     from tests.conftest import closed_port
 
-    proc = subprocess.Popen(AGENTCAP + ["proxy", "--upstream", f"http://127.0.0.1:{closed_port()}", "--port", "0",
-                                        "--dir", str(tmp_path / "run"), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        assert json.loads(proc.stdout.readline())["base_url"]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+    with start("proxy", "--upstream", f"http://127.0.0.1:{closed_port()}", "--port", "0",
+               "--dir", str(tmp_path / "run"), "--json", cwd=tmp_path) as proc:
+        try:
+            assert json.loads(proc.stdout.readline())["base_url"]
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
     assert "warning:" in err and "calls will fail until it answers" in err

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -21,6 +19,7 @@ from agentcap_addons.wire.util.clock import parse_rfc3339_ns
 from agentcap_cli.export.captures import SCHEMA, read_footer
 from agentcap_cli.export.cards import CardInfo, update
 from agentcap_cli.main import cli
+from tests.support import cli as launch
 from tests.support.fakehub import FakeHub
 from tests.support.runs import make_run
 
@@ -33,13 +32,8 @@ def workspace(tmp_path_factory) -> Path:
     return ws
 
 
-def cli_env(workspace: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "AGENTCAP_WORKSPACE": str(workspace), "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
-
-
 def agentcap(workspace: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agentcap_cli.main", *args], cwd=REPO, capture_output=True,
-                          text=True, env=cli_env(workspace, **env), timeout=300)
+    return launch.agentcap(*args, workspace=workspace, **env)
 
 
 def test_parquet_reads_back_equal_to_the_capture_files(workspace, tmp_path):

@@ -6,10 +6,6 @@ mixed export pushed to the Hub stand-in gives the datasets docs/export.md descri
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,17 +18,13 @@ from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.export.exporter import Target, run_info, stage
 from agentcap_cli.export.scan import Gate
 from agentcap_cli.sessions.schema import validate
+from tests.support.cli import agentcap
 from tests.support.fakehub import FakeHub
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman]
 
-REPO = Path(__file__).resolve().parents[1]
 AGENTS = ["pi", "claude-code", "codex", "opencode"]
 PROMPT = "Create hello.txt with a greeting."
-
-
-def env(ws: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "AGENTCAP_WORKSPACE": str(ws), "HF_HUB_DISABLE_TELEMETRY": "1", **extra}
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +32,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     """One two-turn run per agent: agent → run dir."""
     ws = tmp_path_factory.mktemp("ws")
     (ws / "tasks.txt").write_text(PROMPT + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "agentcap_cli.main", "run", "--agent", ",".join(AGENTS),
-                             "--tasks", str(ws / "tasks.txt"), "--turns", "2"], cwd=REPO, env=env(ws),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=1200)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, err[-3000:]
-    dirs = [Path(line) for line in out.splitlines() if line.strip()]
+    r = agentcap("run", "--agent", ",".join(AGENTS), "--tasks", str(ws / "tasks.txt"), "--turns", "2", workspace=ws,
+                 timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    dirs = [Path(line) for line in r.stdout.splitlines() if line.strip()]
     return {json.loads((d / "run.json").read_text())["agent"]: d for d in dirs}
 
 
@@ -84,10 +69,8 @@ def test_a_mixed_export_pushed_to_the_hub(runs, tmp_path):
     mixed = [runs["pi"], runs["claude-code"], runs["opencode"]]
     ws = mixed[0].parent.parent
     with FakeHub() as hub:
-        r = subprocess.run([sys.executable, "-m", "agentcap_cli.main", "export", *map(str, mixed), "--push",
-                            "me/agents", "--license", "apache-2.0"], cwd=REPO, capture_output=True, text=True,
-                           timeout=600, env=env(ws, HF_ENDPOINT=hub.url, HF_TOKEN="hf_" + "t" * 34,
-                                                HF_HOME=str(tmp_path / "hf")))
+        r = agentcap("export", *map(str, mixed), "--push", "me/agents", "--license", "apache-2.0", workspace=ws,
+                     timeout=600, HF_ENDPOINT=hub.url, HF_TOKEN="hf_" + "t" * 34, HF_HOME=str(tmp_path / "hf"))
         assert r.returncode == 0, r.stderr
         names = ["captures", "claude-code-traces", "opencode-traces", "pi-traces", "wire-traces"]
         assert sorted(hub.repos) == [f"me/agents-{n}" for n in names]

@@ -29,6 +29,7 @@ from agentcap_cli.export.captures import read_footer
 from agentcap_cli.export.detectors import OVERLAP, RULES, WINDOW, find, fingerprint
 from agentcap_cli.export.exporter import Target, run_info, stage
 from agentcap_cli.export.scan import AllowlistError, Gate, load_allowlist
+from tests.support import cli
 from tests.support.fakehub import FakeHub
 
 REPO = Path(__file__).resolve().parents[1]
@@ -324,9 +325,7 @@ def test_every_kind_in_every_place_is_found_with_file_and_path(tmp_path, place):
 
 
 def agentcap(ws: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agentcap_cli.main", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "AGENTCAP_WORKSPACE": str(ws), "HF_HUB_DISABLE_TELEMETRY": "1", **env},
-                          timeout=300)
+    return cli.agentcap(*args, workspace=ws, **env)
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ cards parse with huggingface_hub and their load snippet runs as printed."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from agentcap_cli.harness.modelserver import ModelServer, make_responder
 from agentcap_cli.harness.proxy import start_proxy
 from agentcap_cli.runs.record import RunFile, RunRecord, TaskRecord, TurnRecord
 from agentcap_cli.sessions.schema import validate
+from tests.support import cli
 from tests.support.fakehub import FakeHub
 from tests.support.runs import TOOLS
 
@@ -40,9 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def agentcap(ws: Path, *args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agentcap_cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "AGENTCAP_WORKSPACE": str(ws), "HF_HUB_DISABLE_TELEMETRY": "1", **env},
-                          timeout=300)
+    return cli.agentcap(*args, cwd=cwd, workspace=ws, **env)
 
 
 # -- interleaved conversations through a real proxy (power-user mode: no tasks) ---------------------
@@ -80,8 +79,14 @@ class Chat:
             self.messages.append({"role": "user", "content": then})
 
 
+@dataclass
+class Interleaved:
+    run_dir: Path
+    convs: dict[str, list[str]]  # conversation → its calls' request ids, in order
+
+
 @pytest.fixture(scope="module")
-def interleaved(tmp_path_factory) -> tuple[Path, dict[str, list[str]]]:
+def interleaved(tmp_path_factory) -> Interleaved:
     ws = tmp_path_factory.mktemp("ws")
     run_dir = ws / ".agentcap" / "proxy-run"
     with ModelServer(make_responder(script="shell-then-answer")) as server, \
@@ -97,7 +102,7 @@ def interleaved(tmp_path_factory) -> tuple[Path, dict[str, list[str]]]:
         c.step()
         a.step()
         b.step()
-    return run_dir, {"a": a.rids, "b": b.rids, "c": c.rids, "title": title.rids}
+    return Interleaved(run_dir, {"a": a.rids, "b": b.rids, "c": c.rids, "title": title.rids})
 
 
 def staged(run_dir: Path, out: Path, gate: Gate | None = None, **options: Any):
@@ -106,7 +111,7 @@ def staged(run_dir: Path, out: Path, gate: Gate | None = None, **options: Any):
 
 
 def test_interleaved_proxy_conversations_get_distinct_thread_ids(interleaved, tmp_path):
-    run_dir, convs = interleaved
+    run_dir, convs = interleaved.run_dir, interleaved.convs
     _, datasets_ = staged(run_dir, tmp_path / "out")
     rows = pq.read_table(next((tmp_path / "out" / "captures" / "data").glob("*.parquet"))).to_pylist()
     thread = {r["request_id"]: r["thread_id"] for r in rows}
@@ -131,7 +136,7 @@ def test_interleaved_proxy_conversations_get_distinct_thread_ids(interleaved, tm
 
 
 def test_sessions_read_back_with_pyarrow_datasets_and_duckdb(interleaved, tmp_path):
-    run_dir, convs = interleaved
+    run_dir, convs = interleaved.run_dir, interleaved.convs
     out = tmp_path / "out"
     staged(run_dir, out)
     [f] = (out / "captures" / "sessions").glob("*.parquet")
@@ -288,7 +293,7 @@ def front(card: str) -> dict[str, Any]:
 
 
 def test_cards_parse_name_the_license_and_describe_every_export(interleaved, tmp_path):
-    run_dir, _ = interleaved
+    run_dir = interleaved.run_dir
     ws = run_dir.parent.parent
     out = tmp_path / "out"
     r = agentcap(ws, "export", "proxy-run", "--out", str(out), "--license", "other", "--license-name", "my-terms",
@@ -333,14 +338,14 @@ def test_cards_parse_name_the_license_and_describe_every_export(interleaved, tmp
 ])
 def test_bad_license_or_prices_exit_2(interleaved, tmp_path, args, expect):
     (tmp_path / "prices.yaml").write_text("m:\n  output: lots\n")
-    ws = interleaved[0].parent.parent
+    ws = interleaved.run_dir.parent.parent
     r = agentcap(ws, "export", "proxy-run", "--out", str(tmp_path / "o"), *[a.format(tmp=tmp_path) for a in args])
     assert r.returncode == 2 and expect in r.stderr, r.stderr
     assert not (tmp_path / "o").exists()
 
 
 def test_push_cards_validate_and_list_the_traces(interleaved, tmp_path):
-    run_dir, _ = interleaved
+    run_dir = interleaved.run_dir
     with FakeHub() as hub:
         env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_" + "t" * 34, "HF_HOME": str(tmp_path / "hf")}
         r = agentcap(run_dir.parent.parent, "export", "proxy-run", "--push", "me/demo", "--license", "cc-by-4.0", **env)

@@ -35,10 +35,8 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -48,6 +46,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.conftest import closed_port
+from tests.support import cli
 
 REPO = Path(__file__).resolve().parents[1]
 AGENTS = ["pi", "opencode", "qwen-code", "hermes", "mini-swe-agent", "aider", "codex", "claude-code"]
@@ -187,14 +188,6 @@ def expected_level(agent: str, model: str) -> str:
 
 # -- the resolver itself, hermetic (these run by default) --------------------------------------------
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 @pytest.fixture
 def clean_env(monkeypatch):
     for name in (*URL_ENV, *MODEL_ENV, "AGENTCAP_TEST_API_KEY", "AGENTCAP_TEST_EXPECT"):
@@ -244,7 +237,7 @@ def chat_only_server():
 
 
 def test_nothing_answering_is_a_skip_reason_not_a_failure(clean_env):
-    ports = (_closed_port(), _closed_port())
+    ports = (closed_port(), closed_port())
     started = time.monotonic()
     server, reason = find_server(ports)
     assert server is None and all(str(p) in reason for p in ports) and "AGENTCAP_TEST_LLM_URL" in reason
@@ -274,7 +267,7 @@ def test_the_old_variable_names_still_work_and_the_model_can_be_named(clean_env,
 
 def test_the_probe_finds_a_server_on_one_of_the_default_ports(clean_env, chat_only_server):
     port = urlsplit(chat_only_server).port
-    server, _ = find_server(ports=(_closed_port(), port))
+    server, _ = find_server(ports=(closed_port(), port))
     assert server is not None and server.upstream == f"http://127.0.0.1:{port}/v1"
 
 
@@ -303,31 +296,18 @@ RUN_FLAG_ENVS = ("AGENTCAP_AGENT", "AGENTCAP_MODEL", "AGENTCAP_UPSTREAM", "AGENT
                  "AGENTCAP_SKILLS", "AGENTCAP_TOOL_DIR", "AGENTCAP_JOBS", "AGENTCAP_RESUME", "AGENTCAP_SHARD")
 
 
-def _default_sigint() -> None:
-    # a pytest started from a script's background job hands its children SIGINT = ignored
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def run_agentcap(args: list[str], workspace: Path, api_key: str | None, timeout: float) -> tuple[int, str, str]:
-    """``agentcap ARGS`` as a child process; stopped (Ctrl-C, then kill) if it outlives ``timeout``."""
-    env = {k: v for k, v in os.environ.items() if k not in RUN_FLAG_ENVS}
-    env["AGENTCAP_WORKSPACE"] = str(workspace)
-    if api_key:
-        env["AGENTCAP_API_KEY"] = api_key  # not on the command line
-    proc = subprocess.Popen([sys.executable, "-m", "agentcap_cli.main", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint)  # noqa: PLW1509 (the test's own threads hold no locks here)
-    try:
-        out, err = proc.communicate(timeout=timeout)
+    """``agentcap ARGS`` as a child process (tests.support.cli); stopped (SIGTERM, then kill) if it
+    outlives ``timeout``: agentcap removes its containers and marks the run interrupted."""
+    env: dict[str, str | None] = {name: None for name in RUN_FLAG_ENVS}
+    env["AGENTCAP_API_KEY"] = api_key or None  # not on the command line
+    with cli.start(*args, workspace=workspace, grace=90, **env) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            cli.stop(proc, grace=90)
+            out, err = "", "timed out"
         return proc.returncode, out, err
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # agentcap removes its containers and marks the run interrupted
-            try:
-                proc.communicate(timeout=90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import textwrap
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.main import cli
 from mcp_mocks import HTTPMock, MockServer, load_spec, templating
 from mcp_mocks import state as statelib
+from tests.support.cli import argv, start
 
 REPO = Path(__file__).resolve().parent.parent
 SLACK = REPO / "examples" / "mocks" / "slack"
@@ -239,10 +239,8 @@ def test_slack_mock_over_streamable_http_with_the_sdk_client(mode):
 
 
 def test_stdio_with_the_sdk_client_writes_state_and_calls(tmp_path):
-    params = StdioServerParameters(command=sys.executable,
-                                   args=["-c", "from agentcap_cli.main import main; main()", "mock", "serve", "--stdio",
-                                         str(SLACK), "--out", str(tmp_path / "mocks")],
-                                   cwd=str(REPO), env=dict(os.environ))
+    command, *args = argv("mock", "serve", "--stdio", str(SLACK), "--out", str(tmp_path / "mocks"))
+    params = StdioServerParameters(command=command, args=args, cwd=str(REPO), env=dict(os.environ))
 
     async def go():
         async with Client(params) as s:
@@ -271,24 +269,21 @@ def test_cli_mock_call_prints_json_on_stdout_and_the_state_diff_on_stderr():
 
 def test_cli_mock_serve_over_http_then_ctrl_c_writes_out(tmp_path):
     import signal
-    import subprocess
 
-    proc = subprocess.Popen([sys.executable, "-c", "from agentcap_cli.main import main; main()", "mock", "serve",
-                             str(SLACK), "--port", "0", "--out", str(tmp_path / "mocks")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        name, url = proc.stdout.readline().rstrip("\n").split("\t")
-        assert name == "slack" and url.endswith("/mcp")
+    with start("mock", "serve", str(SLACK), "--port", "0", "--out", str(tmp_path / "mocks")) as proc:
+        try:
+            name, url = proc.stdout.readline().rstrip("\n").split("\t")
+            assert name == "slack" and url.endswith("/mcp")
 
-        async def go():
-            async with Client(url) as s:
-                return await s.call_tool("slack_get_users", {})
+            async def go():
+                async with Client(url) as s:
+                    return await s.call_tool("slack_get_users", {})
 
-        res = asyncio.run(go())
-        assert [u["name"] for u in res.structured_content["members"]] == ["alice", "bob", "agent"]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+            res = asyncio.run(go())
+            assert [u["name"] for u in res.structured_content["members"]] == ["alice", "bob", "agent"]
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
     [rec] = [json.loads(x) for x in (tmp_path / "mocks" / "calls.jsonl").read_text().splitlines()]
     assert rec["tool"] == "slack_get_users" and (tmp_path / "mocks" / "slack.state.json").exists()

@@ -9,7 +9,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -19,10 +18,10 @@ import pytest
 from mcp import Client
 
 from mcp_mocks import HTTPMock, MockServer
+from tests.support.cli import start
 
 REPO = Path(__file__).resolve().parent.parent
 SLACK = REPO / "examples" / "mocks" / "slack"
-CLI = [sys.executable, "-c", "from agentcap_cli.main import main; main()"]
 
 UNDEF = """\
 name: {name}
@@ -50,27 +49,26 @@ def make(tmp_path: Path, name: str, text: str, handler: str | None = None) -> Pa
     return d
 
 
-def serve(dirs: list[Path], out: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    proc = subprocess.Popen([*CLI, "mock", "serve", *map(str, dirs), "--out", str(out)], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def serve(dirs: list[Path], out: Path):
+    """`agentcap mock serve DIRS` in the background (tests.support.cli.start: stopped when the block ends)."""
+    return start("mock", "serve", *map(str, dirs), "--out", str(out))
+
+
+def mock_urls(proc: subprocess.Popen, n: int) -> dict[str, str]:
+    """The name → URL lines `mock serve` prints once its ``n`` mocks listen."""
     urls = {}
-    for _ in dirs:
+    for _ in range(n):
         line = proc.stdout.readline()
         assert "\t" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
         name, url = line.rstrip("\n").split("\t")
         urls[name] = url
-    return proc, urls
+    return urls
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> str:
     if proc.poll() is None:
         proc.send_signal(sig)
-    try:
-        return proc.communicate(timeout=30)[1]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    return proc.communicate(timeout=30)[1]
 
 
 async def calls(url: str, *todo: tuple[str, dict]) -> list:
@@ -82,14 +80,15 @@ def test_undefined_arguments_null_empty_or_strict_error_and_nothing_is_lost(tmp_
     lenient = make(tmp_path, "lenient", UNDEF.format(name="lenient", strict="false"))
     strict = make(tmp_path, "strict", UNDEF.format(name="strict", strict="true"))
     out = tmp_path / "mocks"
-    proc, urls = serve([lenient, strict], out)
-    try:
-        todo = [("post", {"to": "bob"}), ("tag", {}), ("post", {"text": "hi", "to": "al"})]
-        [post, tag, full] = asyncio.run(calls(urls["lenient"], *todo))
-        [spost, stag, sfull] = asyncio.run(calls(urls["strict"], *todo))
-        routes = {n: httpx.get(u.removesuffix("/mcp") + "/_agentcap/state") for n, u in urls.items()}
-    finally:
-        err = stop(proc)
+    with serve([lenient, strict], out) as proc:
+        urls = mock_urls(proc, 2)
+        try:
+            todo = [("post", {"to": "bob"}), ("tag", {}), ("post", {"text": "hi", "to": "al"})]
+            [post, tag, full] = asyncio.run(calls(urls["lenient"], *todo))
+            [spost, stag, sfull] = asyncio.run(calls(urls["strict"], *todo))
+            routes = {n: httpx.get(u.removesuffix("/mcp") + "/_agentcap/state") for n, u in urls.items()}
+        finally:
+            err = stop(proc)
     assert proc.returncode == 0, err
     # agenteval's semantics: a lone {{ undefined }} is null, inside a longer string it is empty
     assert not post.is_error and post.structured_content == {"ok": True, "text": None}
@@ -195,18 +194,16 @@ def test_mock_serve_stops_on_the_first_signal_with_a_handler_stuck_and_writes_ou
     gate = Gate()
     d = make(tmp_path, "stuck", STUCK.format(timeout=120), STUCK_HANDLER.format(port=gate.port))
     out = tmp_path / "mocks"
-    proc, urls = serve([d], out)
-    hung = threading.Thread(target=lambda: asyncio.run(stuck_call(urls["stuck"])), daemon=True)
-    try:
-        [post] = asyncio.run(calls(urls["stuck"], ("post", {"text": "kept"})))
-        hung.start()
-        gate.wait_entered()
-        err = stop(proc, sig)  # one signal, while a call is stuck in the handler
-    finally:
-        gate.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    with serve([d], out) as proc:
+        urls = mock_urls(proc, 1)
+        hung = threading.Thread(target=lambda: asyncio.run(stuck_call(urls["stuck"])), daemon=True)
+        try:
+            [post] = asyncio.run(calls(urls["stuck"], ("post", {"text": "kept"})))
+            hung.start()
+            gate.wait_entered()
+            err = stop(proc, sig)  # one signal, while a call is stuck in the handler
+        finally:
+            gate.close()
     assert proc.returncode == 0, err
     assert not post.is_error
     assert json.loads((out / "stuck.state.json").read_text()) == {"messages": ["kept"]}
@@ -256,25 +253,19 @@ def test_slack_example_refuses_unknown_and_dotted_channel_ids():
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_mock_serve_stdio_stops_on_a_signal_with_stdin_still_open_and_writes_out(tmp_path, sig):
     out = tmp_path / "mocks"
-    proc = subprocess.Popen([*CLI, "mock", "serve", "--stdio", str(SLACK), "--out", str(out)], cwd=REPO,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def rpc(msg: dict) -> dict | None:
         proc.stdin.write((json.dumps({"jsonrpc": "2.0", **msg}) + "\n").encode())
         proc.stdin.flush()
         return json.loads(proc.stdout.readline()) if "id" in msg else None
 
-    try:
+    with start("mock", "serve", "--stdio", str(SLACK), "--out", str(out), stdin=subprocess.PIPE, text=False) as proc:
         rpc({"id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                                                          "clientInfo": {"name": "test", "version": "1"}}})
         rpc({"method": "notifications/initialized"})
         got = rpc({"id": 2, "method": "tools/call", "params": {"name": "slack_get_users", "arguments": {}}})
         proc.send_signal(sig)  # stdin stays open: the signal alone must end it
         rc = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
     assert rc == 0 and got["result"]["isError"] is False
     [rec] = [json.loads(line) for line in (out / "calls.jsonl").read_text().splitlines()]
     assert rec["tool"] == "slack_get_users" and json.loads((out / "slack.state.json").read_text())["next_ts"] == 200

@@ -28,6 +28,7 @@ from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.harness.modelserver import ModelServer, make_responder, resolve_script
 from agentcap_cli.harness.proxy import start_proxy
 from agentcap_cli.main import cli
+from tests.support.cli import background, start
 
 TOOLS_CHAT = [{"type": "function", "function": {"name": "bash", "description": "run", "parameters": {
     "type": "object", "properties": {"command": {"type": "string"}}}}}]
@@ -323,21 +324,21 @@ def test_replay_addon_in_mitmdump_with_capture(tmp_path, scripted):
     replay_script = CAPTURE_SCRIPT.parent / "replay.py"
 
     r, w = os.pipe()
-    proc = subprocess.Popen(
+    with background(
         [sys.executable, "-c", "import sys; from mitmproxy.tools.main import mitmdump; sys.exit(mitmdump())",
          "-s", str(CAPTURE_SCRIPT), "-s", str(replay_script), "--mode", "reverse:http://127.0.0.1:9",
          "--listen-host", "127.0.0.1", "--listen-port", "0", "--set", f"agentcap_dir={tmp_path / 'again'}",
          "--set", f"agentcap_replay={run}", "--set", f"agentcap_ready_fd={w}", "--set", "flow_detail=0"],
-        pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    os.close(w)
-    with os.fdopen(r) as ready:
-        port = json.loads(ready.readline())["listen"][0][1]
-    try:
-        got = httpx.post(f"http://127.0.0.1:{port}{REQS[0][0]}", json=REQS[0][1], timeout=30)
-        miss = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "new"}, timeout=30)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+        pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+        os.close(w)
+        with os.fdopen(r) as ready:
+            port = json.loads(ready.readline())["listen"][0][1]
+        try:
+            got = httpx.post(f"http://127.0.0.1:{port}{REQS[0][0]}", json=REQS[0][1], timeout=30)
+            miss = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "new"}, timeout=30)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
     assert got.content == live[0]  # the same bytes, served whole
     assert miss.status_code == 404 and "agentcap replay" in miss.json()["error"]["message"]
     caps = list(iter_captures(tmp_path / "again"))
@@ -345,27 +346,24 @@ def test_replay_addon_in_mitmdump_with_capture(tmp_path, scripted):
 
 
 def test_cli_model_serve_answers_curl_style_and_stops_on_ctrl_c(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", "from agentcap_cli.main import main; main()", "model", "serve",
-                             "--script", "examples/scripts/shell-then-answer.yaml", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {}
-    try:
-        for line in proc.stdout:
-            if line.startswith("export "):
-                k, _, v = line[7:].strip().partition("=")
-                env[k] = v
-            elif "Ctrl-C" in line:
-                break
-        r = httpx.post(env["OPENAI_BASE_URL"] + "/chat/completions",
-                       json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
-        assert r.json()["choices"][0]["message"]["content"] == "I'll look at the working directory first."
-        m = httpx.post(env["ANTHROPIC_BASE_URL"] + "/v1/messages", json={"model": "c", "max_tokens": 9,
-                       "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
-        assert m.json()["content"][0]["text"] == "I'll look at the working directory first."
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+    with start("model", "serve", "--script", "examples/scripts/shell-then-answer.yaml", "--port", "0") as proc:
+        env = {}
+        try:
+            for line in proc.stdout:
+                if line.startswith("export "):
+                    k, _, v = line[7:].strip().partition("=")
+                    env[k] = v
+                elif "Ctrl-C" in line:
+                    break
+            r = httpx.post(env["OPENAI_BASE_URL"] + "/chat/completions",
+                           json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+            assert r.json()["choices"][0]["message"]["content"] == "I'll look at the working directory first."
+            m = httpx.post(env["ANTHROPIC_BASE_URL"] + "/v1/messages", json={"model": "c", "max_tokens": 9,
+                           "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+            assert m.json()["content"][0]["text"] == "I'll look at the working directory first."
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
     assert proc.returncode == 0
 
 
@@ -395,22 +393,19 @@ def test_namespaced_responses_tools_are_called_by_their_flat_name(tmp_path):
 def test_serve_json_ready_line_and_one_log_line_per_call():
     import json as _json
     import signal
-    import subprocess
-    import sys
 
     import httpx
 
-    proc = subprocess.Popen([sys.executable, "-m", "agentcap_cli.main", "model", "serve", "--script", "shell-then-answer",
-                             "--port", "0", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready = _json.loads(proc.stdout.readline())
-        assert ready["env"]["OPENAI_BASE_URL"] == ready["base_url"] and ready["pid"] == proc.pid
-        r = httpx.post(ready["base_url"] + "/chat/completions", timeout=30,
-                       json={"model": "mm", "messages": [{"role": "user", "content": "hi"}],
-                             "tools": [{"type": "function", "function": {"name": "bash", "parameters": {}}}]})
-        assert r.status_code == 200
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+    with start("model", "serve", "--script", "shell-then-answer", "--port", "0", "--json") as proc:
+        try:
+            ready = _json.loads(proc.stdout.readline())
+            assert ready["env"]["OPENAI_BASE_URL"] == ready["base_url"] and ready["pid"] == proc.pid
+            r = httpx.post(ready["base_url"] + "/chat/completions", timeout=30,
+                           json={"model": "mm", "messages": [{"role": "user", "content": "hi"}],
+                                 "tools": [{"type": "function", "function": {"name": "bash", "parameters": {}}}]})
+            assert r.status_code == 200
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
     [line] = [x for x in err.splitlines() if x.startswith("#1 ")]
     assert line.startswith("#1 openai-chat model=mm status=200 tools=bash ")

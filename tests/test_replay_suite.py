@@ -11,11 +11,9 @@ addon, cassettes in the project, no upstream reachable while replaying.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_addons.wire.fake.cassette import DEFAULT_IGNORE, normalise
 from agentcap_addons.wire.fake.cassettedir import run_subs
 from tests.conftest import closed_port
+from tests.support import cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman]
 
@@ -34,9 +33,8 @@ EXAMPLE = REPO / "examples" / "my-eval"
 
 
 def agentcap(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCAP_")}
-    return subprocess.run([sys.executable, "-m", "agentcap_cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**clean, **env}, timeout=800)
+    """`agentcap ARGS`, none of this shell's AGENTCAP_* settings inherited."""
+    return cli.agentcap(*args, cwd=cwd, clean=("AGENTCAP_",), timeout=800, **env)
 
 
 def unreachable(project: Path) -> None:

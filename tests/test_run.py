@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.harness.followup import SYNTH_SYSTEM
 from agentcap_cli.harness.modelserver import ModelServer, make_responder
 from agentcap_cli.runs.record import load_run
-from sandbox.podman import get_podman
+from tests.support import cli
 from tests.support.sandboxes import containers
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman]
@@ -25,15 +24,19 @@ REPO = Path(__file__).resolve().parents[1]
 PROMPTS = ["Create alpha.txt please.", "Create beta.txt please.", "Create gamma.txt please."]
 
 
-def agentcap(workspace: Path, *args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "AGENTCAP_WORKSPACE": str(workspace)}
-    return subprocess.Popen([sys.executable, "-m", "agentcap_cli.main", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+def agentcap(workspace: Path, *args: str):
+    """`agentcap ARGS` in the background (tests.support.cli.start), for ``finish`` or a signal."""
+    return cli.start(*args, workspace=workspace)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
+
+
+def run(workspace: Path, *args: str) -> tuple[int, str, str]:
+    with agentcap(workspace, *args) as proc:
+        return finish(proc)
 
 
 @pytest.fixture
@@ -45,7 +48,7 @@ def corpus(tmp_path) -> Path:
 
 @pytest.mark.timeout(600)
 def test_three_tasks_two_turns_in_parallel_each_call_attributed(tmp_path, corpus):
-    code, out, err = finish(agentcap(tmp_path, "run", "--agent", "pi", "--tasks", str(corpus), "--turns", "2", "-j", "2"))
+    code, out, err = run(tmp_path, "run", "--agent", "pi", "--tasks", str(corpus), "--turns", "2", "-j", "2")
     assert code == 0, err
     run_dir = Path(out.strip())
     rec = load_run(run_dir)
@@ -73,8 +76,8 @@ def test_three_tasks_two_turns_in_parallel_each_call_attributed(tmp_path, corpus
 def test_synthesized_follow_ups_never_reach_the_captures(tmp_path):
     tasks = tmp_path / "one.txt"
     tasks.write_text("Look around.\n")
-    code, out, err = finish(agentcap(tmp_path, "run", "--agent", "pi", "--tasks", str(tasks), "--turns", "2",
-                                     "--followup", "synthesized"))
+    code, out, err = run(tmp_path, "run", "--agent", "pi", "--tasks", str(tasks), "--turns", "2",
+                         "--followup", "synthesized")
     assert code == 0, err
     run_dir = Path(out.strip())
     second = load_run(run_dir).tasks[0].turns[1]
@@ -88,14 +91,11 @@ def interrupted_run(tmp_path, corpus, sig: int) -> tuple[Path, ModelServer]:
     server = ModelServer(make_responder(script=str(REPO / "tests/support/slow-reply.yaml"))).start()
     third = threading.Event()
     server.app.on_request = lambda method, path: third.set() if len(server.app.seen) >= 3 else None
-    proc = agentcap(tmp_path, "run", "--agent", "pi", "--tasks", str(corpus), "--turns", "2", "-j", "1",
-                    "--upstream", server.url + "/v1", "--model", "slow")
-    try:
+    with agentcap(tmp_path, "run", "--agent", "pi", "--tasks", str(corpus), "--turns", "2", "-j", "1",
+                  "--upstream", server.url + "/v1", "--model", "slow") as proc:
         assert third.wait(300), "the run never reached its third model call"
         proc.send_signal(sig)
         code, out, err = finish(proc, timeout=120)
-    finally:
-        proc.kill()
     assert code == (1 if sig == signal.SIGINT else -signal.SIGKILL), err
     runs = list((tmp_path / ".agentcap").iterdir())
     assert len(runs) == 1
@@ -104,23 +104,23 @@ def interrupted_run(tmp_path, corpus, sig: int) -> tuple[Path, ModelServer]:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-def test_an_interrupted_run_resumes_to_the_same_final_state(tmp_path, corpus, sig):
+def test_an_interrupted_run_resumes_to_the_same_final_state(tmp_path, corpus, sig, podman):
     run_dir, server = interrupted_run(tmp_path, corpus, sig)
     try:
         rec = load_run(run_dir)
         if sig == signal.SIGINT:
             assert rec.status == "interrupted" and rec.finished_at
-            assert containers(get_podman(), run=rec.run_id) == []  # Ctrl-C removed the turn in flight
+            assert containers(podman, run=rec.run_id) == []  # Ctrl-C removed the turn in flight
         else:
             assert rec.status == "running"  # nobody could write more: the turns done are on disk
         assert rec.tasks[0].completed_turns >= 1 and not all(t.completed_turns == 2 for t in rec.tasks)
-        code, out, err = finish(agentcap(tmp_path, "run", "--resume", run_dir.name))
+        code, out, err = run(tmp_path, "run", "--resume", run_dir.name)
         assert code == 0, err
         assert Path(out.strip()).resolve() == run_dir.resolve()
     finally:
         server.stop()
     final = load_run(run_dir)
-    assert final.status == "done" and containers(get_podman(), run=final.run_id) == []
+    assert final.status == "done" and containers(podman, run=final.run_id) == []
     assert [(t.task_id, t.completed_turns, [x.turn for x in t.turns], t.aborted_reason) for t in final.tasks] == [
         (f"t000{i}", 2, [1, 2], None) for i in (1, 2, 3)]
     turns_with_captures = {(c.request["task_id"], c.request["turn"]) for c in iter_captures(run_dir / "captures")}
@@ -129,12 +129,14 @@ def test_an_interrupted_run_resumes_to_the_same_final_state(tmp_path, corpus, si
 
 @pytest.mark.timeout(600)
 def test_shards_as_separate_processes_cover_the_corpus_once(tmp_path, corpus):
-    procs = [agentcap(tmp_path, "run", "--agent", "pi", "--tasks", str(corpus), "--shard", f"{i}/2") for i in (1, 2)]
-    results = [finish(p) for p in procs]
+    with ExitStack() as running:
+        procs = [running.enter_context(agentcap(tmp_path, "run", "--agent", "pi", "--tasks", str(corpus),
+                                                "--shard", f"{i}/2")) for i in (1, 2)]
+        results = [finish(p) for p in procs]
     assert [r[0] for r in results] == [0, 0], [r[2] for r in results]
     ids = [t.task_id for _, out, _ in results for t in load_run(Path(out.strip())).tasks]
     assert sorted(ids) == ["t0001", "t0002", "t0003"]
     assert {load_run(Path(out.strip())).shard for _, out, _ in results} == {"1/2", "2/2"}
-    listed = subprocess.run([sys.executable, "-m", "agentcap_cli.main", "ls", "--json", str(tmp_path)], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout
-    assert sorted(json.loads(line)["shard"] for line in listed.splitlines()) == ["1/2", "2/2"]
+    listed = cli.agentcap("ls", "--json", str(tmp_path))
+    listed.check_returncode()
+    assert sorted(json.loads(line)["shard"] for line in listed.stdout.splitlines()) == ["1/2", "2/2"]

@@ -3,9 +3,6 @@ the seed's URL form with synthesized follow-ups, an upstream refusing every call
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,23 +11,15 @@ from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.harness.followup import CONTINUE, SYNTH_SYSTEM
 from agentcap_cli.harness.modelserver import ModelServer
 from agentcap_cli.runs.record import load_run
+from tests.support import cli
 from tests.support.strict import StrictUpstream, always
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman]
-REPO = Path(__file__).resolve().parents[1]
 
 
 def agentcap(workspace: Path, *args: str, **env: str) -> tuple[int, str, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "agentcap_cli.main", *args], cwd=REPO, text=True,
-                            env={**os.environ, "AGENTCAP_WORKSPACE": str(workspace), **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return proc.returncode, out, err
+    r = cli.agentcap(*args, workspace=workspace, timeout=600, **env)
+    return r.returncode, r.stdout, r.stderr
 
 
 @pytest.fixture
@@ -109,8 +98,7 @@ def test_an_agentcap_test_repeat_whose_calls_failed_fails_with_the_reason(tmp_pa
         cfg = project / "agentcap.yaml"
         text = cfg.read_text().replace("upstream: {script: scripts/model.yaml}", f"upstream: {{url: {live.url}}}", 1)
         cfg.write_text(text)
-        proc = subprocess.run([sys.executable, "-m", "agentcap_cli.main", "test", "--no-judge"], cwd=project, text=True,
-                              capture_output=True, timeout=600, env={**os.environ, "AGENTCAP_WORKSPACE": str(tmp_path)})
+        proc = cli.agentcap("test", "--no-judge", cwd=project, workspace=tmp_path, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
     results = json.loads((project / "reports" / "results.json").read_text())
     [record] = results["records"]

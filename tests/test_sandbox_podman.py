@@ -20,19 +20,12 @@ from agentcap_cli.main import cli
 from sandbox.bridge import Bridge
 from sandbox.container import TIMEOUT_RC, ContainerSpec, Mount, run_container
 from sandbox.images import ensure_image, ensure_rootfs, image_tag
-from sandbox.podman import get_podman
 from tests.conftest import closed_port
+from tests.support.cli import background
 from tests.support.sandboxes import containers
 from tests.support.upstream import Upstream
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman]
-
-
-@pytest.fixture(scope="module")
-def podman():
-    p = get_podman()
-    ensure_image(p, "base")
-    return p
 
 
 def host_addresses() -> list[str]:
@@ -130,16 +123,13 @@ CHILD = textwrap.dedent("""
 def test_ctrl_c_leaves_no_container_behind(podman, tmp_path):
     fifo = tmp_path / "out"
     os.mkfifo(fifo)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(fifo), "ctrl-c-test"], cwd=Path(__file__).parents[1])
-    try:
+    with background([sys.executable, "-c", CHILD, str(fifo), "ctrl-c-test"], stdout=None, stderr=None) as child:
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         ready, _, _ = select.select([fd], [], [], 60)  # the container's first line: it is running
         assert ready and os.read(fd, 100).startswith(b"up")
         assert len(containers(podman, run="ctrl-c-test")) == 1
         child.send_signal(signal.SIGINT)
         assert child.wait(60) == 130
-    finally:
-        child.kill()
     assert containers(podman, run="ctrl-c-test") == []
 
 

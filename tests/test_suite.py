@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,14 +17,10 @@ from agentcap_cli.suite.assertions import Outcome, evaluate
 from agentcap_cli.suite.jsonpath import JSONPathError, find
 from agentcap_cli.suite.project import load_project
 from agentcap_cli.suite.stats import aggregate, cell_summary, pass_hat_k, wilson
+from tests.support.cli import agentcap, start
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "my-eval"
-
-
-def agentcap(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agentcap_cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=900)
 
 
 # -- for real (containers, mocks, proxy) ------------------------------------------------------------
@@ -208,13 +201,12 @@ def test_a_plugin_kind_and_the_shadowing_warning(caplog):
 @pytest.mark.slow
 @pytest.mark.podman
 @pytest.mark.timeout(900)
-def test_ctrl_c_stops_the_suite_and_keeps_what_finished(tmp_path):
+def test_ctrl_c_stops_the_suite_and_keeps_what_finished(tmp_path, podman):
     import signal
     import threading
 
     from agentcap_cli.harness.modelserver import ModelServer, make_responder
     from agentcap_cli.runs.record import load_run
-    from sandbox.podman import get_podman
 
     project = tmp_path / "p"
     assert agentcap("init", str(project)).returncode == 0
@@ -224,15 +216,12 @@ def test_ctrl_c_stops_the_suite_and_keeps_what_finished(tmp_path):
     cfg = project / "agentcap.yaml"
     cfg.write_text(cfg.read_text().replace("upstream: {script: scripts/model.yaml}",
                                            f"upstream: {{url: {server.url}/v1}}"))
-    proc = subprocess.Popen([sys.executable, "-m", "agentcap_cli.main", "test", "--repeat", "4", "--no-judge"],
-                            cwd=project, env={**os.environ, "AGENTCAP_WORKSPACE": str(tmp_path)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert third.wait(300), "the suite never reached its third repeat"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        with start("test", "--repeat", "4", "--no-judge", cwd=project, workspace=tmp_path) as proc:
+            assert third.wait(300), "the suite never reached its third repeat"
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
     finally:
-        proc.kill()
         server.stop()
     assert proc.returncode == 1, err[-3000:]
     results = json.loads((project / "reports" / "results.json").read_text())
@@ -242,4 +231,4 @@ def test_ctrl_c_stops_the_suite_and_keeps_what_finished(tmp_path):
     assert (run_dir / "results" / "hello-file" / "1.json").is_file()
     from tests.support.sandboxes import containers
 
-    assert containers(get_podman(), run=run_dir.name) == []
+    assert containers(podman, run=run_dir.name) == []

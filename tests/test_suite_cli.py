@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from agentcap_cli.suite.project import load_project
 from agentcap_cli.suite.report import build, junit
 from agentcap_cli.suite.runner import SuiteRun, plan
 from agentcap_cli.suite.select import SelectError, by_name, by_tags
+from tests.support import cli as cli_process
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "my-eval"
@@ -46,8 +45,7 @@ def test_validate_reports_every_broken_file_in_one_pass_in_three_formats(project
     assert r.exit_code == 2 and len(lines) == 2 and all(line.startswith("::error file=") for line in lines)
     assert ",line=" in lines[0] and "title=agent::" in lines[0]
     # text, through a pipe: one line per error, however long
-    p = subprocess.run([sys.executable, "-m", "agentcap_cli.main", "validate", "--root", str(project)],
-                       capture_output=True, text=True, timeout=60)
+    p = cli_process.agentcap("validate", "--root", str(project), timeout=60)
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert p.returncode == 2 and len(errors) == 2 and all("scenario.yaml:" in e for e in errors)
     assert len(p.stderr.splitlines()) == 2

@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import anthropic
@@ -32,6 +34,8 @@ from agentcap_cli.harness.services import CallTracker, Services
 from agentcap_cli.main import cli
 from agentcap_cli.runs.verdict import NO_CALL, CallOutcome, turn_failure
 from agentcap_cli.suite.judge import Prompt, judge
+from tests.conftest import closed_port
+from tests.support.cli import start
 from tests.support.strict import StrictUpstream, always
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,13 +45,18 @@ def spellings(base: str) -> list[str]:
     return [base, base + "/", base + "/v1", base + "/v1/"]
 
 
+@dataclass
+class Strict:
+    server: ModelServer
+    base: str  # the API's base as a user writes it, without /v1
+
+
 @pytest.fixture(params=["", "/api"], ids=["root", "under-api"])
-def strict(request, tmp_path):
-    """(server, the API's base as a user writes it without /v1)."""
+def strict(request, tmp_path) -> Iterator[Strict]:
     script = tmp_path / "judge.yaml"
     script.write_text("replies:\n  - text: '{\"score\": 0.75, \"reasoning\": \"fine\"}'\n")
     with ModelServer(StrictUpstream(prefix=request.param, script=str(script))) as server:
-        yield server, server.url + request.param
+        yield Strict(server, server.url + request.param)
 
 
 # -- the helper ------------------------------------------------------------------------------------
@@ -68,7 +77,7 @@ def test_every_spelling_names_the_same_api_root():
 # -- direct consumers: the synthesizer, the judge, model serve --on-miss forward -------------------
 
 def test_synthesizer_and_judge_reach_the_api_in_every_spelling(strict):
-    server, base = strict
+    server, base = strict.server, strict.base
     for given in spellings(base):
         assert Synthesizer(given, "m", "k")("the task", "the reply") == '{"score": 0.75, "reasoning": "fine"}'
         for backend in ("chat", "anthropic-api"):
@@ -94,7 +103,7 @@ def test_a_failed_synthesized_follow_up_says_why_and_only_falls_back_when_allowe
         with pytest.raises(FollowupFailed, match="404: no route for POST /wrong/v1/chat/completions"):
             Synthesizer(server.url + "/wrong", "m", None)("task", None)
     with pytest.raises(FollowupFailed, match="ConnectError"):  # nothing listens there
-        Synthesizer(f"http://127.0.0.1:{_closed_port()}", "m", None, timeout=5)("task", None)
+        Synthesizer(f"http://127.0.0.1:{closed_port()}", "m", None, timeout=5)("task", None)
 
 
 def test_judge_reports_the_upstream_message():
@@ -108,11 +117,8 @@ def test_model_serve_on_miss_forward_accepts_every_spelling(tmp_path):
 
     cassette = fake_run(tmp_path, [({"model": "recorded"}, ["x"])])
     with ModelServer(StrictUpstream(prefix="/api")) as live:
-        proc = subprocess.Popen([sys.executable, "-m", "agentcap_cli.main", "model", "serve", "--replay", str(cassette),
-                                 "--on-miss", "forward", "--port", "0"], cwd=REPO, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env={**os.environ, "AGENTCAP_UPSTREAM": live.url + "/api/v1/"})
-        try:
+        with start("model", "serve", "--replay", str(cassette), "--on-miss", "forward", "--port", "0",
+                   AGENTCAP_UPSTREAM=live.url + "/api/v1/") as proc:  # stopped (SIGTERM) when the block ends
             exports = {}
             for line in proc.stdout:
                 if line.startswith("export "):
@@ -122,13 +128,6 @@ def test_model_serve_on_miss_forward_accepts_every_spelling(tmp_path):
                     break
             r = httpx.post(exports["OPENAI_BASE_URL"] + "/chat/completions", timeout=30,
                            json={"model": "other", "messages": [{"role": "user", "content": "hi"}]})
-        finally:
-            proc.terminate()
-            try:
-                proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
     assert r.status_code == 200, r.text
     assert ("POST", "/api/v1/chat/completions") in live.app.seen
 
@@ -329,10 +328,4 @@ def test_bad_followup_fallback_is_one_clear_error_naming_the_flag(tmp_path):
     assert r.exit_code == 2 and "--upstream" in r.output and "https://router.huggingface.co/v1" in r.output
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 

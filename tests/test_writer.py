@@ -15,6 +15,7 @@ import httpx
 from agentcap_addons.wire.util.files import InodePool, create_file
 from agentcap_addons.writer import _HEAD, ProcessWriter
 from agentcap_cli.harness.proxy import start_proxy
+from tests.support.cli import background
 
 
 def test_create_file_is_complete_and_leaves_nothing_else(tmp_path):
@@ -60,12 +61,12 @@ def test_serve_handles_split_frames_and_reports_failures(tmp_path):
         p = str(path).encode()
         data = b"data-%d" % fid
         frames += _HEAD.pack(fid, len(p), len(data)) + p + data
-    proc = subprocess.Popen([sys.executable, "-c", "from agentcap_addons.writer import serve; serve()"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    for i in range(0, len(frames), 7):  # arrive in small pieces
-        proc.stdin.write(frames[i : i + 7])
-        proc.stdin.flush()
-    out, err = proc.communicate(timeout=30)
+    with background([sys.executable, "-c", "from agentcap_addons.writer import serve; serve()"],
+                    stdin=subprocess.PIPE, text=False) as proc:
+        for i in range(0, len(frames), 7):  # arrive in small pieces
+            proc.stdin.write(frames[i : i + 7])
+            proc.stdin.flush()
+        out, err = proc.communicate(timeout=30)
     assert out.split() == [b"1", b"-2", b"3"]
     assert b"could not write" in err
     assert (tmp_path / "a").read_bytes() == b"data-1" and (tmp_path / "c").read_bytes() == b"data-3"
