@@ -30,7 +30,7 @@ from mitmproxy import flow as mflow
 from agentcap_addons.errorpages import JsonErrors
 from agentcap_addons.keyauth import KeyAuth, attribution_of, error_response
 from agentcap_addons.lifecycle import Lifecycle
-from agentcap_addons.recorder import Call, Recorder
+from agentcap_addons.recorder import LiveCall, Recorder
 from agentcap_addons.watchdog import SilentUpstream
 from agentcap_addons.websocket import WebSocketCapture, is_websocket_handshake
 from agentcap_addons.wire.capture.policy import DEFAULT_PATHS, path_matches
@@ -38,7 +38,7 @@ from agentcap_addons.wire.capture.policy import DEFAULT_PATHS, path_matches
 log = logging.getLogger(__name__)
 
 
-def classify_error(flow: http.HTTPFlow, call: Call) -> dict[str, str]:
+def classify_error(flow: http.HTTPFlow, call: LiveCall) -> dict[str, str]:
     """Map mitmproxy's error message and the flow's state to the contract's error kinds."""
     msg = flow.error.msg if flow.error else "unknown error"
     low = msg.lower()
@@ -65,13 +65,13 @@ def _stream_hint(headers: http.Headers) -> bool:
     return headers.get("content-type", "").lower().startswith("text/event-stream")
 
 
-class Capture:
+class HTTPCapture:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.paths: tuple[str, ...] = DEFAULT_PATHS
         # flow id → its call; kept here, not in flow.metadata, which mitmproxy copies and serialises
         # (flow files, mitmweb) and so must hold plain data only
-        self._calls: dict[str, Call] = {}
+        self._calls: dict[str, LiveCall] = {}
 
     def load(self, loader) -> None:
         loader.add_option("agentcap_dir", str, "", "Run directory; captures go to <dir>/captures/.")
@@ -127,7 +127,7 @@ class Capture:
         # mitmproxy awaits what a hook returns: the request goes upstream once its record is on disk
         return self._on_disk(flow, call)
 
-    async def _on_disk(self, flow: http.HTTPFlow, call: Call) -> None:
+    async def _on_disk(self, flow: http.HTTPFlow, call: LiveCall) -> None:
         assert call.written is not None
         ok = await call.written
         if ok or self.recorder.retry_request(call):
@@ -137,13 +137,13 @@ class Capture:
         self._refuse(flow, call)
 
     @staticmethod
-    def _refuse(flow: http.HTTPFlow, call: Call) -> None:
+    def _refuse(flow: http.HTTPFlow, call: LiveCall) -> None:
         """Fail closed: without its request record on disk a call is answered here, in the error
         shape both OpenAI and Anthropic clients read, and never forwarded."""
         flow.response = capture_failed_response(call.write_error or "unknown error")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        call: Call | None = self._calls.get(flow.id)
+        call: LiveCall | None = self._calls.get(flow.id)
         if call is None or flow.response is None:
             return
         if flow.response.raw_content:
@@ -156,7 +156,7 @@ class Capture:
         flow.response.stream = call.tee
 
     def response(self, flow: http.HTTPFlow) -> None:
-        call: Call | None = self._calls.get(flow.id)
+        call: LiveCall | None = self._calls.get(flow.id)
         if call is None or flow.response is None:
             return
         resp = flow.response
@@ -178,7 +178,7 @@ class Capture:
         )
 
     def error(self, flow: http.HTTPFlow) -> None:
-        call: Call | None = self._calls.get(flow.id)
+        call: LiveCall | None = self._calls.get(flow.id)
         if call is not None and not call.finished:
             self._close_failed(flow, call, classify_error(flow, call))
 
@@ -191,7 +191,7 @@ class Capture:
         # WebSocketCapture.done ran before this one (it comes first in `addons`): close the writer last
         self.recorder.shutdown()
 
-    def _close_failed(self, flow: http.HTTPFlow, call: Call, error: dict[str, str]) -> None:
+    def _close_failed(self, flow: http.HTTPFlow, call: LiveCall, error: dict[str, str]) -> None:
         """The response record of a call that did not end normally: whatever arrived, and why."""
         self._calls.pop(flow.id, None)
         resp = flow.response
@@ -205,4 +205,4 @@ class Capture:
         )
 
 recorder = Recorder()
-addons = [Lifecycle(), KeyAuth(), JsonErrors(), WebSocketCapture(recorder), SilentUpstream(recorder), Capture(recorder)]
+addons = [Lifecycle(), KeyAuth(), JsonErrors(), WebSocketCapture(recorder), SilentUpstream(recorder), HTTPCapture(recorder)]

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Call:
+class LiveCall:
     """One capture in flight."""
 
     rid: str
@@ -99,7 +99,7 @@ class Recorder:
         self.request_headers = HeaderFilter(REQUEST_HEADERS)
         self.response_headers = HeaderFilter(RESPONSE_HEADERS)
         self._dirs: dict[str, CaptureDir] = {}
-        self.inflight: dict[str, tuple[http.HTTPFlow, Call]] = {}
+        self.inflight: dict[str, tuple[http.HTTPFlow, LiveCall]] = {}
         self.events_fd: int = -1
         self.events_dropped = 0
         self.writer: ProcessWriter | None = ProcessWriter()
@@ -147,7 +147,7 @@ class Recorder:
             path.parent.mkdir(parents=True, exist_ok=True)
             create_file(path, data, self.inodes)
 
-    def retry_request(self, call: Call) -> bool:
+    def retry_request(self, call: LiveCall) -> bool:
         """The writer process could not write ``call``'s request record: try once more here (making
         the directory again if it is gone). False, with ``call.write_error`` set, when it still fails."""
         assert call.request_file is not None
@@ -160,7 +160,7 @@ class Recorder:
         call.request_file = None
         return True
 
-    def request_failed(self, call: Call, e: OSError) -> None:
+    def request_failed(self, call: LiveCall, e: OSError) -> None:
         """No request record: the call is refused, never forwarded (the contract), and said so."""
         call.write_error = f"{type(e).__name__}: {e.strerror or e}"
         call.finished = True
@@ -169,7 +169,7 @@ class Recorder:
                   call.directory.request_path(call.rid), call.write_error)
         self.emit({**call.request_event, "event": "capture_failed", "record": "request", "reason": call.write_error})
 
-    def response_failed(self, call: Call, e: OSError) -> None:
+    def response_failed(self, call: LiveCall, e: OSError) -> None:
         log.error("agentcap: response record %s could not be written (%s)",
                   call.directory.response_path(call.rid), f"{type(e).__name__}: {e.strerror or e}")
         self.emit({**call.request_event, "event": "capture_failed", "record": "response",
@@ -226,11 +226,11 @@ class Recorder:
         attribution: Attribution | None,
         method: str,
         body: bytes,
-    ) -> Call:
+    ) -> LiveCall:
         """Write the request record (before anything is forwarded) and start tracking the call."""
         directory, run_id = self._captures_dir(attribution)
         api = api_kind(flow.request.path)
-        call = Call(
+        call = LiveCall(
             rid=new_request_id(),
             seq=directory.next_seq(),
             directory=directory,
@@ -280,7 +280,7 @@ class Recorder:
 
     def close(
         self,
-        call: Call,
+        call: LiveCall,
         status_code: int | None,
         headers: list[tuple[str, str]],
         data: bytes,
@@ -324,7 +324,7 @@ class Recorder:
         if fut is not None:
             fut.add_done_callback(lambda f: self._response_written(f, call, path, data, event))
 
-    def _response_written(self, fut: asyncio.Future, call: Call, path: Path, data: bytes,
+    def _response_written(self, fut: asyncio.Future, call: LiveCall, path: Path, data: bytes,
                           event: dict[str, Any]) -> None:
         """The writer process could not write a response record: once more here, else say so."""
         if fut.cancelled() or fut.result():

@@ -17,7 +17,7 @@ from mitmproxy import ctx, http
 from mitmproxy.websocket import WebSocketMessage
 
 from agentcap_addons.keyauth import attribution_of
-from agentcap_addons.recorder import Call, Recorder
+from agentcap_addons.recorder import LiveCall, Recorder
 from agentcap_addons.wire.capture.policy import path_matches
 
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "response.done", "error"})
@@ -38,12 +38,12 @@ def _event_type(text: str) -> str | None:
 class WebSocketCapture:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
-        self._calls: dict[str, Call] = {}  # flow id → the call in flight (flow.metadata must stay plain data)
+        self._calls: dict[str, LiveCall] = {}  # flow id → the call in flight (flow.metadata must stay plain data)
 
     def _captured(self, flow: http.HTTPFlow) -> bool:
         return flow.websocket is not None and path_matches(flow.request.path, ctx.options.agentcap_paths)
 
-    def _finish(self, flow: http.HTTPFlow, call: Call, error: dict[str, str] | None) -> None:
+    def _finish(self, flow: http.HTTPFlow, call: LiveCall, error: dict[str, str] | None) -> None:
         status = flow.response.status_code if flow.response else None
         headers = list(flow.response.headers.items()) if flow.response else []
         self.recorder.close(call, status, headers, b"".join(call.bufs), True, error)
@@ -54,7 +54,7 @@ class WebSocketCapture:
             return None
         assert flow.websocket is not None
         msg = flow.websocket.messages[-1]
-        call: Call | None = self._calls.get(flow.id)
+        call: LiveCall | None = self._calls.get(flow.id)
         if msg.from_client:
             if call is not None:
                 self._finish(flow, call, None)
@@ -74,7 +74,7 @@ class WebSocketCapture:
             self._finish(flow, call, None)
         return None
 
-    async def _on_disk(self, flow: http.HTTPFlow, msg: WebSocketMessage, call: Call) -> None:
+    async def _on_disk(self, flow: http.HTTPFlow, msg: WebSocketMessage, call: LiveCall) -> None:
         """The message is relayed once its record is on disk; if it cannot be written, never."""
         assert call.written is not None
         if await call.written or self.recorder.retry_request(call):
@@ -84,7 +84,7 @@ class WebSocketCapture:
         self._refuse(flow, msg, call)
 
     @staticmethod
-    def _refuse(flow: http.HTTPFlow, msg: WebSocketMessage, call: Call) -> None:
+    def _refuse(flow: http.HTTPFlow, msg: WebSocketMessage, call: LiveCall) -> None:
         """Fail closed: the message is dropped, the client gets a Responses API error event."""
         msg.drop()
         event = {"type": "error", "error": {"type": "server_error", "code": "agentcap_capture_failed",
@@ -93,7 +93,7 @@ class WebSocketCapture:
         ctx.master.commands.call("inject.websocket", flow, True, json.dumps(event).encode(), True)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
-        call: Call | None = self._calls.get(flow.id)
+        call: LiveCall | None = self._calls.get(flow.id)
         if call is None:
             return
         # a call still open here never saw its terminal event: the socket closed under it

@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -95,9 +97,13 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         """The one place an error reaching the top becomes an exit code: any ``AgentcapError`` that a
         command did not handle prints ``Error: <message>`` and exits with its ``exit_code`` (2 for bad
-        input, 1 otherwise) — never a traceback."""
+        input, 1 otherwise) — never a traceback. A usage error (a bad flag or value, exit 2) is click's
+        usage banner and ``Error: …`` on a terminal, and just the ``Error: …`` line when stderr is not one
+        (CI logs are grepped a line at a time)."""
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
         except Exception as exc:
             from agentcap_addons.wire.util.errors import AgentcapError  # only on the error path
 
@@ -105,10 +111,25 @@ class LazyGroup(click.Group):
                 raise _Refused(exc) from exc
             raise
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # a bad option of the group itself (``agentcap --bogus``)
+            raise _one_line(exc) from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list from the table: no command module is imported to print it."""
         with formatter.section("Commands"):
             formatter.write_dl([(name, self.table[name][1]) for name in self.list_commands(ctx)])
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    """``exc`` as it is, on a terminal; otherwise the same message with no context, which click prints
+    as just its ``Error: …`` line (no usage banner, no --help hint): CI logs are grepped a line at a time."""
+    if sys.stderr.isatty():
+        return exc
+    return click.UsageError(exc.format_message())
 
 
 class AgentevalGroup(LazyGroup):

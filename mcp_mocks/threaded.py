@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import uvicorn
 
@@ -45,7 +45,7 @@ class ThreadedServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> ThreadedServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 

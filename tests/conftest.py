@@ -78,3 +78,10 @@ def plugin(tmp_path, monkeypatch):
     sys.modules.pop("tests.support.plugin_agent", None)
     yield ctx
     sys.modules.pop("tests.support.plugin_agent", None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that runs containers is ``slow`` too, so ``pytest -m "not slow"`` is the quick loop."""
+    for item in items:
+        if item.get_closest_marker("podman") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.harness.modelserver import ModelServer, make_responder
 from agentcap_cli.main import agenteval, cli
-from agentcap_cli.suite.assertions import Assertion, Outcome, evaluate
+from agentcap_cli.suite.assertions import Assertion, ScenarioOutcome, evaluate
 from agentcap_cli.suite.project import load_dotenv, load_project
 from agentcap_cli.suite.runner import plan
 from agentcap_cli.suite.session import SuiteInputError, resolve_upstream
@@ -175,15 +175,15 @@ def test_agent_model_and_provider_overrides_make_distinct_cells(project):
     (project / "agents" / "other").mkdir()
     (project / "agents" / "other" / "capabilities.yaml").write_text("servers: []\nbase_prompt: hi\n")
     p = load_project(project)
-    units = plan(p, agents=["release-bot", "other"], models=["m1", "m2"], repeat=2, provider="pi")
+    units = plan(p, agents=["release-bot", "other"], models=["m1", "m2"], repeat=2, adapter="pi")
     cells = sorted({u.cell for u in units})
     assert cells == ["slack-release-note[other]@m1", "slack-release-note[other]@m2",
                      "slack-release-note[release-bot]@m1", "slack-release-note[release-bot]@m2"]
-    assert len(units) == 8 and {u.provider for u in units} == {"pi"}
+    assert len(units) == 8 and {u.adapter for u in units} == {"pi"}
     assert [u.cell for u in plan(p, filter="[other]", agents=["release-bot", "other"])] == ["slack-release-note[other]"]
     scenario = project / "scenarios" / "slack-release-note" / "scenario.yaml"
     scenario.write_text("provider: claude\n" + scenario.read_text())  # a pinned provider beats --provider
-    assert {u.provider for u in plan(load_project(project), provider="pi")} == {"claude"}
+    assert {u.adapter for u in plan(load_project(project), adapter="pi")} == {"claude"}
     r = CliRunner().invoke(agenteval, ["run", "--root", str(project), "--agent", "ghost"])
     assert r.exit_code == 2 and "no agents/ghost/capabilities.yaml" in r.output
     r = CliRunner().invoke(agenteval, ["run", "--root", str(project), "--provider", "nobody"])
@@ -207,7 +207,7 @@ def test_agent_model_and_provider_overrides_make_distinct_cells(project):
 def test_assertion_params_as_agenteval_documents_them(tmp_path, kind, params, ok):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "a.md").write_text("Hello")
-    o = Outcome(tmp_path, set(), "Posted it.", {"s": {"messages": [{"channel": "releases", "n": 2}, {"channel": "x", "n": 0}]}},
+    o = ScenarioOutcome(tmp_path, set(), "Posted it.", {"s": {"messages": [{"channel": "releases", "n": 2}, {"channel": "x", "n": 0}]}},
                 [{"server": "s", "tool": "post", "args": {}, "at": "t"}], [], {})
     [r] = evaluate([Assertion(kind, params, kind)], o)
     assert r["passed"] is ok, r["detail"]

@@ -144,3 +144,41 @@ def test_the_facades_give_every_name_they_list_and_a_small_part_stays_small():
     probe = "import sys, agentcap_addons.wire.util.files; print('agentcap_addons.wire.api.decode' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
+
+
+def test_a_usage_error_is_one_line_through_a_pipe_and_click_s_banner_on_a_terminal(tmp_path):
+    """Bad flags, values, commands and env vars (exit 2): only the ``Error: …`` line when stderr is a pipe
+    (a CI log), click's usage banner and --help hint when it is a terminal."""
+    import os
+    import pty
+    import subprocess
+
+    from tests.support import cli
+
+    cases = [(["run", "--agent", "nosuch", "--tasks", "x.txt"], {}, "Invalid value for '--agent'"),
+             (["lss"], {}, "No such command 'lss'"),
+             (["--bogus"], {}, "No such option '--bogus'"),
+             (["sandbox", "nosuch"], {}, "No such command 'nosuch'"),
+             (["run", "--agent", "pi", "--tasks", "x.txt"], {"AGENTCAP_TURNS": "abc"}, "$AGENTCAP_TURNS")]
+    for args, env, want in cases:
+        r = cli.agentcap(*args, workspace=tmp_path, timeout=60, **env)
+        assert r.returncode == 2 and r.stdout == "", (args, r.stderr)
+        assert r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith("Error: ") and want in r.stderr
+    # on a terminal: as click prints it
+    leader, follower = pty.openpty()
+    try:
+        p = subprocess.run(cli.argv("lss"), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
+                           env=cli.environ(tmp_path), timeout=60)
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child's side is closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert p.returncode == 2 and b"Usage: " in seen and b"Try 'agentcap --help'" in seen and b"No such command" in seen

@@ -10,7 +10,7 @@ import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
-from agentcap_addons.capture import Capture
+from agentcap_addons.capture import HTTPCapture
 from agentcap_addons.keyauth import KeyAuth
 from agentcap_addons.recorder import Recorder
 from agentcap_addons.watchdog import SilentUpstream
@@ -37,7 +37,7 @@ class Addons:
     """The capture addons loaded in one mitmproxy test context, writing to ``run``."""
     tctx: taddons.context
     keyauth: KeyAuth
-    capture: Capture
+    capture: HTTPCapture
     websocket: WebSocketCapture
     run: Path
 
@@ -45,7 +45,7 @@ class Addons:
 @pytest.fixture
 def addons(tmp_path) -> Iterator[Addons]:
     rec = Recorder()
-    ka, cap, ws = KeyAuth(), Capture(rec), WebSocketCapture(rec)
+    ka, cap, ws = KeyAuth(), HTTPCapture(rec), WebSocketCapture(rec)
     with taddons.context(ka, cap, ws) as tctx:
         tctx.configure(cap, agentcap_dir=str(tmp_path / "run"))
         yield Addons(tctx, ka, cap, ws, tmp_path / "run")
@@ -141,7 +141,7 @@ def test_shutdown_closes_calls_in_flight(addons):
 
 def test_the_watchdog_cuts_only_a_silent_call_and_records_it_as_a_timeout(tmp_path):
     rec = Recorder()
-    cap, dog = Capture(rec), SilentUpstream(rec)
+    cap, dog = HTTPCapture(rec), SilentUpstream(rec)
     with taddons.context(cap, dog) as tctx:
         tctx.configure(cap, agentcap_dir=str(tmp_path / "run"))
         with pytest.raises(exceptions.OptionsError, match="agentcap_timeout: not a number"):

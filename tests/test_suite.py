@@ -13,7 +13,7 @@ from junitparser import JUnitXml
 
 from agentcap_cli.main import cli
 from agentcap_cli.suite import assertions as kinds
-from agentcap_cli.suite.assertions import Outcome, evaluate
+from agentcap_cli.suite.assertions import ScenarioOutcome, evaluate
 from agentcap_cli.suite.jsonpath import JSONPathError, find
 from agentcap_cli.suite.project import load_project
 from agentcap_cli.suite.stats import aggregate, cell_summary, pass_hat_k, wilson
@@ -133,12 +133,12 @@ def test_the_example_validates_and_lists():
 
 # -- assertions and JSONPath ------------------------------------------------------------------------------
 
-def outcome(tmp_path: Path, **kw) -> Outcome:
+def outcome(tmp_path: Path, **kw) -> ScenarioOutcome:
     base = dict(workspace=tmp_path, snapshot=set(), output="", mock_state={}, mock_calls=[], model_calls=[], prices={})
-    return Outcome(**{**base, **kw})
+    return ScenarioOutcome(**{**base, **kw})
 
 
-def check(kind: str, params: dict, o: Outcome) -> tuple[bool, str]:
+def check(kind: str, params: dict, o: ScenarioOutcome) -> tuple[bool, str]:
     [r] = evaluate([kinds.Assertion(kind, params, kind)], o)
     return r["passed"], r["detail"]
 

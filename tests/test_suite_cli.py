@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from agentcap_cli.main import cli
 from agentcap_cli.suite.project import load_project
 from agentcap_cli.suite.report import build, junit
+from agentcap_cli.suite.results import RepeatResult
 from agentcap_cli.suite.runner import SuiteRun, plan
 from agentcap_cli.suite.select import SelectError, by_name, by_tags
 from tests.support import cli as cli_process
@@ -49,6 +50,26 @@ def test_validate_reports_every_broken_file_in_one_pass_in_three_formats(project
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert p.returncode == 2 and len(errors) == 2 and all("scenario.yaml:" in e for e in errors)
     assert len(p.stderr.splitlines()) == 2
+
+
+def test_validate_reports_every_problem_of_one_file_each_at_its_line(project):
+    """Independent parts of one scenario are checked on their own: three problems, three errors in file
+    order; an assertion on a mock that does not load is not reported again."""
+    path = project / "scenarios" / "write-file" / "scenario.yaml"
+    text = path.read_text().replace("kind: file_exists", "kind: file_exist").replace("\nprompt", "\nowner: me\nprompt", 1)
+    path.write_text(text + "tags: [\"not a word\"]\nrun: {repeats: two}\n")
+    r = CliRunner().invoke(cli, ["validate", "--root", str(project), "--format", "json"])
+    assert r.exit_code == 2, r.output
+    errors = json.loads(r.stdout)["errors"]
+    assert [e["key"] for e in errors] == ["owner", "assertions.0.kind", "tags.0", "run.repeats"], errors
+    assert [e["line"] for e in errors] == sorted(e["line"] for e in errors)
+    lines = text.splitlines()
+    assert lines[errors[0]["line"] - 1].startswith("owner") and "file_exist" in lines[errors[1]["line"] - 1]
+    # a library caller without ``errors`` still gets one exception: the first problem, and the count
+    from agentcap_addons.wire.util.yamlfile import ConfigError
+
+    with pytest.raises(ConfigError, match=r"owner: unknown key.*\(\+3 more in this file\)"):
+        load_project(project)
 
 
 def test_an_unknown_key_gets_a_suggestion(project):
@@ -126,7 +147,7 @@ def test_maxfail_stops_starting_repeats(project, monkeypatch):
 
     def fake(self, u):
         ran.append(f"{u.cell}#{u.repeat}")
-        return rec(u.cell, u.repeat, passed=False)
+        return RepeatResult(u.cell, u.scenario.id, u.agent, u.adapter, u.model, u.repeat, passed=False, error="turn 1")
 
     monkeypatch.setattr(SuiteRun, "run_unit", fake)
     monkeypatch.setattr("agentcap_cli.suite.runner.ensure_image", lambda *a, **k: None)

@@ -12,7 +12,7 @@ from click.core import ParameterSource
 from rich.markup import escape
 from rich.table import Table
 
-from agentcap_addons.wire.util.yamlfile import ConfigError
+from agentcap_addons.wire.util.yamlfile import ConfigError, each_error
 from agentcap_cli.console import err_console, out_console
 from agentcap_cli.suite.project import Project, load_project
 
@@ -39,14 +39,14 @@ def _load(root: Path) -> Project:
               help="text: file:line: key: message on stderr; json: a list on stdout; github: ::error "
                    "annotations on stdout.  [env AGENTCAP_FORMAT]")
 def validate(root: Path, fmt: str) -> None:
-    """Check every file of the project deeply (no model calls), reporting every broken file at once:
-    exit 0 when valid, 2 otherwise."""
+    """Check every file of the project deeply (no model calls), reporting every problem of every file
+    at once: exit 0 when valid, 2 otherwise."""
     errors: list[ConfigError] = []
     project = None
     try:
         project = load_project(root, errors)
     except ConfigError as exc:
-        errors.append(exc)
+        errors += each_error(exc)
     seen: set[str] = set()
     errors = [e for e in errors if not (str(e) in seen or seen.add(str(e)))]  # a shared mock: once
     if fmt == "json":
@@ -166,7 +166,7 @@ def test(ctx: click.Context, root: Path, filter_: str | None, provider: str | No
     cells = _failed_cells(report_dir or project.report_dir) if failed else None
     try:
         units = plan(project, filter=filter_, agents=list(agents) or None, models=list(models) or None, repeat=repeat,
-                     provider=provider, tags=tags, names=names, cells=cells)
+                     adapter=provider, tags=tags, names=names, cells=cells)
     except SelectError as exc:
         raise click.BadParameter(str(exc), param_hint="'-m' / '-k'") from None
     if not units:

@@ -79,7 +79,7 @@ WIRE_HARNESS = "agentcap"
 
 
 @dataclass
-class Outcome:
+class SessionOutcome:
     """How a task (or a suite cell's repeat) ended, from run.json / results/<cell>/<repeat>.json."""
 
     prompt: str | None = None
@@ -92,19 +92,19 @@ class Outcome:
     cost_source: str | None = None
 
 
-def outcomes(run_dir: Path) -> dict[tuple[str | None, str | None, int | None], Outcome]:
+def outcomes(run_dir: Path) -> dict[tuple[str | None, str | None, int | None], SessionOutcome]:
     """(task_id, cell, repeat) → outcome, for corpus tasks and suite repeats alike."""
     try:
         rec = read_json(run_dir / RUN_JSON)
     except (OSError, ValueError):
         return {}
-    out: dict[tuple[str | None, str | None, int | None], Outcome] = {}
+    out: dict[tuple[str | None, str | None, int | None], SessionOutcome] = {}
     prompts = {}
     for t in rec.get("tasks") or []:
         turns = t.get("turns") or []
         reason = t.get("aborted_reason") or next((x.get("aborted_reason") for x in turns if x.get("aborted_reason")), None)
         done = (t.get("completed_turns") or 0) >= (t.get("turns_planned") or 0) and not reason
-        out[(t.get("task_id"), None, None)] = Outcome(t.get("prompt"), t.get("session_id"), done, reason)
+        out[(t.get("task_id"), None, None)] = SessionOutcome(t.get("prompt"), t.get("session_id"), done, reason)
         prompts[str(t.get("task_id") or "").split("#")[0]] = t.get("prompt")
     results = run_dir / "results"
     for path in sorted(results.glob("*/*.json")) if results.is_dir() else []:
@@ -116,7 +116,7 @@ def outcomes(run_dir: Path) -> dict[tuple[str | None, str | None, int | None], O
         cell = str(r.get("cell") or path.parent.name)
         judge = r.get("judge") if isinstance(r.get("judge"), dict) else {}
         score = judge.get("score")
-        out[(cell, cell, repeat)] = Outcome(
+        out[(cell, cell, repeat)] = SessionOutcome(
             prompts.get(cell), None, bool(r.get("passed")) and not r.get("error"), r.get("error"), r.get("passed"),
             float(score) if isinstance(score, (int, float)) else None,
             r.get("cost_usd") if isinstance(r.get("cost_usd"), (int, float)) else None, r.get("cost_source"))
@@ -191,10 +191,10 @@ def build(run_dir: Path, run: RunInfo, calls: list[CallInfo], prices: dict[str, 
         if not rebuilt.calls:
             continue
         outcome = ends.get(key[1:]) or ends.get((key[1], None, None)) if key[0] == "task" else None
-        yield _session(run, key, group, rebuilt, outcome or Outcome(), load, prices or {}, (native or {}).get(key))
+        yield _session(run, key, group, rebuilt, outcome or SessionOutcome(), load, prices or {}, (native or {}).get(key))
 
 
-def _session(run: RunInfo, key: tuple[Any, ...], group: list[CallInfo], rebuilt: RebuiltSession, outcome: Outcome,
+def _session(run: RunInfo, key: tuple[Any, ...], group: list[CallInfo], rebuilt: RebuiltSession, outcome: SessionOutcome,
              load: Callable[[str], Loaded], prices: dict[str, dict[str, float]], native: Counts | None) -> SessionOut:
     last = rebuilt.final[-1]
     messages = rebuilt.messages

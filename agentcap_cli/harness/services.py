@@ -118,6 +118,8 @@ class CallTracker:
 
     def _on_event(self, ev: dict) -> None:
         kind, rid = ev.get("event"), ev.get("request_id")
+        if not isinstance(rid, str):  # every event the capture proxy sends names its call
+            return
         key = (str(ev.get("run_id")), str(ev.get("task_id")), int(ev.get("turn") or 0))
         if kind == "request" or (kind == "capture_failed" and ev.get("record") == "request"):
             self.by_turn.setdefault((*key, ev.get("cell"), ev.get("repeat")), []).append(rid)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentcap_addons.wire.util.yamlfile import Located, check_keys, did_you_mean
+from agentcap_addons.wire.util.yamlfile import Found, Located, check_keys, did_you_mean
 from agentcap_cli.suite.jsonpath import JSONPathError, check, count, find
 
 log = logging.getLogger("agentcap.test")
@@ -25,7 +25,7 @@ COMMON = {"kind", "name", "required"}
 
 
 @dataclass
-class Outcome:
+class ScenarioOutcome:
     """What a repeat left behind, for the assertions to look at."""
 
     workspace: Path
@@ -48,14 +48,14 @@ class Assertion:
 @dataclass
 class KindDef:
     params: set[str]
-    check: Callable[[dict[str, Any], Outcome], tuple[bool, str]]
+    check: Callable[[dict[str, Any], ScenarioOutcome], tuple[bool, str]]
     validate: Callable[[Located, str, dict[str, Any], dict[str, set[str]]], None] | None = None
 
 
 KINDS: dict[str, KindDef] = {}
 
 
-def register_kind(name: str, params: set[str], check: Callable[[dict[str, Any], Outcome], tuple[bool, str]],
+def register_kind(name: str, params: set[str], check: Callable[[dict[str, Any], ScenarioOutcome], tuple[bool, str]],
                   validate: Callable[..., None] | None = None, *, force: bool = False) -> None:
     if name in KINDS and not force:
         log.warning("assertion kind %r replaces a built-in one (pass force=True to silence this)", name)
@@ -65,21 +65,26 @@ def register_kind(name: str, params: set[str], check: Callable[[dict[str, Any], 
 def parse_assertions(doc: Located, items: Any, tools: dict[str, set[str]]) -> list[Assertion]:
     if not isinstance(items, list):
         raise doc.error("assertions", "must be a list")
-    out = []
+    out, found = [], Found()
     for i, a in enumerate(items):
-        key = f"assertions.{i}"
-        if not isinstance(a, dict) or "kind" not in a:
-            raise doc.error(key, "an assertion needs a 'kind'")
-        kind = KINDS.get(a["kind"])
-        if kind is None:
-            raise doc.error(f"{key}.kind", f"unknown assertion kind {a['kind']!r}{did_you_mean(a['kind'], KINDS)}; "
-                                           f"known: {', '.join(sorted(KINDS))}")
-        check_keys(doc, a, key, kind.params | COMMON)
-        params = normalize(a["kind"], {k: v for k, v in a.items() if k not in COMMON})
-        if kind.validate:
-            kind.validate(doc, key, params, tools)
-        out.append(Assertion(a["kind"], params, str(a.get("name") or f"{a['kind']} #{i + 1}"), bool(a.get("required", True))))
+        with found:  # each assertion checked on its own: every broken one is reported
+            out.append(_parse_assertion(doc, f"assertions.{i}", i, a, tools))
+    found.raise_any()
     return out
+
+
+def _parse_assertion(doc: Located, key: str, i: int, a: Any, tools: dict[str, set[str]]) -> Assertion:
+    if not isinstance(a, dict) or "kind" not in a:
+        raise doc.error(key, "an assertion needs a 'kind'")
+    kind = KINDS.get(a["kind"])
+    if kind is None:
+        raise doc.error(f"{key}.kind", f"unknown assertion kind {a['kind']!r}{did_you_mean(a['kind'], KINDS)}; "
+                                       f"known: {', '.join(sorted(KINDS))}")
+    check_keys(doc, a, key, kind.params | COMMON)
+    params = normalize(a["kind"], {k: v for k, v in a.items() if k not in COMMON})
+    if kind.validate:
+        kind.validate(doc, key, params, tools)
+    return Assertion(a["kind"], params, str(a.get("name") or f"{a['kind']} #{i + 1}"), bool(a.get("required", True)))
 
 
 def _need(doc: Located, key: str, params: dict[str, Any], *names: str) -> None:
@@ -130,7 +135,7 @@ def _v_mock_state(doc: Located, key: str, p: dict[str, Any], tools: dict[str, se
         raise doc.error(f"{key}.jsonpath", str(exc)) from None
 
 
-def _mock_state(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+def _mock_state(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
     path = p["jsonpath"]
     if p["server"] not in o.mock_state:
         return False, f"no state for mock server {p['server']!r}"
@@ -170,7 +175,7 @@ def _args_match(want: Any, got: Any, mode: str) -> bool:
     return want == got
 
 
-def _tool_called(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+def _tool_called(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
     calls = [c for c in o.mock_calls if c["tool"] == p["tool"] and (not p.get("server") or c["server"] == p["server"])]
     if "args" in p:
         calls = [c for c in calls if _args_match(p["args"], c["args"], p.get("match", "subset"))]
@@ -180,7 +185,7 @@ def _tool_called(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
 
 # -- files ------------------------------------------------------------------------------------------
 
-def _file_exists(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+def _file_exists(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
     ok = (o.workspace / p["path"]).exists()
     return ok, f"{p['path']} {'exists' if ok else 'does not exist'}"
 
@@ -192,7 +197,7 @@ def _found(values: list[Any], text: str, mode: str, ignore_case: bool = False) -
     return (not missing) if mode == "all" else bool(present), present, missing
 
 
-def _file_contains(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+def _file_contains(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
     path = o.workspace / p["path"]
     try:
         text = path.read_text(errors="replace")
@@ -202,7 +207,7 @@ def _file_contains(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
     return ok, f"{p['path']}: found {present}; missing {missing} ({p.get('mode', 'all')})"
 
 
-def _dir_has_new_file(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+def _dir_has_new_file(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
     base = o.workspace / p.get("dir", ".")
     if not base.is_dir():
         return False, f"{p.get('dir', '.')} is not a directory"
@@ -219,12 +224,12 @@ def _dir_has_new_file(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
 
 # -- output -----------------------------------------------------------------------------------------
 
-def _output_contains(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+def _output_contains(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
     ok, present, missing = _found(p["values"], o.output, p.get("mode", "all"), bool(p.get("ignore_case")))
     return ok, f"output: found {present}; missing {missing}"
 
 
-def _output_matches(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+def _output_matches(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
     flags = re.S | (re.I if p.get("ignore_case") else 0)
     ok = re.search(p["pattern"], o.output, flags) is not None
     return ok, f"output {'matches' if ok else 'does not match'} /{p['pattern']}/"
@@ -252,7 +257,7 @@ def cost_of(calls: list[dict[str, Any]], prices: dict[str, dict[str, float]]) ->
     return total
 
 
-def _model_calls(p: dict[str, Any], o: Outcome) -> tuple[bool, str]:
+def _model_calls(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
     calls = o.model_calls
     tokens = sum((c.get("tokens_in") or 0) + (c.get("tokens_out") or 0) for c in calls)
     seconds = sum((c.get("duration_ms") or 0) for c in calls) / 1000
@@ -315,7 +320,7 @@ for _name, _params, _check, _validate in [
     KINDS[_name] = KindDef(_params, _check, _validate)
 
 
-def evaluate(assertions: list[Assertion], outcome: Outcome) -> list[dict[str, Any]]:
+def evaluate(assertions: list[Assertion], outcome: ScenarioOutcome) -> list[dict[str, Any]]:
     results = []
     for a in assertions:
         try:

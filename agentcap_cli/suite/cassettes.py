@@ -218,7 +218,7 @@ class Cassettes:
         if judge is None and self.mode == "new" and tape.use == "replay":
             judge = cassettedir.read_meta(tape.dir).get("judge")
         # (scenario, cell and repeat are the directory's names; the calls are its files)
-        meta = {"agent": u.agent, "provider": u.provider, "model": u.model, "recorded_at": rfc3339_ns(),
+        meta = {"agent": u.agent, "provider": u.adapter, "model": u.model, "recorded_at": rfc3339_ns(),
                 "judge": substitute_all(judge, subs)}
         files = cassettedir.render(meta, calls, subs, judge_calls, drop=DEFAULT_IGNORE)
         findings = scan(files, str(tape.dir.relative_to(self.project_root)), self.project_root)

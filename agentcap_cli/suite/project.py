@@ -18,15 +18,18 @@ import importlib
 import os
 import re
 import sys
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agentcap_addons.wire.util.yamlfile import (
     ConfigError,
+    Found,
     Located,
     check_keys,
     did_you_mean,
+    each_error,
     load,
     want,
 )
@@ -272,7 +275,7 @@ def load_project(root: str | Path, errors: list[ConfigError] | None = None) -> P
         except ConfigError as exc:
             if errors is None:
                 raise
-            errors.append(exc)
+            errors += each_error(exc)
             broken.add(cap.parent.name)
     project = Project(root, cfg_path, default_provider, models, repeats, float(timeout), max_turns, upstream,
                       judge_cfg.get("model"), judge_up, report_dir, prices, agents, [], judge_backend=backend,
@@ -321,7 +324,7 @@ def _load_scenarios(project: Project, errors: list[ConfigError] | None, broken: 
         except ConfigError as exc:
             if errors is None:
                 raise
-            errors.append(exc)
+            errors += each_error(exc)
             continue
         seen[scenario.id] = path
         out.append(scenario)
@@ -330,63 +333,111 @@ def _load_scenarios(project: Project, errors: list[ConfigError] | None, broken: 
     return out
 
 
-def _load_scenario(project: Project, path: Path, mocks: _Mocks, broken: set[str] = frozenset()) -> Scenario:
+def _load_scenario(project: Project, path: Path, mocks: _Mocks, broken: AbstractSet[str] = frozenset()) -> Scenario:
+    """One scenario; its independent parts are each checked, so every problem in the file is reported
+    (ConfigErrors), not just the first. A part that depends on a broken one is not checked."""
     doc = load(path)
     s = doc.data or {}
     want(doc, s, dict, "", "a mapping")
-    check_keys(doc, s, "", SCENARIO_KEYS)
+    found = Found()
+    with found:
+        check_keys(doc, s, "", SCENARIO_KEYS)
     base = path.parent
-    sid = want(doc, s.get("id", base.name), str, "id", "a name")
-    agents = _str_list(doc, s["agent"], "agent") if s.get("agent") else ["default"]
+    sid, agents, provider, prompt, mcp = base.name, ["default"], None, "", []
+    with found:
+        sid = want(doc, s.get("id", base.name), str, "id", "a name")
+    with found:
+        agents = _str_list(doc, s["agent"], "agent") if s.get("agent") else ["default"]
     for i, a in enumerate(agents):
         if a != "default" and a not in project.agents and a not in broken:  # a broken one is reported already
-            raise doc.error(f"agent.{i}" if isinstance(s.get("agent"), list) else "agent",
-                            f"no agents/{a}/capabilities.yaml{did_you_mean(a, project.agents)}")
-    provider = check_provider(doc, "provider", s["provider"]) if s.get("provider") is not None else None
-    prompt = _prompt(doc, s, base)
-    mcp = _str_list(doc, s["mcp"], "mcp") if s.get("mcp") else []
+            found.errors.append(doc.error(f"agent.{i}" if isinstance(s.get("agent"), list) else "agent",
+                                          f"no agents/{a}/capabilities.yaml{did_you_mean(a, project.agents)}"))
+    with found:
+        provider = check_provider(doc, "provider", s["provider"]) if s.get("provider") is not None else None
+    with found:
+        prompt = _prompt(doc, s, base)
+    with found:
+        mcp = _str_list(doc, s["mcp"], "mcp") if s.get("mcp") else []
     for a in agents:  # agentcap's capabilities name the mocks they need; capa's are wired to the scenario's
         adef = project.agents.get(a)
         if adef is not None and not adef.capa:
             mcp += [x for x in adef.servers if x not in mcp]
-    mock_dirs: dict[str, Path] = {}
-    tools: dict[str, set[str]] = {}
-    for i, server in enumerate(mcp):
-        d = mocks.find(base, server)
-        if d is None:
-            known = [p.parent.name for p in (*base.glob("mcp/*/mock.yaml"), *project.root.glob("mcp/*/mock.yaml"))]
-            raise doc.error(f"mcp.{i}", f"no mock {server!r}{did_you_mean(server, known)}: expected "
-                                        f"{base.name}/mcp/{server}/mock.yaml (or mcp/{server}/mock.yaml in the project)")
-        mock_dirs[server], tools[server] = d, mocks.offered(doc, f"mcp.{i}", d)
-    for a in agents:
-        adef = project.agents.get(a)
-        for server in (adef.servers if adef else []):
-            if server in tools:
-                check_tools(adef, adef.dir / "capabilities.yaml", server, tools[server])
-    assets, contents = _assets(doc, s, base, project.root)
-    run = s.get("run") or {}
-    want(doc, run, dict, "run", "a mapping")
-    check_keys(doc, run, "run", RUN_KEYS)
-    models = _str_list(doc, run["models"], "run.models") if "models" in run else project.models
-    repeats = _int(doc, run.get("repeats", project.repeats), "run.repeats")
-    timeout = want(doc, run.get("timeout_seconds", project.timeout_s), (int, float), "run.timeout_seconds", "seconds")
-    max_turns = _int(doc, run["max_turns"], "run.max_turns") if "max_turns" in run else project.max_turns
-    turns = _int(doc, run.get("turns", project.turns), "run.turns")
-    assertions = parse_assertions(doc, s.get("assertions") or [], tools)
-    judge = _judge(doc, s["judge"], "judge", base, project) if s.get("judge") else None
-    if not assertions and judge is None:
-        raise doc.error("assertions", "neither assertions nor a judge: nothing would be checked")
-    tags = _str_list(doc, s["tags"], "tags") if s.get("tags") else []
+    n_before = len(found.errors)
+    mock_dirs, tools = _scenario_mocks(project, doc, base, agents, mcp, mocks, found)
+    mocks_ok = len(found.errors) == n_before
+    assets: list[Path] = []
+    contents: list[Path] = []
+    with found:
+        assets, contents = _assets(doc, s, base, project.root)
+    models, repeats, timeout, max_turns, turns = _run_settings(doc, s.get("run") or {}, project, found)
+    assertions: list[Assertion] = []
+    judge = None
+    if mocks_ok:  # an assertion on a mock that did not load would only repeat that error
+        with found:
+            assertions = parse_assertions(doc, s.get("assertions") or [], tools)
+    with found:
+        judge = _judge(doc, s["judge"], "judge", base, project) if s.get("judge") else None
+    if not s.get("assertions") and not s.get("judge"):
+        found.errors.append(doc.error("assertions", "neither assertions nor a judge: nothing would be checked"))
+    tags: list[str] = []
+    with found:
+        tags = _str_list(doc, s["tags"], "tags") if s.get("tags") else []
     for i, t in enumerate(tags):
         if not re.fullmatch(r"[A-Za-z_][\w-]*", t):
-            raise doc.error(f"tags.{i}", f"{t!r}: a tag is a word (letters, digits, _ and -)")
+            found.errors.append(doc.error(f"tags.{i}", f"{t!r}: a tag is a word (letters, digits, _ and -)"))
     gate = s.get("min_pass_rate")
-    if gate is not None and not (isinstance(want(doc, gate, (int, float), "min_pass_rate", "a number in 0..1"), (int, float))
-                                 and 0 <= gate <= 1):
-        raise doc.error("min_pass_rate", "must be in 0..1")
+    with found:
+        if gate is not None and not (isinstance(want(doc, gate, (int, float), "min_pass_rate", "a number in 0..1"), (int, float))
+                                     and 0 <= gate <= 1):
+            raise doc.error("min_pass_rate", "must be in 0..1")
+    found.raise_any()
     return Scenario(sid, base, agents, provider, prompt, mcp, assets, models, repeats, float(timeout), max_turns,
                     assertions, judge, turns=turns, mock_dirs=mock_dirs, assets_contents=contents, tags=tags,
                     min_pass_rate=float(gate) if gate is not None else None)
+
+
+def _scenario_mocks(project: Project, doc: Located, base: Path, agents: list[str], mcp: list[str], mocks: _Mocks,
+                    found: Found) -> tuple[dict[str, Path], dict[str, set[str]]]:
+    """(mock dir, tools offered) per MCP server of the scenario; each agent's capabilities checked
+    against what the mocks offer. Problems go to ``found``."""
+    mock_dirs: dict[str, Path] = {}
+    tools: dict[str, set[str]] = {}
+    for i, server in enumerate(mcp):
+        with found:
+            d = mocks.find(base, server)
+            if d is None:
+                known = [p.parent.name for p in (*base.glob("mcp/*/mock.yaml"), *project.root.glob("mcp/*/mock.yaml"))]
+                raise doc.error(f"mcp.{i}", f"no mock {server!r}{did_you_mean(server, known)}: expected "
+                                            f"{base.name}/mcp/{server}/mock.yaml (or mcp/{server}/mock.yaml in the project)")
+            mock_dirs[server], tools[server] = d, mocks.offered(doc, f"mcp.{i}", d)
+    for adef in (project.agents[a] for a in agents if a in project.agents):
+        for server in adef.servers:
+            if server in tools:
+                with found:
+                    check_tools(adef, adef.dir / "capabilities.yaml", server, tools[server])
+    return mock_dirs, tools
+
+
+def _run_settings(doc: Located, run: Any, project: Project, found: Found) -> tuple[list[str], int, float, int | None, int]:
+    """A scenario's ``run:`` block over the project's defaults: (models, repeats, timeout, max_turns,
+    turns). Each setting is checked on its own; problems go to ``found``."""
+    models, repeats, timeout = project.models, project.repeats, project.timeout_s
+    max_turns, turns = project.max_turns, project.turns
+    with found:
+        want(doc, run, dict, "run", "a mapping")
+        with found:
+            check_keys(doc, run, "run", RUN_KEYS)
+        with found:
+            models = _str_list(doc, run["models"], "run.models") if "models" in run else project.models
+        with found:
+            repeats = _int(doc, run.get("repeats", project.repeats), "run.repeats")
+        with found:
+            timeout = want(doc, run.get("timeout_seconds", project.timeout_s), (int, float), "run.timeout_seconds", "seconds")
+        with found:
+            max_turns = _int(doc, run["max_turns"], "run.max_turns") if "max_turns" in run else project.max_turns
+        with found:
+            turns = _int(doc, run.get("turns", project.turns), "run.turns")
+    return models, repeats, float(timeout), max_turns, turns
 
 
 def _prompt(doc: Located, s: dict[str, Any], base: Path) -> str:

@@ -42,9 +42,10 @@ from agentcap_cli.harness.services import Services
 from agentcap_cli.harness.turns import run_pool, run_turn, turn_verdict
 from agentcap_cli.runs.verdict import turn_failure
 from agentcap_cli.suite import judge as judges
-from agentcap_cli.suite.assertions import Outcome, cost_of, evaluate
+from agentcap_cli.suite.assertions import ScenarioOutcome, cost_of, evaluate
 from agentcap_cli.suite.cassettes import Cassettes, Tape, describe
 from agentcap_cli.suite.project import Project, Scenario, harness_name
+from agentcap_cli.suite.results import RepeatResult
 from mcp_mocks.engine import MockServer
 from mcp_mocks.serve import HTTPMock
 from sandbox.agents import get_agent
@@ -56,7 +57,7 @@ from sandbox.podman import SandboxError, get_podman
 class Unit:
     scenario: Scenario
     agent: str  # capabilities name ("default": none)
-    provider: str
+    adapter: str  # what runs the agent: a sandboxed harness or an agenteval plugin (the YAML's ``provider``)
     model: str
     repeat: int
     n_agents: int = 1  # agents / models of this scenario in this run: their names go into the cell id
@@ -69,10 +70,10 @@ class Unit:
 
 
 def plan(project: Project, *, filter: str | None = None, agents: list[str] | None = None,
-         models: list[str] | None = None, repeat: int | None = None, provider: str | None = None,
+         models: list[str] | None = None, repeat: int | None = None, adapter: str | None = None,
          tags: str | None = None, names: str | None = None, cells: set[str] | None = None) -> list[Unit]:
     """The repeats to run. As in agenteval, ``agents`` / ``models`` replace the scenarios' own (one cell
-    each), ``provider`` replaces the default one (a scenario's own ``provider:`` still wins), and
+    each), ``adapter`` (``--provider``) replaces the default one (a scenario's own ``provider:`` still wins), and
     ``filter`` keeps cells whose id (``id`` or ``id[agent]``) contains it. ``tags`` (``-m``) and
     ``names`` (``-k``) are pytest-style expressions (suite/select.py); ``cells`` keeps only those ids."""
     from agentcap_cli.suite.select import by_name, by_tags
@@ -86,7 +87,7 @@ def plan(project: Project, *, filter: str | None = None, agents: list[str] | Non
         for a in agent_list:
             for m in model_list:
                 for r in range(1, (repeat or s.repeats) + 1):
-                    u = Unit(s, a, s.provider or provider or project.provider, m, r, len(agent_list), len(model_list))
+                    u = Unit(s, a, s.provider or adapter or project.provider, m, r, len(agent_list), len(model_list))
                     if (not filter or filter in u.cell) and (not name_ok or name_ok(u.cell)) and \
                             (cells is None or u.cell in cells):
                         units.append(u)
@@ -121,7 +122,7 @@ class SuiteRun:
 
     # -- one repeat -----------------------------------------------------------------------------
 
-    def run_unit(self, u: Unit) -> dict[str, Any]:
+    def run_unit(self, u: Unit) -> RepeatResult:
         s, cell = u.scenario, u.cell
         base = self.run_dir / "cells" / cell / str(u.repeat)
         workspace, home = base / "workspace", base / "home"
@@ -145,7 +146,7 @@ class SuiteRun:
         calls = self._model_calls(caps)
         if tape is not None and self.cassettes is not None:
             self.cassettes.check(tape, caps, self.run_dir)
-        outcome = Outcome(workspace, snapshot, "\n".join(ran.outputs), {n: m.snapshot() for n, m in mocks.items()},
+        outcome = ScenarioOutcome(workspace, snapshot, "\n".join(ran.outputs), {n: m.snapshot() for n, m in mocks.items()},
                           [c for m in mocks.values() for c in m.records()], calls, self.project.prices)
         checks = evaluate(s.assertions, outcome)
         judge_calls: list[Capture] = []
@@ -154,21 +155,19 @@ class SuiteRun:
         drifted = self._drifted(tape)  # the agent's calls, or the judge's request
         passed = ran.error is None and not drifted and all(c["passed"] for c in checks if c["required"]) and \
             (judged is None or not judged["required"] or judged["passed"])
-        cost = ran.cost_usd if ran.cost_usd is not None else cost_of(calls, self.project.prices)
-        record = {"cell": cell, "scenario": s.id, "agent": u.agent, "provider": u.provider, "model": u.model,
-                  "repeat": u.repeat, "passed": passed, "error": ran.error, "duration_s": round(duration, 3),
-                  "turns": ran.turns, "num_turns": ran.num_turns, "model_calls": len(calls),
-                  "tokens": sum((c["tokens_in"] or 0) + (c["tokens_out"] or 0) for c in calls),
-                  "cost_usd": cost, "cost_source": "harness" if ran.cost_usd is not None else "prices",
-                  "tool_calls": [{"server": c["server"], "tool": c["tool"], "args": c["args"]} for c in outcome.mock_calls],
-                  "output": outcome.output, "assertions": checks, "judge": judged, "finished_at": rfc3339_ns(),
-                  "verdict": "drift" if drifted else "passed" if passed else "failed",
-                  "drift": tape.drift.to_dict() if tape is not None and tape.drift is not None else None}
+        record = RepeatResult(
+            cell, s.id, u.agent, u.adapter, u.model, u.repeat, passed, ran.error, round(duration, 3), ran.turns,
+            ran.num_turns, len(calls), sum((c["tokens_in"] or 0) + (c["tokens_out"] or 0) for c in calls),
+            ran.cost_usd if ran.cost_usd is not None else cost_of(calls, self.project.prices),
+            "harness" if ran.cost_usd is not None else "prices",
+            [{"server": c["server"], "tool": c["tool"], "args": c["args"]} for c in outcome.mock_calls],
+            outcome.output, checks, judged, rfc3339_ns(), "drift" if drifted else "passed" if passed else "failed",
+            tape.drift.to_dict() if tape is not None and tape.drift is not None else None)
         if tape is not None and self.cassettes is not None:
-            record["cassette"] = self.cassettes.finish(tape, u, caps, judge_calls, self.run_dir, ran.error)
+            record.cassette = self.cassettes.finish(tape, u, caps, judge_calls, self.run_dir, ran.error)
         (self.run_dir / "results" / cell).mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.run_dir / "results" / cell / f"{u.repeat}.json",
-                           json.dumps(record, indent=2, default=str).encode())
+                           json.dumps(record.to_dict(), indent=2, default=str).encode())
         if not self.keep:
             shutil.rmtree(workspace, ignore_errors=True)
         self._trial_line(u, record)
@@ -205,7 +204,7 @@ class SuiteRun:
 
     def _run_sandboxed(self, u: Unit, base: Path, workspace: Path, home: Path, served: dict[str, HTTPMock]) -> Ran:
         s, cell = u.scenario, u.cell
-        agent = get_agent(harness_name(u.provider))
+        agent = get_agent(harness_name(u.adapter))
         servers, skills, base_prompt = self._agent_setup(u, base, served)
         ran, session = Ran([]), None
         try:
@@ -249,14 +248,14 @@ class SuiteRun:
     def _plugin(self, u: Unit) -> Any:
         from agenteval.providers.registry import plugin
 
-        return plugin(u.provider)
+        return plugin(u.adapter)
 
     def _run_plugin(self, u: Unit, workspace: Path, served: dict[str, HTTPMock]) -> Ran:
         """An agenteval Provider plugin, on the host: install → run → teardown, as agenteval calls it."""
         import os
 
         s = u.scenario
-        provider = self._plugin(u)(self.project.providers.get(u.provider, {}))
+        provider = self._plugin(u)(self.project.providers.get(u.adapter, {}))
         adef = self.project.agents.get(u.agent)
         key = self.services.turn_key(Attribution(run_id=self.run_dir.name, task_id=u.cell, turn=1, cell=u.cell,
                                                  repeat=u.repeat, captures_dir=str(self.run_dir / "captures")))
@@ -269,7 +268,7 @@ class SuiteRun:
             out = provider.run(prompt=s.prompt, workspace=workspace, model=u.model, timeout=int(s.timeout_s),
                                max_turns=s.max_turns or 25, env=env)
         except Exception as exc:
-            return Ran([], error=f"provider {u.provider}: {type(exc).__name__}: {exc}", turns=1)
+            return Ran([], error=f"provider {u.adapter}: {type(exc).__name__}: {exc}", turns=1)
         finally:
             self.services.keys.unregister(key)
             if not self.keep:
@@ -298,7 +297,7 @@ class SuiteRun:
                         "duration_ms": ((cap.response or {}).get("timings") or {}).get("done")})
         return out
 
-    def _judge(self, s: Scenario, u: Unit, o: Outcome, base: Path, tape: Tape | None,
+    def _judge(self, s: Scenario, u: Unit, o: ScenarioOutcome, base: Path, tape: Tape | None,
                judge_calls: list[Capture]) -> dict[str, Any]:
         """The judge's verdict: asked live, or (a replayed repeat) its recorded answer to the same request.
         The claude-cli judge's calls are appended to ``judge_calls``."""
@@ -337,41 +336,41 @@ class SuiteRun:
         return sorted((c for c in iter_captures(d) if c.request.get("cell") == cell and c.request.get("repeat") == u.repeat),
                       key=lambda c: c.seq) if d.is_dir() else []
 
-    def _trial_line(self, u: Unit, r: dict[str, Any]) -> None:
+    def _trial_line(self, u: Unit, r: RepeatResult) -> None:
         """agenteval's per-trial line (with -v): ``trial 1/1: PASS $0.1783 turns=4 13.2s judge=1.00``."""
         if not self.verbose:
             return
-        verdict = "PASS" if r["passed"] else "DRIFT" if r.get("verdict") == "drift" else "FAIL"
-        judge = f"  judge={r['judge']['score']:.2f}" if r["judge"] and r["judge"].get("score") is not None else ""
-        cost = f"${r['cost_usd']:.4f}" if r["cost_usd"] is not None else "$?"
-        turns = r["num_turns"] if r["num_turns"] is not None else r["turns"]
-        tail = f"  drift: {describe(r['drift'])[:160]}" if r.get("verdict") == "drift" else \
-            f"  error: {r['error'][:80]}" if r["error"] else \
-            "".join(f"  failed=[{a['name']}]" for a in r["assertions"] if not a["passed"])
-        self.console.print(escape(f"scenario '{u.cell}' provider={u.provider} model={u.model}\n"
+        verdict = "PASS" if r.passed else "DRIFT" if r.verdict == "drift" else "FAIL"
+        judge = f"  judge={r.judge['score']:.2f}" if r.judge and r.judge.get("score") is not None else ""
+        cost = f"${r.cost_usd:.4f}" if r.cost_usd is not None else "$?"
+        turns = r.num_turns if r.num_turns is not None else r.turns
+        tail = f"  drift: {describe(r.drift or {})[:160]}" if r.verdict == "drift" else \
+            f"  error: {r.error[:80]}" if r.error else \
+            "".join(f"  failed=[{a['name']}]" for a in r.assertions if not a["passed"])
+        self.console.print(escape(f"scenario '{u.cell}' provider={u.adapter} model={u.model}\n"
                                   f"  trial {u.repeat}/{u.scenario.repeats}: {verdict} {cost} turns={turns} "
-                                  f"{r['duration_s']:.1f}s{judge}{tail}"), highlight=False, soft_wrap=True)
+                                  f"{r.duration_s:.1f}s{judge}{tail}"), highlight=False, soft_wrap=True)
 
     # -- the suite ------------------------------------------------------------------------------
 
-    def run(self, units: list[Unit], jobs: int, maxfail: int | None = None) -> list[dict[str, Any]]:
+    def run(self, units: list[Unit], jobs: int, maxfail: int | None = None) -> list[RepeatResult]:
         """Every unit's record; with ``maxfail``, repeats not started yet are dropped once that many failed
         (``self.stopped_early``)."""
-        for provider in sorted({harness_name(u.provider) for u in units if self._plugin(u) is None}):
-            with self.console.status(f"image for {provider}"):
-                ensure_image(self.podman, provider)
+        for harness in sorted({harness_name(u.adapter) for u in units if self._plugin(u) is None}):
+            with self.console.status(f"image for {harness}"):
+                ensure_image(self.podman, harness)
         if self.project.judge_backend == "claude-cli" and not self.no_judge and any(u.scenario.judge for u in units):
             ensure_image(self.podman, "claude-code")
-        records: list[dict[str, Any]] = []
+        records: list[RepeatResult] = []
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=self.console)
         self.maxfail = maxfail
 
-        def done(u: Unit, record: dict[str, Any] | None) -> None:
+        def done(u: Unit, record: RepeatResult | None) -> None:
             if record is None:  # not started: --maxfail was reached
                 return
             records.append(record)
-            failed = sum(1 for r in records if not r["passed"])
+            failed = sum(1 for r in records if not r.passed)
             progress.update(bar, advance=1, description=f"repeats · {failed} failed")
 
         def interrupting() -> None:  # the repeats in flight stop (their containers go); what finished is kept
@@ -387,24 +386,21 @@ class SuiteRun:
                                f"{len(units) - len(records)} repeat(s) not started[/]")
         return records
 
-    def _guarded(self, u: Unit) -> dict[str, Any] | None:
+    def _guarded(self, u: Unit) -> RepeatResult | None:
         """The repeat's record; None when it was not started because --maxfail was reached."""
         if self.stopped_early:
             return None
         record = self._record(u)
-        if not record["passed"]:
+        if not record.passed:
             with self.lock:
                 self.failures += 1
                 if self.maxfail and self.failures >= self.maxfail:
                     self.stopped_early = True
         return record
 
-    def _record(self, u: Unit) -> dict[str, Any]:
+    def _record(self, u: Unit) -> RepeatResult:
         try:
             return self.run_unit(u)
         except Exception as exc:  # a bug in one repeat must not stop the others
-            return {"cell": u.cell, "scenario": u.scenario.id, "agent": u.agent, "provider": u.provider,
-                    "model": u.model, "repeat": u.repeat, "passed": False, "error": f"{type(exc).__name__}: {exc}",
-                    "duration_s": 0.0, "turns": 0, "num_turns": None, "model_calls": 0, "tokens": 0, "cost_usd": None,
-                    "cost_source": "prices", "tool_calls": [], "output": "", "assertions": [], "judge": None,
-                    "verdict": "failed", "drift": None}
+            return RepeatResult(u.cell, u.scenario.id, u.agent, u.adapter, u.model, u.repeat, passed=False,
+                                error=f"{type(exc).__name__}: {exc}", finished_at=rfc3339_ns())

@@ -79,7 +79,7 @@ def _api(u: Unit) -> str:
     from agenteval.providers.registry import plugin
     from sandbox.agents import get_agent
 
-    return "plugin" if plugin(u.provider) else get_agent(harness_name(u.provider)).api
+    return "plugin" if plugin(u.adapter) else get_agent(harness_name(u.adapter)).api
 
 
 def _harness_key(units: list[Unit]) -> str | None:
@@ -147,13 +147,11 @@ def execute(project: Project, units: list[Unit], *, jobs: int = 1, report_dir: P
         records = suite.run(units, jobs, maxfail=maxfail)
         gates = {u.cell: u.scenario.min_pass_rate if u.scenario.min_pass_rate is not None else
                  pass_rate if pass_rate is not None else 1.0 for u in units}
-        results = build(records, {"project": str(project.root), "run_id": run_dir.name, "run_dir": str(run_dir),
+        results = build([r.to_dict() for r in records], {"project": str(project.root), "run_id": run_dir.name, "run_dir": str(run_dir),
                                   "jobs": jobs, "wall_s": round(time.monotonic() - started, 3)}, gates)
         if tapes is not None:
-            refused = [f"{r['cell']}#{r['repeat']}: {r['cassette']['refused']}" for r in records
-                       if (r.get("cassette") or {}).get("refused")]
-            notes += [f"{r['cell']}#{r['repeat']}: {r['cassette']['why']}" for r in records
-                      if (r.get("cassette") or {}).get("why")]
+            refused = [f"{r.key}: {c['refused']}" for r in records if (c := r.cassette or {}).get("refused")]
+            notes += [f"{r.key}: {c['why']}" for r in records if (c := r.cassette or {}).get("why")]
             results["cassettes"] = {"mode": tapes.mode, "on_drift": on_drift, "dir": str(tapes.root),
                                     "offline": offline, "notes": notes, "refused": refused}
             if refused:  # a cassette holding a secret is never written: the run fails
@@ -161,12 +159,12 @@ def execute(project: Project, units: list[Unit], *, jobs: int = 1, report_dir: P
         if suite.stopped_early:
             results["passed"] = results["summary"]["suite_pass"] = False
             results["stopped_early"] = {"maxfail": maxfail, "not_run": len(units) - len(records)}
-        by_task = {f"{r['cell']}#{r['repeat']}": r for r in records}
+        by_task = {r.key: r for r in records}
         for t in run_file.record.tasks:
             r = by_task.get(t.task_id)
             if r is not None:
-                t.completed_turns = r["turns"] if r["passed"] else 0
-                t.aborted_reason = None if r["passed"] else (r["error"] or "checks failed")
+                t.completed_turns = r.turns if r.passed else 0
+                t.aborted_reason = None if r.passed else (r.error or "checks failed")
         if suite.interrupted:
             results["passed"] = False
             results["interrupted"] = True
@@ -187,7 +185,7 @@ def _run_file(run_dir: Path, project: Project, units: list[Unit], up: Resolved) 
     from agentcap_cli.harness.services import provider_of
     from agentcap_cli.runs.record import RunFile, RunRecord, TaskRecord
 
-    rec = RunRecord(run_id=run_dir.name, kind="suite", agent=",".join(sorted({harness_name(u.provider) for u in units})),
+    rec = RunRecord(run_id=run_dir.name, kind="suite", agent=",".join(sorted({harness_name(u.adapter) for u in units})),
                     model=",".join(sorted({u.model for u in units})),
                     provider="scripted" if up.script else provider_of(up.url) if up.url else "cassettes",
                     upstream=up.url or (f"script:{up.script}" if up.script else "cassettes"), label=project.root.name,

@@ -24,7 +24,7 @@ def pass_hat_k(passes: int, n: int) -> dict[int, float]:
     return {k: comb(passes, k) / comb(n, k) for k in range(1, n + 1)}
 
 
-def aggregate(values: list[float]) -> dict[str, float | None]:
+def aggregate(values: list[float | None]) -> dict[str, float | None]:
     vals = [v for v in values if v is not None]
     if not vals:
         return {"mean": None, "stddev": None, "median": None, "min": None, "max": None}

@@ -147,7 +147,7 @@ def load_script(path: str | os.PathLike[str]) -> Script:
 
 
 @dataclass
-class Context:
+class ScriptContext:
     step: int
     user: str
     system: str
@@ -157,7 +157,7 @@ class Context:
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
-def context_of(api: str, body: Any) -> Context:
+def context_of(api: str, body: Any) -> ScriptContext:
     msgs: list[Message] = request_messages(api, body)
     step = 0
     prev = None
@@ -167,11 +167,11 @@ def context_of(api: str, body: Any) -> Context:
         prev = m.role
     user = next((m.content for m in reversed(msgs) if m.role == "user"), "")
     system = next((m.content for m in msgs if m.role in ("system", "developer")), "")
-    return Context(step, user, system, bool(msgs) and msgs[-1].role == "tool", request_tools(body),
+    return ScriptContext(step, user, system, bool(msgs) and msgs[-1].role == "tool", request_tools(body),
                    request_tool_schemas(body), request_tool_namespaces(body))
 
 
-def _matches(match: dict[str, Any], ctx: Context) -> bool:
+def _matches(match: dict[str, Any], ctx: ScriptContext) -> bool:
     if "step" in match:
         steps = match["step"] if isinstance(match["step"], list) else [match["step"]]
         if ctx.step not in steps:
@@ -187,7 +187,7 @@ def _matches(match: dict[str, Any], ctx: Context) -> bool:
     return True
 
 
-def choose(script: Script, api: str, body: Any) -> tuple[ScriptReply, Context]:
+def choose(script: Script, api: str, body: Any) -> tuple[ScriptReply, ScriptContext]:
     ctx = context_of(api, body)
     for r in script.replies:
         if _matches(r.match, ctx):
@@ -219,7 +219,7 @@ def fit_arguments(args: Any, schema: dict[str, Any]) -> Any:
     return next((a for a in args if fits(a, schema)), args[0] if args else {})
 
 
-def to_reply(r: ScriptReply, ctx: Context) -> Reply:
+def to_reply(r: ScriptReply, ctx: ScriptContext) -> Reply:
     calls = []
     if ctx.tools:  # a request without tools (a title / summary side call) gets the text only
         for c in r.tool_calls:

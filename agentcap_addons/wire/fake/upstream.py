@@ -24,6 +24,7 @@ from agentcap_addons.wire.fake.cassette import (
 )
 from agentcap_addons.wire.fake.cassettedir import Subs
 from agentcap_addons.wire.fake.script import NoReply, Script, choose, load_script, seed_of, to_reply
+from agentcap_addons.wire.util.yamlfile import ConfigError, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,12 @@ def resolve_script(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.exists() or p.suffix in (".yaml", ".yml") or "/" in name_or_path:
         return p
-    return BUILTIN_SCRIPTS / f"{name_or_path}.yaml"
+    builtin = BUILTIN_SCRIPTS / f"{name_or_path}.yaml"
+    if not builtin.exists():
+        names = sorted(f.stem for f in BUILTIN_SCRIPTS.glob("*.yaml"))
+        raise ConfigError(p, None, "", f"no such script file, nor a built-in script{did_you_mean(name_or_path, names)}; "
+                                       f"built-in: {', '.join(names)}")
+    return builtin
 
 
 def make_responder(script: str | None = None, replay: str | None = None, *, timing: str = "fast",

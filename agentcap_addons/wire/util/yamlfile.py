@@ -27,6 +27,52 @@ class ConfigError(InputError):
         super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
 
 
+class ConfigErrors(ConfigError):
+    """Several independent problems in one file, in file order; reads as the first (``errors`` has all)."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = sorted(errors, key=lambda e: e.line or 0)
+        first = self.errors[0]
+        super().__init__(first.path, first.line, first.key, first.message)
+        self.args = (f"{self}  (+{len(self.errors) - 1} more in this file)",)
+
+
+class Found:
+    """The ConfigErrors of the independent parts of one file, so a linter reports all of them at once::
+
+        found = Found()
+        with found:
+            check_keys(...)   # a ConfigError here is kept, and the next part is still checked
+        found.raise_any()     # the one error, or ConfigErrors for several
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def __enter__(self) -> Found:
+        return self
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, ConfigErrors):
+            self.errors += exc.errors
+        elif isinstance(exc, ConfigError):
+            self.errors.append(exc)
+        else:
+            return False
+        return True
+
+    def raise_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
+
+
+def each_error(exc: ConfigError) -> list[ConfigError]:
+    """The single problems an error stands for (one, or each of a ConfigErrors)."""
+    return list(exc.errors) if isinstance(exc, ConfigErrors) else [exc]
+
+
 class Located:
     """The parsed document plus the line of each dotted key path (``replies.1.tool_calls.0.name``)."""
 
@@ -101,7 +147,11 @@ def did_you_mean(word: object, choices: Iterable[str]) -> str:
 
 
 def check_keys(doc: Located, obj: dict[str, Any], prefix: str, allowed: set[str]) -> None:
+    """Every unknown key of ``obj`` (ConfigErrors when there are several)."""
+    found = Found()
     for key in obj:
         if key not in allowed:
             path = f"{prefix}.{key}" if prefix else str(key)
-            raise doc.error(path, f"unknown key{did_you_mean(key, allowed)} (expected one of: {', '.join(sorted(allowed))})")
+            found.errors.append(doc.error(path, f"unknown key{did_you_mean(key, allowed)} "
+                                                f"(expected one of: {', '.join(sorted(allowed))})"))
+    found.raise_any()

@@ -1,0 +1,45 @@
+"""One repeat's result, typed: what ``SuiteRun`` returns and what ``<run>/results/<cell>/<repeat>.json``
+and the ``records`` of results.json hold (agenteval's keys; ``provider`` is the adapter that ran the agent)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class RepeatResult:
+    cell: str
+    scenario: str
+    agent: str
+    provider: str  # the adapter, under agenteval's key
+    model: str
+    repeat: int
+    passed: bool
+    error: str | None = None
+    duration_s: float = 0.0
+    turns: int = 0  # user turns run
+    num_turns: int | None = None  # the agent's own turns, as its harness reports them
+    model_calls: int = 0
+    tokens: int = 0
+    cost_usd: float | None = None
+    cost_source: str = "prices"  # "harness" when the agent reported its own cost
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {server, tool, args} on the mocks
+    output: str = ""
+    assertions: list[dict[str, Any]] = field(default_factory=list)  # evaluate()'s checks
+    judge: dict[str, Any] | None = None
+    finished_at: str | None = None
+    verdict: str = "failed"  # passed | failed | drift
+    drift: dict[str, Any] | None = None
+    cassette: dict[str, Any] | None = None  # with --record-mode: what was recorded / replayed (absent otherwise)
+
+    @property
+    def key(self) -> str:
+        """``cell#repeat``: the repeat's task id in run.json."""
+        return f"{self.cell}#{self.repeat}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.cassette is None:
+            del d["cassette"]
+        return d
