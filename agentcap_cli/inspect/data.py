@@ -30,6 +30,7 @@ from agentcap_addons.wire.capture.records import (
     resolve_captures_dir,
 )
 from agentcap_cli.export.captures import UnreadableCapture, read_checked, readable_order
+from agentcap_cli.runs.record import load_run
 from agentcap_cli.runs.workspace import list_runs
 
 CHUNK = 500
@@ -139,13 +140,12 @@ class WorkspaceLevel(Level):
         lines += [("meta", f"{k}: {r.get(k)}") for k in ("agent", "model", "provider", "upstream", "label", "status",
                                                          "started_at", "finished_at", "shard") if r.get(k)]
         try:
-            rec = json.loads((Path(r["path"]) / "run.json").read_text())
-        except (OSError, ValueError):
+            rec = load_run(r["path"])
+        except (OSError, ValueError, TypeError, KeyError):  # no run.json (a proxy-only dir), or not one of ours
             return lines
-        for t in rec.get("tasks") or []:
-            state = "ok" if not t.get("aborted_reason") else t["aborted_reason"]
-            lines.append(("text", f"{t['task_id']}  {t.get('completed_turns')}/{t.get('turns_planned')}  {state}  "
-                                  f"{(t.get('prompt') or '')[:70]}"))
+        for t in rec.tasks:
+            lines.append(("text", f"{t.task_id}  {t.completed_turns}/{t.turns_planned}  {t.aborted_reason or 'ok'}  "
+                                  f"{(t.prompt or '')[:70]}"))
         return lines
 
     def child(self, key: str) -> Level:
