@@ -18,25 +18,10 @@ from click.testing import CliRunner
 from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.commands.proxy import split_upstream
 from agentcap_cli.main import cli
-from tests.support.cli import argv, background, start
+from tests.support.cli import argv, background, read_exports, start
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-
-
-def read_exports(proc: subprocess.Popen, lines: list[str] | None = None) -> dict[str, str]:
-    """The ``export K=V`` lines the proxy prints, up to its closing "Ctrl-C" line (all lines go to ``lines``)."""
-    env: dict[str, str] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if lines is not None:
-            lines.append(line)
-        if line.startswith("export "):
-            k, _, v = line[len("export "):].strip().partition("=")
-            env[k] = v
-        elif "Ctrl-C" in line:
-            break
-    return env
 
 
 def test_split_upstream():

@@ -28,7 +28,7 @@ from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.harness.modelserver import ModelServer, make_responder, resolve_script
 from agentcap_cli.harness.proxy import start_proxy
 from agentcap_cli.main import cli
-from tests.support.cli import background, start
+from tests.support.cli import background, read_exports, start
 
 TOOLS_CHAT = [{"type": "function", "function": {"name": "bash", "description": "run", "parameters": {
     "type": "object", "properties": {"command": {"type": "string"}}}}}]
@@ -347,14 +347,8 @@ def test_replay_addon_in_mitmdump_with_capture(tmp_path, scripted):
 
 def test_cli_model_serve_answers_curl_style_and_stops_on_ctrl_c(tmp_path):
     with start("model", "serve", "--script", "examples/scripts/shell-then-answer.yaml", "--port", "0") as proc:
-        env = {}
         try:
-            for line in proc.stdout:
-                if line.startswith("export "):
-                    k, _, v = line[7:].strip().partition("=")
-                    env[k] = v
-                elif "Ctrl-C" in line:
-                    break
+            env = read_exports(proc)
             r = httpx.post(env["OPENAI_BASE_URL"] + "/chat/completions",
                            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
             assert r.json()["choices"][0]["message"]["content"] == "I'll look at the working directory first."

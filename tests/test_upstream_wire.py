@@ -35,7 +35,7 @@ from agentcap_cli.main import cli
 from agentcap_cli.runs.verdict import NO_CALL, CallOutcome, turn_failure
 from agentcap_cli.suite.judge import Prompt, judge
 from tests.conftest import closed_port
-from tests.support.cli import start
+from tests.support.cli import read_exports, start
 from tests.support.strict import StrictUpstream, always
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,13 +119,7 @@ def test_model_serve_on_miss_forward_accepts_every_spelling(tmp_path):
     with ModelServer(StrictUpstream(prefix="/api")) as live:
         with start("model", "serve", "--replay", str(cassette), "--on-miss", "forward", "--port", "0",
                    AGENTCAP_UPSTREAM=live.url + "/api/v1/") as proc:  # stopped (SIGTERM) when the block ends
-            exports = {}
-            for line in proc.stdout:
-                if line.startswith("export "):
-                    k, _, v = line[7:].strip().partition("=")
-                    exports[k] = v
-                if "Ctrl-C" in line:
-                    break
+            exports = read_exports(proc)
             r = httpx.post(exports["OPENAI_BASE_URL"] + "/chat/completions", timeout=30,
                            json={"model": "other", "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200, r.text

@@ -115,3 +115,19 @@ def agentcap(*args: str, cwd: Path = REPO, workspace: Path | None = None, clean:
 def agenteval(*args: str, **kw) -> subprocess.CompletedProcess:
     """``agenteval ARGS`` to completion (the keyword arguments of ``agentcap``)."""
     return agentcap(*args, program="agenteval", **kw)
+
+
+def read_exports(proc: subprocess.Popen, lines: list[str] | None = None) -> dict[str, str]:
+    """The ``export K=V`` lines ``proxy`` / ``model serve`` print, up to the closing "Ctrl-C" line (every line
+    read goes to ``lines``)."""
+    env: dict[str, str] = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if lines is not None:
+            lines.append(line)
+        if line.startswith("export "):
+            k, _, v = line[len("export "):].strip().partition("=")
+            env[k] = v
+        elif "Ctrl-C" in line:
+            break
+    return env
