@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -175,6 +176,10 @@ def test_doctor_is_green_here(podman):
     result = CliRunner().invoke(cli, ["doctor"])
     assert result.exit_code == 0, result.output
     assert "container run" in result.output and "fail" not in result.output
+    as_json = CliRunner().invoke(cli, ["doctor", "--json"])  # docs/cli.md: one {check, status, detail, fix} per line
+    checks = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert as_json.exit_code == 0 and checks and all(set(c) == {"check", "status", "detail", "fix"} for c in checks)
+    assert {c["status"] for c in checks} <= {"ok", "warn"} and "podman" in {c["check"] for c in checks}
 
 
 def test_an_unreachable_registry_falls_back_to_the_local_root(podman, monkeypatch):
@@ -194,6 +199,10 @@ def test_sandbox_cli_build_ls_and_bad_names(podman):
     assert built.exit_code == 0 and built.stdout.strip() == image_tag("base")
     listed = runner.invoke(cli, ["sandbox", "ls"])
     assert listed.exit_code == 0 and "base" in listed.output and "✓" in listed.output
+    as_json = runner.invoke(cli, ["sandbox", "ls", "--json"])  # docs/cli.md: {image, tag, current, size, created}
+    rows = {r["image"]: r for r in map(json.loads, as_json.stdout.splitlines())}
+    assert as_json.exit_code == 0 and rows["base"]["tag"] == image_tag("base") and rows["base"]["current"] is True
+    assert all(set(r) == {"image", "tag", "current", "size", "created"} for r in rows.values())
     bad = runner.invoke(cli, ["sandbox", "build", "no-such-agent"])
     assert bad.exit_code == 2 and "unknown agent 'no-such-agent'" in bad.output
 
