@@ -127,7 +127,7 @@ class LazyGroup(click.Group):
 def _one_line(exc: click.UsageError) -> click.UsageError:
     """``exc`` as it is, on a terminal; otherwise the same message with no context, which click prints
     as just its ``Error: …`` line (no usage banner, no --help hint): CI logs are grepped a line at a time."""
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() or isinstance(exc, click.exceptions.NoArgsIsHelpError):  # the latter is the help
         return exc
     return click.UsageError(exc.format_message())
 

@@ -164,6 +164,9 @@ def test_a_usage_error_is_one_line_through_a_pipe_and_click_s_banner_on_a_termin
         r = cli.agentcap(*args, workspace=tmp_path, timeout=60, **env)
         assert r.returncode == 2 and r.stdout == "", (args, r.stderr)
         assert r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith("Error: ") and want in r.stderr
+    for group in ([], ["sandbox"]):  # a group with no command: its help, as click prints it (no "Error:")
+        r = cli.agentcap(*group, workspace=tmp_path, timeout=60)
+        assert r.returncode == 2 and r.stderr.startswith("Usage: ") and "Error" not in r.stderr, r.stderr
     # on a terminal: as click prints it
     leader, follower = pty.openpty()
     try:
