@@ -89,7 +89,9 @@ def _container_check(podman: Podman) -> Check:
     try:
         result = run_container(podman, spec)
     except SandboxError as exc:
-        return Check("container run", FAIL, str(exc).splitlines()[0], APT_FIX)
+        # a service started by an older agentcap from a directory deleted since fails every run; a new one does not
+        restart = f"pkill -f 'podman system service.*{podman.socket}' (agentcap starts it again), else: {APT_FIX}"
+        return Check("container run", FAIL, str(exc).splitlines()[0], restart)
     if result.returncode != 0:
         err = (scratch / "err").read_text(errors="replace").strip()[-300:]
         return Check("container run", FAIL, f"exit {result.returncode}: {err}", APT_FIX)

@@ -142,9 +142,11 @@ class Podman:
                 return url
             self.socket.unlink(missing_ok=True)
             log = open(self.state / "podman-service.log", "ab")
-            # its own session: the service outlives this process and is shared by the next one
+            # its own session: the service outlives this process and is shared by the next one. Its working
+            # directory is the state dir, never ours: conmon inherits it, and once a deleted directory (a
+            # test's, a CI checkout's) it fails every container run ("write child: broken pipe")
             self.popen(["system", "service", f"--time={SERVICE_IDLE_S}", url], stdin=subprocess.DEVNULL,
-                       stdout=log, stderr=log, start_new_session=True)
+                       stdout=log, stderr=log, start_new_session=True, cwd=self.state)
             log.close()
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline:

@@ -217,3 +217,27 @@ def test_tool_dirs_are_read_only_and_first_on_path(podman, tmp_path):
                          env={"AGENTCAP_PATH_PREPEND": str(tools)}, mounts=[Mount(tools, read_only=True)], timeout_s=60)
     assert run_container(podman, spec).returncode == 0
     assert (tmp_path / "out").read_text().split() == ["agentcap-tool", "READONLY"]
+
+
+def test_the_shared_service_does_not_depend_on_the_directory_it_was_started_from(podman, tmp_path, monkeypatch):
+    """The API service outlives the process that started it; started from a directory that is then deleted
+    (a test's tmp dir, a CI checkout), it must still run containers (conmon inherits its cwd)."""
+    import dataclasses
+    import shutil
+
+    from sandbox.podman import Podman
+
+    own = Podman(binary=podman.binary, state=tmp_path / "state", conf=podman.conf)  # its own socket and service
+    own.state.mkdir()
+    doomed = tmp_path / "checkout"
+    doomed.mkdir()
+    monkeypatch.chdir(doomed)
+    try:
+        own.ensure_service()
+        monkeypatch.chdir(tmp_path)
+        shutil.rmtree(doomed)
+        spec = ContainerSpec(image=image_tag("base"), command=["true"], workdir=tmp_path, stdout=tmp_path / "out",
+                             stderr=tmp_path / "err", timeout_s=120, labels={"agentcap.run": "cwd-test"})
+        assert run_container(dataclasses.replace(own, _client=None), spec).returncode == 0, (tmp_path / "err").read_text()
+    finally:
+        subprocess.run(["pkill", "-f", f"system service .*{own.socket}"], check=False)
