@@ -156,13 +156,15 @@ class SuiteRun:
         passed = ran.error is None and not drifted and all(c["passed"] for c in checks if c["required"]) and \
             (judged is None or not judged["required"] or judged["passed"])
         record = RepeatResult(
-            cell, s.id, u.agent, u.adapter, u.model, u.repeat, passed, ran.error, round(duration, 3), ran.turns,
-            ran.num_turns, len(calls), sum((c["tokens_in"] or 0) + (c["tokens_out"] or 0) for c in calls),
-            ran.cost_usd if ran.cost_usd is not None else cost_of(calls, self.project.prices),
-            "harness" if ran.cost_usd is not None else "prices",
-            [{"server": c["server"], "tool": c["tool"], "args": c["args"]} for c in outcome.mock_calls],
-            outcome.output, checks, judged, rfc3339_ns(), "drift" if drifted else "passed" if passed else "failed",
-            tape.drift.to_dict() if tape is not None and tape.drift is not None else None)
+            cell, s.id, u.agent, u.adapter, u.model, u.repeat, passed=passed, error=ran.error,
+            duration_s=round(duration, 3), turns=ran.turns, num_turns=ran.num_turns, model_calls=len(calls),
+            tokens=sum((c["tokens_in"] or 0) + (c["tokens_out"] or 0) for c in calls),
+            cost_usd=ran.cost_usd if ran.cost_usd is not None else cost_of(calls, self.project.prices),
+            cost_source="harness" if ran.cost_usd is not None else "prices",
+            tool_calls=[{"server": c["server"], "tool": c["tool"], "args": c["args"]} for c in outcome.mock_calls],
+            output=outcome.output, assertions=checks, judge=judged, finished_at=rfc3339_ns(),
+            verdict="drift" if drifted else "passed" if passed else "failed",
+            drift=tape.drift.to_dict() if tape is not None and tape.drift is not None else None)
         if tape is not None and self.cassettes is not None:
             record.cassette = self.cassettes.finish(tape, u, caps, judge_calls, self.run_dir, ran.error)
         (self.run_dir / "results" / cell).mkdir(parents=True, exist_ok=True)
