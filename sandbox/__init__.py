@@ -9,12 +9,35 @@ their images, ``sandbox.container`` runs one container, ``sandbox.turn`` runs on
 ``sandbox.bridge`` gives a container its only way out. Never imports agentcap_cli or mcp_mocks.
 """
 
-from sandbox.agents import Agent, TurnInput, TurnOutput, UnknownAgent, agent_names, get_agent, register
-from sandbox.bridge import Bridge
-from sandbox.container import ContainerResult, ContainerSpec, Mount, list_containers, remove_containers, run_container
-from sandbox.images import ensure_image, image_tag, list_images
-from sandbox.podman import Podman, SandboxError, get_podman
-from sandbox.turn import TurnResult, run_agent_turn
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandbox.agents import Agent, TurnInput, TurnOutput, UnknownAgent, agent_names, get_agent, register
+    from sandbox.bridge import Bridge
+    from sandbox.container import (
+        ContainerResult,
+        ContainerSpec,
+        Mount,
+        list_containers,
+        remove_containers,
+        run_container,
+    )
+    from sandbox.images import ensure_image, image_tag, list_images
+    from sandbox.podman import Podman, SandboxError, get_podman
+    from sandbox.turn import TurnResult, run_agent_turn
+
+#: name → its module, imported on first use: ``import sandbox.podman`` (which runs this file first)
+#: must not pull in every adapter, the bridge's asyncio and podman-py
+_WHERE = {
+    **dict.fromkeys(["Agent", "TurnInput", "TurnOutput", "UnknownAgent", "agent_names", "get_agent", "register"], "agents"),
+    "Bridge": "bridge",
+    **dict.fromkeys(["ContainerResult", "ContainerSpec", "Mount", "list_containers", "remove_containers",
+                     "run_container"], "container"),
+    **dict.fromkeys(["ensure_image", "image_tag", "list_images"], "images"),
+    **dict.fromkeys(["Podman", "SandboxError", "get_podman"], "podman"),
+    **dict.fromkeys(["TurnResult", "run_agent_turn"], "turn"),
+}
 
 __all__ = [
     "Agent",
@@ -40,3 +63,9 @@ __all__ = [
     "run_agent_turn",
     "run_container",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"sandbox.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -141,9 +141,11 @@ def test_the_facades_give_every_name_they_list_and_a_small_part_stays_small():
         for name in facade.__all__:
             assert getattr(facade, name) is not None, f"{facade.__name__}.{name}"
     # the wire facade is lazy: the sandbox's one use of it (atomic files) does not load the API decoders
-    probe = "import sys, agentcap_addons.wire.util.files; print('agentcap_addons.wire.api.decode' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
-    assert out.stdout.strip() == "False"
+    # and so is the sandbox's: `import sandbox.podman` (doctor, sandbox ls) loads no adapter and no bridge
+    for probe in ("import sys, agentcap_addons.wire.util.files; print('agentcap_addons.wire.api.decode' in sys.modules)",
+                  "import sys, sandbox.podman; print(any(m in sys.modules for m in ('sandbox.agents', 'sandbox.bridge')))"):
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+        assert out.stdout.strip() == "False", probe
 
 
 def test_a_usage_error_is_one_line_through_a_pipe_and_click_s_banner_on_a_terminal(tmp_path):
