@@ -7,6 +7,7 @@ import json
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -150,7 +151,7 @@ def test_maxfail_stops_starting_repeats(project, monkeypatch):
         return RepeatResult(u.cell, u.scenario.id, u.agent, u.adapter, u.model, u.repeat, passed=False, error="turn 1")
 
     monkeypatch.setattr(SuiteRun, "run_unit", fake)
-    monkeypatch.setattr("agentcap_cli.suite.runner.ensure_image", lambda *a, **k: None)
-    suite = SuiteRun(p, services=None, run_dir=project / "run")  # type: ignore[arg-type]
+    no_images = SimpleNamespace(image=lambda podman, agent: f"localhost/agentcap-{agent}:test")  # no podman builds
+    suite = SuiteRun(p, services=no_images, run_dir=project / "run")  # type: ignore[arg-type]
     records = suite.run(units, jobs=1, maxfail=2)
     assert suite.stopped_early and len(records) == 2 and len(ran) == 2 < len(units)

@@ -49,7 +49,6 @@ from agentcap_cli.suite.results import RepeatResult
 from mcp_mocks.engine import MockServer
 from mcp_mocks.serve import HTTPMock
 from sandbox.agents import get_agent
-from sandbox.images import ensure_image
 from sandbox.podman import SandboxError, get_podman
 
 
@@ -360,9 +359,9 @@ class SuiteRun:
         (``self.stopped_early``)."""
         for harness in sorted({harness_name(u.adapter) for u in units if self._plugin(u) is None}):
             with self.console.status(f"image for {harness}"):
-                ensure_image(self.podman, harness)
+                self.services.image(self.podman, harness)  # resolved once: every turn reuses it
         if self.project.judge_backend == "claude-cli" and not self.no_judge and any(u.scenario.judge for u in units):
-            ensure_image(self.podman, "claude-code")
+            self.services.image(self.podman, "claude-code")
         records: list[RepeatResult] = []
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=self.console)
