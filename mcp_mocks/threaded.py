@@ -21,8 +21,12 @@ def bind(host: str, port: int) -> socket.socket:
     # accepted connections inherit this: without it, a response sent as headers + body waits for
     # the client's delayed ACK (Nagle), capping 32 connections near 800 requests/s
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
+    try:
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()  # a port in use must not leak the socket
+        raise
     return sock
 
 

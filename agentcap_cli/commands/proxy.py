@@ -6,12 +6,12 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
@@ -27,6 +27,7 @@ from agentcap_cli.harness.calllog import line_for_event
 from agentcap_cli.harness.proxy import ProxyProcess, ProxyStartError, start_proxy
 from agentcap_cli.harness.services import UpstreamUnreachable, check_reachable
 from agentcap_cli.runs.workspace import new_run_dir
+from mcp_mocks.threaded import bind
 
 
 def split_upstream(url: str) -> tuple[str, str]:
@@ -131,12 +132,11 @@ def proxy(upstream: tuple[str, str], host: str, port: int, run_dir: Path | None,
 
 
 def port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
+    """Whether a listener could bind ``host:port`` (as the proxy's, with SO_REUSEADDR)."""
+    try:
+        bind(host, port).close()
+    except OSError:
+        return False
     return True
 
 
@@ -169,18 +169,21 @@ def _log_calls(p: ProxyProcess, captures: Path, err: Console | None) -> None:
     assert p.events is not None
     while p.proc.poll() is None:
         ev = p.events.next(0.5)
-        if ev is not None and err is not None:
-            line = line_for_event(captures, ev)
-            if line:
-                err.print(escape(line))
+        if ev is not None:
+            _print_event(captures, ev, err)
 
 
 def _drain(p: ProxyProcess, captures: Path, err: Console | None) -> None:
+    """The events still in the pipe once the proxy has exited."""
     assert p.events is not None
     while (ev := p.events.next(0.2)) is not None:
-        line = line_for_event(captures, ev) if err is not None else None
-        if line:
-            err.print(escape(line))
+        _print_event(captures, ev, err)
+
+
+def _print_event(captures: Path, ev: dict[str, Any], err: Console | None) -> None:
+    line = line_for_event(captures, ev) if err is not None else None
+    if err is not None and line:
+        err.print(escape(line))
 
 
 def _detach(env_file: Path | None, as_json: bool) -> None:
