@@ -65,10 +65,9 @@ def footers(paths: list[str], read: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 def hub_level(repo: str) -> Any:
-    import pyarrow.parquet as pq
     from huggingface_hub import HfFileSystem, hf_hub_download
 
-    from agentcap_cli.export.captures import FOOTER_KEY
+    from agentcap_cli.export.captures import read_footer
     from agentcap_cli.inspect.data import DatasetLevel
 
     endpoint = os.environ.get("HF_ENDPOINT") or None
@@ -76,8 +75,7 @@ def hub_level(repo: str) -> Any:
 
     def footer(path: str) -> dict[str, Any]:
         with fs.open(path, "rb") as f:  # ranged reads: only the footer comes over the wire
-            meta = pq.read_metadata(f).metadata or {}
-        return json.loads(meta[FOOTER_KEY]) if FOOTER_KEY in meta else {}
+            return read_footer(f)
 
     files = footers(sorted(fs.glob(f"datasets/{repo}/data/*.parquet")), footer)
 

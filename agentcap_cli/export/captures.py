@@ -20,7 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
@@ -403,8 +403,9 @@ def write_run(captures_dir: Path, run: RunInfo, out_dir: Path, version: str, pro
                 part.tmp.unlink(missing_ok=True)
 
 
-def read_footer(path: str | Path) -> dict[str, Any]:
-    """The agentcap footer of an exported file (no data pages read)."""
+def read_footer(path: str | Path | BinaryIO) -> dict[str, Any]:
+    """The agentcap footer of an exported file, or of an open one (a Hub file: ranged reads); no data
+    pages are read. ``{}`` when it has none."""
     meta = pq.read_metadata(path).metadata or {}
     return json.loads(meta[FOOTER_KEY]) if FOOTER_KEY in meta else {}
 

@@ -41,6 +41,7 @@ from agentcap_cli.export.scan import (
 )
 from agentcap_cli.export.sessions import (
     SessionOut,
+    SessionOutcome,
     SessionWriter,
     build,
     gate_texts,
@@ -129,10 +130,6 @@ class Staged:
     files: list[WrittenFile] = field(default_factory=list)
     runs: list[Target] = field(default_factory=list)
 
-    @property
-    def rows(self) -> int:
-        return sum(f.rows for f in self.files if f.kind in ("calls", "files"))
-
     def count(self, kind: str) -> int:
         """Rows of one kind (calls, sessions, files) or, for ``session``, session files."""
         return sum(1 if kind == "session" else f.rows for f in self.files if f.kind == kind)
@@ -167,8 +164,9 @@ def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | No
                                     gate=gate, report=t.report, calls=calls)
         captures.runs.append(t)
         native = {}
+        ends = outcomes(t.run_dir)
         if t.run.agent:
-            ids = {("task",) + k: o.session_id for k, o in outcomes(t.run_dir).items() if o.session_id}
+            ids = {("task",) + k: o.session_id for k, o in ends.items() if o.session_id}
             s = traces.get(t.run.agent) or Staged(f"{t.run.agent}-traces", "traces", t.run.agent,
                                                   out / f"{t.run.agent}-traces")
             written = write_traces(t.run_dir, t.run, s.root, version(), gate, t.report, ids)
@@ -177,7 +175,7 @@ def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | No
                 traces[t.run.agent] = s
                 s.files += written.files
                 s.runs.append(t)
-        rows, wired = _sessions(t, calls, native, out / "captures" / "sessions", wire.root, gate, options)
+        rows, wired = _sessions(t, calls, native, ends, out / "captures" / "sessions", wire.root, gate, options)
         if rows is not None:
             captures.files.append(rows)
         if wired:
@@ -193,13 +191,14 @@ def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | No
 SESSION_BATCH = 64  # sessions scanned and written at a time
 
 
-def _sessions(t: Target, calls: list[CallInfo], native: dict[tuple[Any, ...], Any], rows_dir: Path, wire: Path,
+def _sessions(t: Target, calls: list[CallInfo], native: dict[tuple[Any, ...], Any],
+              ends: dict[tuple[str | None, str | None, int | None], SessionOutcome], rows_dir: Path, wire: Path,
               gate: Gate | None, options: Options) -> tuple[WrittenFile | None, list[WrittenFile]]:
     """The run's sessions, a batch at a time: rebuilt, through the gate, written (rows, wire traces)."""
     writer = SessionWriter(t.run, rows_dir, wire, version())
     try:
         batch: list[SessionOut] = []
-        for session in build(t.run_dir, t.run, calls, options.prices, options.with_failed, native):
+        for session in build(t.run_dir, t.run, calls, options.prices, options.with_failed, native, ends):
             if session.row["trace_diffs"]:
                 t.checks.append((session.row["session_id"], session.row["trace_diffs"]))
             batch.append(session)

@@ -10,7 +10,6 @@ hub's login cache).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 from huggingface_hub import CommitOperationAdd, HfApi, HfFileSystem, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -26,7 +24,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from agentcap_cli.export.captures import FOOTER_KEY
+from agentcap_cli.export.captures import read_footer
 
 
 @dataclass
@@ -76,9 +74,9 @@ def remote_footers(api: HfApi, repo_id: str, paths: list[str]) -> list[dict[str,
     out = []
     for path in paths:
         with fs.open(f"datasets/{repo_id}/{path}", "rb") as f:
-            meta = pq.read_metadata(f).metadata or {}
-        if FOOTER_KEY in meta:
-            out.append(json.loads(meta[FOOTER_KEY]))
+            footer = read_footer(f)
+        if footer:
+            out.append(footer)
     return out
 
 

@@ -178,15 +178,17 @@ class SessionOut:
 
 
 def build(run_dir: Path, run: RunInfo, calls: list[CallInfo], prices: dict[str, dict[str, float]] | None = None,
-          with_failed: bool = False, native: dict[tuple[Any, ...], Counts] | None = None) -> Iterator[SessionOut]:
+          with_failed: bool = False, native: dict[tuple[Any, ...], Counts] | None = None,
+          ends: dict[tuple[str | None, str | None, int | None], SessionOutcome] | None = None) -> Iterator[SessionOut]:
     """Every session of a run, in the order of their first call, one at a time (memory stays flat:
-    only the calls' small records are held, and one session's messages)."""
-    load = loader(run_dir / "captures")
-    ends = outcomes(run_dir)
+    only the calls' small records are held, and one session's messages). ``ends``: the run's
+    ``outcomes``, when the caller has read them already."""
+    ends = outcomes(run_dir) if ends is None else ends
     groups: dict[tuple[Any, ...], list[CallInfo]] = {}
     for c in sorted(calls, key=lambda c: c.seq):
         groups.setdefault(session_key(c), []).append(c)
     for key, group in groups.items():
+        load = loader(run_dir / "captures")  # one session's calls: its memo goes with it
         rebuilt = rebuild(group, load, with_failed)
         if not rebuilt.calls:
             continue

@@ -67,11 +67,6 @@ def task_traces(run_dir: Path) -> list[TaskTrace]:
     return out
 
 
-def trace_files(run_dir: Path) -> list[tuple[TaskTrace, Path]]:
-    """(task, file) for every native trace file of the run, in a stable order."""
-    return [(t, f) for t in task_traces(run_dir) for f in sorted(p for p in t.dir.rglob("*") if p.is_file())]
-
-
 @dataclass
 class TracesWritten:
     files: list[WrittenFile] = field(default_factory=list)  # the parquet, then the session files

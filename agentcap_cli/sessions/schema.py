@@ -44,7 +44,7 @@ SCHEMA: dict[str, Any] = {"$schema": "https://json-schema.org/draft/2020-12/sche
 
 def sts_message(m: dict[str, Any]) -> dict[str, Any]:
     """A chat-shape message (plus optional ``timestamp`` in epoch ms and ``model``) as an STS line."""
-    role = m.get("role") if m.get("role") in ROLES else ("system" if m.get("role") == "developer" else "system")
+    role = m.get("role") if m.get("role") in ROLES else "system"  # developer (and anything unknown): system
     out: dict[str, Any] = {"role": role, "content": m.get("content") or ""}
     if m.get("reasoning_content"):
         out["reasoningContent"] = m["reasoning_content"]
