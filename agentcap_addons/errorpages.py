@@ -17,12 +17,13 @@ mitmproxy's page stays (nothing else changes).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 
-from mitmproxy import ctx, http, version
+from mitmproxy import ctx, version
 from mitmproxy.net.http import http1
+
+from agentcap_addons.keyauth import error_response
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +38,11 @@ _ORIGINAL: Callable[..., bytes] | None = getattr(_layer, "make_error_response", 
 def json_error_response(status_code: int, message: str = "") -> bytes:
     """The raw HTTP/1 response mitmproxy sends for an error, with a JSON body instead of HTML."""
     client_side = 400 <= status_code < 500
-    body = {
-        "type": "error",
-        "error": {
-            "type": "invalid_request_error" if client_side else "api_error",
-            "code": "agentcap_bad_request" if client_side else "agentcap_upstream_error",
-            "message": f"agentcap capture proxy: {message}" if message else "agentcap capture proxy: error",
-        },
-    }
-    resp = http.Response.make(
-        status_code,
-        json.dumps(body).encode(),
-        http.Headers(Server=version.MITMPROXY, Connection="close", Content_Type="application/json"),
-    )
+    resp = error_response(status_code, "invalid_request_error" if client_side else "api_error",
+                          "agentcap_bad_request" if client_side else "agentcap_upstream_error",
+                          f"agentcap capture proxy: {message}" if message else "agentcap capture proxy: error")
+    resp.headers["Server"] = version.MITMPROXY
+    resp.headers["Connection"] = "close"
     return http1.assemble_response(resp)
 
 

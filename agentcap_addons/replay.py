@@ -92,7 +92,7 @@ class PerAttribution:
             if not d.is_dir():
                 raise FileNotFoundError(f"{run}: no captures directory here")
             run_id = None
-            for cap in sorted(iter_captures(d), key=lambda c: c.seq):
+            for cap in iter_captures(d):  # in seq order
                 run_id = run_id or cap.request.get("run_id")
                 self.by_task.setdefault(str(cap.request.get("task_id")), []).append(cap)
             run_dir = d.parent if d.name == "captures" else d

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import yaml
 
+from agentcap_addons.wire.api.sessions import FINISH_REASONS
 from agentcap_cli.export.captures import SCHEMA as CAPTURE_SCHEMA
 from agentcap_cli.export.detectors import find, fingerprint, flagged, redact
 from agentcap_cli.export.files import SCHEMA as FILE_SCHEMA
@@ -58,7 +59,7 @@ CAPTURE_FIELDS = {
     "ttft_ms": "ms from request sent to first response byte", "duration_ms": "ms from request sent to the end",
     "prompt_tokens": "input tokens (cached included)", "completion_tokens": "output tokens (reasoning included)",
     "cached_tokens": "input tokens read from cache", "reasoning_tokens": "reasoning part of the output tokens",
-    "finish_reason": "stop | length | tool_calls | content_filter | error (normalised across the three APIs)",
+    "finish_reason": f"{' | '.join(FINISH_REASONS)} (normalised across the three APIs)",
     "finish_reason_raw": "the API's own stop reason", "n_tool_calls": "tool calls in the response",
 }
 SESSION_FIELDS = {

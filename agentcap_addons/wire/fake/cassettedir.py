@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from agentcap_addons.wire.capture.policy import api_kind
 from agentcap_addons.wire.capture.records import Capture
+from agentcap_addons.wire.util.jsonio import read_json
 
 CASSETTE_JSON = "cassette.json"
 JUDGE_DIR = "judge"  # the claude-cli judge's calls, attributed to the cell "<cell>#judge"
@@ -200,8 +201,7 @@ def write(directory: Path, files: dict[str, bytes]) -> None:
 # -- read --------------------------------------------------------------------------------------------
 
 def read_meta(directory: Path) -> dict[str, Any]:
-    with open(Path(directory) / CASSETTE_JSON, "rb") as f:
-        return json.loads(f.read())
+    return read_json(Path(directory) / CASSETTE_JSON)
 
 
 def call_files(directory: Path) -> list[Path]:
@@ -214,8 +214,7 @@ def load(directory: str | os.PathLike[str]) -> list[Capture]:
     placeholders stay (the matcher puts the same ones into what it compares them with)."""
     out = []
     for path in call_files(Path(directory)):
-        with open(path, "rb") as f:
-            out.append(to_capture(path.stem, json.loads(f.read())))
+        out.append(to_capture(path.stem, read_json(path)))
     return out
 
 
