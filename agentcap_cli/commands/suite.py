@@ -150,7 +150,6 @@ def test(ctx: click.Context, root: Path, filter_: str | None, provider: str | No
 
     err = err_console()
     project = _load(root)
-    record_mode = "new" if record_mode == "new_episodes" else record_mode
     if record_mode in ("none", "all") and ctx.get_parameter_source("on_drift") == ParameterSource.COMMANDLINE:
         raise click.BadParameter(f"applies to a replay (--record-mode once or new), not --record-mode {record_mode}",
                                  param_hint="'--on-drift'")

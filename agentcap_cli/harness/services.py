@@ -179,7 +179,6 @@ class Services:
         os.chmod(self.work, 0o700)
         self.model_server: ModelServer | None = None
         self.judge_base_url: str | None = None  # set by `agentcap test` when the judge has its own upstream
-        self.offline = offline
         self._images: dict[str, str] = {}
         self._images_lock = threading.Lock()
         try:

@@ -43,8 +43,13 @@ class Drift:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def where(self) -> str:
+        """``call 3 (turn 2)``, or ``the judge``."""
+        return f"call {self.call_seq}" + (f" (turn {self.turn})" if self.turn else "") if self.call_seq else "the judge"
+
     def describe(self) -> str:
-        where = f"call {self.call_seq}" + (f" (turn {self.turn})" if self.turn else "") if self.call_seq else "the judge"
+        where = self.where
         if self.path is None:
             return f"{where}: {self.message}"
         return (f"{where} drifted at {self.path}: recorded {json.dumps(self.recorded, ensure_ascii=False)[:120]}, "

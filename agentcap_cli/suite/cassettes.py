@@ -50,9 +50,7 @@ from agentcap_cli.suite.judge import score_of
 if TYPE_CHECKING:
     from agentcap_cli.suite.runner import Unit
 
-RECORD_MODES = ("none", "once", "new", "all")
 MODE_ALIASES = {"new_episodes": "new"}  # vcrpy's spelling
-ON_DRIFT = ("fail", "live", "record")
 CASSETTES_DIR = "cassettes"
 DIRECT_JUDGES = ("chat", "anthropic-api")
 __all__ = ["Cassettes", "Drift", "Tape", "describe", "find_drift"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agentcap_addons.wire.util.files import atomic_write_bytes
+from agentcap_cli.runs.drift import Drift
 from agentcap_cli.suite.cassettes import describe
 from agentcap_cli.suite.stats import cell_summary
 
@@ -98,8 +99,7 @@ def markdown(results: dict[str, Any]) -> str:
         for r in drifts:
             d = r["drift"]
             went = "" if r.get("verdict") == "drift" else " (went live)"
-            where = f"call {d['call_seq']}" + (f" (turn {d['turn']})" if d.get("turn") else "") if d.get("call_seq") \
-                else "the judge"
+            where = Drift(**d).where
             at = f" at `{d['path']}`: recorded `{_code(d['recorded'])}`, got `{_code(d['got'])}`" if d.get("path") \
                 else f": {d.get('message')}"
             lines.append(f"- **{r['cell']}#{r['repeat']}**{went}: {where}{at}")
