@@ -88,8 +88,9 @@ def score_of(text: str) -> dict[str, Any]:
 
 
 def judge_claude_cli(podman: Any, services: Any, run_dir: Path, base: Path, cell: str, repeat: int, model: str,
-                     prompt: Prompt, timeout_s: float = 300.0) -> dict[str, Any]:
-    """agenteval's ``claude-cli`` backend: one ``claude -p`` turn in the sandbox, no tools, no MCP."""
+                     prompt: Prompt, timeout_s: float = 300.0, request_ids: list[str] | None = None) -> dict[str, Any]:
+    """agenteval's ``claude-cli`` backend: one ``claude -p`` turn in the sandbox, no tools, no MCP. The
+    ids of its model calls (in ``<run>/judge/captures``) are appended to ``request_ids``."""
     from agentcap_addons.wire.capture.registry import Attribution
     from agentcap_cli.harness.turns import run_turn
     from sandbox.agents import get_agent
@@ -102,6 +103,8 @@ def judge_claude_cli(podman: Any, services: Any, run_dir: Path, base: Path, cell
                    stdout=work / "judge.out", stderr=work / "judge.err", trace_dir=work / "traces",
                    timeout_s=timeout_s, labels={"run": run_dir.name, "task": f"{cell}#judge"},
                    prompt=text, turn=1, model=model, workspace=work / "workspace", home=work / "home", max_turns=1)
+    if request_ids is not None:
+        request_ids += run.request_ids
     r = run.result
     if r is None:
         return {"score": None, "error": f"judge (claude-cli): sandbox: {run.sandbox_error}", "request": text}

@@ -31,9 +31,8 @@ from rich.progress import (
 )
 
 from agentcap_addons.wire.api.decode import decode_response
-from agentcap_addons.wire.capture.records import Capture, iter_captures, read_capture
+from agentcap_addons.wire.capture.records import Capture, read_capture
 from agentcap_addons.wire.capture.registry import Attribution
-from agentcap_addons.wire.fake.cassettedir import JUDGE_SUFFIX
 from agentcap_addons.wire.util.clock import rfc3339_ns
 from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.console import err_console
@@ -311,9 +310,10 @@ class SuiteRun:
         replaying = tape is not None and tape.use == "replay" and tape.drift is None
         verdict: dict[str, Any] | None = None
         if backend == "claude-cli":  # through the proxy: served from the cassette's judge/ calls when replaying
+            ids: list[str] = []
             verdict = judges.judge_claude_cli(self.podman, self.services, self.run_dir, base, u.cell, u.repeat,
-                                              model, prompt)
-            judge_calls += self._judge_captures(u)
+                                              model, prompt, request_ids=ids)
+            judge_calls += self._judge_captures(ids)
             if replaying and tapes is not None and tape is not None:
                 tapes.check_judge_calls(tape, judge_calls, self.run_dir)
         elif replaying and tapes is not None and tape is not None:
@@ -331,11 +331,17 @@ class SuiteRun:
         return {**verdict, "min_score": s.judge.min_score, "required": s.judge.required,
                 "passed": score is not None and score >= s.judge.min_score}
 
-    def _judge_captures(self, u: Unit) -> list[Capture]:
+    def _judge_captures(self, request_ids: list[str]) -> list[Capture]:
+        """The judge's calls of this repeat, in call order, by the ids its turn announced (no scan of every
+        repeat's judge captures); a call whose request record could not be written has no file."""
         d = self.run_dir / "judge" / "captures"
-        cell = f"{u.cell}{JUDGE_SUFFIX}"
-        return sorted((c for c in iter_captures(d) if c.request.get("cell") == cell and c.request.get("repeat") == u.repeat),
-                      key=lambda c: c.seq) if d.is_dir() else []
+        out = []
+        for rid in request_ids:
+            try:
+                out.append(read_capture(d, rid))
+            except FileNotFoundError:
+                continue
+        return sorted(out, key=lambda c: c.seq)
 
     def _trial_line(self, u: Unit, r: RepeatResult) -> None:
         """agenteval's per-trial line (with -v): ``trial 1/1: PASS $0.1783 turns=4 13.2s judge=1.00``."""
