@@ -22,6 +22,7 @@ from junitparser import JUnitXml
 from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_addons.wire.fake.cassette import DEFAULT_IGNORE, normalise
 from agentcap_addons.wire.fake.cassettedir import run_subs
+from agentcap_cli.harness.modelserver import ModelServer, make_responder
 from tests.conftest import closed_port
 from tests.support import cli
 
@@ -212,7 +213,11 @@ def test_run_replay_of_a_pi_run_reports_zero_drift(tmp_path):
     tasks = tmp_path / "tasks.txt"
     tasks.write_text("Create hello.txt with a friendly greeting.\nSay what is in this directory.\n")
     env = {"AGENTCAP_WORKSPACE": str(tmp_path)}
-    first = agentcap("run", "--agent", "pi", "--tasks", str(tasks), "--turns", "2", "-j", "2", **env)
+    # recorded from a script whose tool output is the same at any time (the default one runs `ls -la`,
+    # whose times make a replay in another minute drift, rightly)
+    with ModelServer(make_responder(script="write-file-then-answer")) as model:
+        first = agentcap("run", "--agent", "pi", "--tasks", str(tasks), "--turns", "2", "-j", "2",
+                         "--upstream", model.url + "/v1", "--model", "agentcap-scripted", **env)
     assert first.returncode == 0, first.stderr[-3000:]
     recorded = Path(first.stdout.strip())
     replay = agentcap("run", "--replay", recorded.name, "-j", "2", **env)
