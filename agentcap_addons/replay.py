@@ -66,13 +66,14 @@ def run_dir_of(a: Attribution) -> Path | None:
 
 
 class Tape:
-    """One repeat's (task's) recordings while it runs; ``live``: it drifted, the rest goes upstream.
+    """One repeat's (task's) recordings while it runs; ``live``: it drifted, the rest goes upstream;
+    ``subs``: its run's path placeholders, worked out once (every call of a tape has the same run).
     (No dataclass: mitmproxy loads this file as a script, outside sys.modules.)"""
 
-    __slots__ = ("responder", "live")
+    __slots__ = ("responder", "live", "subs")
 
-    def __init__(self, responder: ReplayResponder | None) -> None:
-        self.responder, self.live = responder, False
+    def __init__(self, responder: ReplayResponder | None, subs: Subs = ()) -> None:
+        self.responder, self.live, self.subs = responder, False, subs
 
 
 class PerAttribution:
@@ -104,7 +105,7 @@ class PerAttribution:
         with self.lock:
             tape = self.tapes.get(key)
             if tape is None:
-                tape = self.tapes[key] = Tape(self._load(a))
+                tape = self.tapes[key] = Tape(self._load(a), run_subs(run_dir_of(a), a.run_id))
             return tape
 
     def _load(self, a: Attribution) -> ReplayResponder | None:
@@ -200,7 +201,7 @@ class Replay:
             tape = self.per.tape(a)
             if tape.responder is None or tape.live:
                 return  # upstream
-            responder, subs = tape.responder, run_subs(run_dir_of(a), a.run_id)
+            responder, subs = tape.responder, tape.subs
         assert responder is not None
         result = responder.respond(req.method, req.path, req.get_content(strict=False) or b"", subs)
         if isinstance(result, Forward):
