@@ -26,7 +26,7 @@ from agentcap_addons.wire.api.sessions import FINISH_REASONS
 from agentcap_cli.export.captures import SCHEMA as CAPTURE_SCHEMA
 from agentcap_cli.export.detectors import find, fingerprint, flagged, redact
 from agentcap_cli.export.files import SCHEMA as FILE_SCHEMA
-from agentcap_cli.export.scan import Finding, Gate, line_where, scan_text, state_of
+from agentcap_cli.export.scan import Finding, Gate, line_where, scan_flagged, state_of
 from agentcap_cli.export.sessions import SCHEMA as SESSION_SCHEMA
 
 BEGIN, END = "<!-- agentcap:begin -->", "<!-- agentcap:end -->"
@@ -351,7 +351,7 @@ def scan_card(info: CardInfo, name: str, gate: Gate, out: list[Finding]) -> Card
     text = render(info)
     if not flagged([text]):
         return info
-    scan_text(text, f"{name}/README.md", line_where(text, False), gate, out)
+    scan_flagged(text, f"{name}/README.md", line_where(text, False), gate, out)
     if not gate.redact:
         return info
 

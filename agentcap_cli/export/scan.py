@@ -143,6 +143,12 @@ def scan_text(text: str, file: str, where: Callable[[Hit], str], gate: Gate, out
     """Scan one published text; returns it as it should be published (masked under --redact)."""
     if not flagged([text]):
         return text
+    return scan_flagged(text, file, where, gate, out, published)
+
+
+def scan_flagged(text: str, file: str, where: Callable[[Hit], str], gate: Gate, out: list[Finding],
+                 published: bool = True) -> str:
+    """:func:`scan_text` for a text the caller's own prefilter (``flagged``) has flagged already."""
     masked = judge(find(text), file, where, gate, out, published)
     if not masked:
         return text

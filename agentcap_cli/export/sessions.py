@@ -52,7 +52,7 @@ from agentcap_cli.export.scan import (
     Gate,
     Report,
     scan_derived,
-    scan_text,
+    scan_flagged,
 )
 from agentcap_cli.runs.record import RUN_JSON
 from agentcap_cli.sessions.schema import Counts, compare, sts_text
@@ -255,7 +255,7 @@ def gate_texts(sessions: list[SessionOut], gate: Gate, report: Report) -> None:
     leaves = [(s, p, c, k) for s in sessions for p, c, k in _leaves(s.row)]
     for i in flagged([c[k] for _, _, c, k in leaves]):
         s, path, container, k = leaves[i]
-        container[k] = scan_text(container[k], f"captures → sessions row {s.row['session_id']}", lambda h, p=path: p,
+        container[k] = scan_flagged(container[k], f"captures → sessions row {s.row['session_id']}", lambda h, p=path: p,
                                  gate, found)
     report.findings += [f for f in found if f.fingerprint not in known]
     blobs = [Blob(f"captures → wire trace {s.row['session_id']}.jsonl", s.trace.encode()) for s in sessions]
