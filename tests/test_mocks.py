@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 from mcp import Client, StdioServerParameters
 
-from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.main import cli
-from mcp_mocks import HTTPMock, MockServer, load_spec, templating
+from mcp_mocks import HTTPMock, MockServer, templating
 from mcp_mocks import state as statelib
 from tests.support.cli import argv, start
+from tests.support.mocks import assert_rejected
 
 REPO = Path(__file__).resolve().parent.parent
 SLACK = REPO / "examples" / "mocks" / "slack"
@@ -188,12 +188,7 @@ def test_faults_are_seeded(tmp_path):
     ("tools: [{name: a}]\nfaults: {a: {error_rate: 2}}\n", None, "faults.a.error_rate: must be a number from 0 to 1"),
 ])
 def test_bad_mock_yaml_names_file_line_and_key(tmp_path, yaml_text, handler, where):
-    d = make(tmp_path, yaml_text, handler)
-    with pytest.raises(ConfigError) as e:
-        load_spec(d)
-    assert where in str(e.value), str(e.value)
-    r = CliRunner().invoke(cli, ["mock", "tools", str(d)])
-    assert r.exit_code == 2 and where.split(":")[0] in r.output
+    assert_rejected(make(tmp_path, yaml_text, handler), where)
 
 
 async def _session_calls(url: str, mode: str) -> dict:

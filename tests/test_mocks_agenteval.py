@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 from mcp import Client
 
-from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.main import cli
 from mcp_mocks import HTTPMock, MockServer, load_spec
+from tests.support.mocks import assert_rejected
 
 # A mock written from the agenteval README: schema.json (verbatim tools/list), seed, declarative
 # responses with its mutation form, and a handler.py mutating ctx.state.data.
@@ -242,9 +242,4 @@ def test_a_path_segment_is_one_key_whatever_the_argument_holds(tmp_path):
      "handler.py:3: handler does not import: KeyError"),
 ])
 def test_bad_agenteval_forms_name_file_line_and_key(tmp_path, yaml_text, handler, where):
-    d = project(tmp_path, yaml_text, handler)
-    with pytest.raises(ConfigError) as e:
-        load_spec(d)
-    assert where in str(e.value), str(e.value)
-    r = CliRunner().invoke(cli, ["mock", "tools", str(d)])
-    assert r.exit_code == 2 and where.split(":")[0] in r.output
+    assert_rejected(project(tmp_path, yaml_text, handler), where)
