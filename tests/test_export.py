@@ -75,7 +75,8 @@ def test_parquet_reads_back_equal_to_the_capture_files(workspace, tmp_path):
     assert {(t["task_id"], t["path"], t["format"]) for t in traces} == {
         ("t0001", ".pi/session.jsonl", "jsonl"), ("t0001", "state.db", "sqlite")}
     db = next(t for t in traces if t["format"] == "sqlite")
-    assert db["text"] is None and db["data"] == b"SQLite format 3\x00\xff\xfe"
+    assert db["text"] is None and db["data"] == (workspace / ".agentcap" / "pi-scripted-1" / "traces" / "t0001" /
+                                                 "state.db").read_bytes()
 
     card = (out / "captures" / "README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from agentcap_cli.export.cards import CardInfo, scan_card, update
+from agentcap_cli.export.egress import verify, verify_text
 from agentcap_cli.export.exporter import (
     License,
     Options,
@@ -44,6 +45,7 @@ from agentcap_cli.export.scan import (
     Gate,
     load_allowlist,
 )
+from agentcap_cli.export.scanners import ENGINES, Engine, ScannerError, resolve
 from agentcap_cli.runs.workspace import workspace_root
 
 SHOWN = 40  # finding lines printed; the rest are in each run's scan.json
@@ -66,10 +68,21 @@ def _gate(workspace: Path, allow_file: Path | None, redact: bool) -> Gate:
     return Gate(allow, redact)
 
 
-def _stage(targets: list[Target], out: Path, err: Console, gate: Gate | None, options: Options) -> list[Staged]:
+def _stage(targets: list[Target], out: Path, err: Console, gate: Gate | None, options: Options,
+           engines: list[Engine]) -> list[Staged]:
     with _progress(err) as progress:
         bar = progress.add_task("parquet" + (" + secret scan" if gate else ""), total=sum(t.captures for t in targets))
-        return stage(targets, out, progress=lambda n: progress.advance(bar, n), gate=gate, options=options)
+        return stage(targets, out, progress=lambda n: progress.advance(bar, n), gate=gate, options=options,
+                     engines=engines)
+
+
+def _engines(names: tuple[str, ...], no_scan: bool) -> list[Engine]:
+    if no_scan:
+        return []
+    try:
+        return resolve(names)
+    except ScannerError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scanner") from None
 
 
 def _scanned(cards: dict[str, CardInfo], gate: Gate | None, found: list[Finding]) -> dict[str, CardInfo]:
@@ -161,13 +174,17 @@ def _options(prices: Path | None, with_failed: bool) -> Options:
 @click.option("--with-failed-calls", is_flag=True, envvar="AGENTCAP_WITH_FAILED_CALLS",
               help="Count calls that failed upstream in the sessions (they are left out by default).  "
                    "[env AGENTCAP_WITH_FAILED_CALLS]")
+@click.option("--scanner", "scanners", multiple=True, metavar="NAME", envvar="AGENTCAP_SCANNER",
+              help=f"Also run a maintained secret scanner over each run's files, never verifying what it finds: "
+                   f"auto (the default: trufflehog when it is on PATH), {', '.join(ENGINES)}, or none. "
+                   "Repeatable.  [env AGENTCAP_SCANNER]")
 @click.option("--dry-run", is_flag=True, help="With --push: print what would be created and uploaded; send nothing.")
 @click.option("--workspace", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_WORKSPACE",
               help="Where run ids are looked up (default: cwd).  [env AGENTCAP_WORKSPACE]")
 def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: str | None, no_scan: bool,
            redact: bool, allow_file: Path | None, license_id: str | None, license_name: str | None,
-           license_link: str | None, prices_file: Path | None, with_failed_calls: bool, dry_run: bool,
-           workspace: Path | None) -> None:
+           license_link: str | None, prices_file: Path | None, with_failed_calls: bool, scanners: tuple[str, ...],
+           dry_run: bool, workspace: Path | None) -> None:
     """Export RUNS (run dirs, captures dirs or run ids) as datasets with cards: the calls and the
     sessions (parquet), the agents' own session traces and the sessions rebuilt from the wire (files
     the Hub's trace viewer renders).
@@ -192,11 +209,12 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
     except TargetError as exc:
         raise click.BadParameter(str(exc), param_hint="--push" if "OWNER/BASE" in str(exc) else "RUNS") from None
     gate = None if no_scan else _gate(ws, allow_file, redact)
+    engines = _engines(scanners, no_scan)
     if no_scan:
         err.print("[yellow]warning:[/] secret scan skipped (--no-scan): nothing checks these files for keys")
 
     if out_dir is not None:
-        staged = _stage(targets, out_dir, err, gate, options)
+        staged = _stage(targets, out_dir, err, gate, options, engines)
         names = {s.name: str(s.root.resolve()) for s in staged}
         card_findings: list[Finding] = []
         cards = _scanned({s.name: card_info(s, names[s.name], names, staged_footers(s), lic, local=True)
@@ -210,6 +228,11 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
             card = s.root / "README.md"
             old = card.read_text(encoding="utf-8") if card.exists() else None
             card.write_text(update(old, cards[s.name]), encoding="utf-8")
+        if gate is not None and gate.redact:
+            left = _egress(staged, gate, err)
+            if left:
+                err.print(f"[yellow]warning:[/] {len(left)} possible secret(s) left in the files written to {out_dir} "
+                          "after --redact (a push would be refused)")
         err.print(_summary(staged, {s.name: s.name for s in staged}, f"exported to {out_dir}"))
         for s in staged:
             for f in s.files:
@@ -218,7 +241,7 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
 
     work = Path(tempfile.mkdtemp(prefix="agentcap-export-"))
     try:
-        staged = _stage(targets, work, err, gate, options)
+        staged = _stage(targets, work, err, gate, options, engines)
         names = repo_names(owner, base, staged)
         card_findings = []
         _scanned({s.name: card_info(s, names[s.name], names, staged_footers(s), lic) for s in staged}, gate,
@@ -227,6 +250,9 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
         _checks(targets, err)
         if blocking:
             _blocked(blocking, err)
+        left = _egress(staged, gate, err) if gate is not None else []
+        if left:
+            _blocked(left, err)
         if dry_run:
             err.print(_summary(staged, names, "dry run: would upload (files already on the Hub are skipped)"))
             for s in staged:
@@ -239,6 +265,18 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
         _push(staged, names, owner, base, targets, gate, lic, err)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _egress(staged: list[Staged], gate: Gate, err: Console) -> list[Finding]:
+    """Every file about to leave, read back and scanned strictly (:mod:`agentcap_cli.export.egress`);
+    what it still holds is printed and returned."""
+    left = []
+    for s in staged:
+        left += verify([f.path for f in s.files if f.new], s.root, gate.allow)
+    for f in left[:SHOWN]:
+        err.print(f"{STATES['blocking']} {escape(str(f))} (in what would be uploaded)  "
+                  f"[dim]fingerprint {f.fingerprint[:16]}[/]", highlight=False, soft_wrap=True)
+    return left
 
 
 def _blocked(blocking: list[Finding], err: Console) -> None:
@@ -270,6 +308,9 @@ def _push(staged: list[Staged], names: dict[str, str], owner: str, base: str, ta
         cards = _scanned({s.name: card_info(s, names[s.name], names, plans[s.name].footers +
                                             staged_footers(s, set(plans[s.name].new)), lic) for s in staged},
                          gate, found)
+        finals = {s.name: update(plans[s.name].card, cards[s.name]) for s in staged}
+        if gate is not None:  # the cards as the Hub will get them: the owner's parts too
+            found += [f for s in staged for f in verify_text(finals[s.name], f"{s.name}/README.md", gate.allow)]
         blocking = [f for f in found if f.state == "blocking"]
         if blocking:
             _report([], blocking, err)
@@ -277,8 +318,7 @@ def _push(staged: list[Staged], names: dict[str, str], owner: str, base: str, ta
         for s in staged:
             plan = plans[s.name]
             with err.status(f"pushing {plan.repo_id}"):
-                result = push_repo(api, plan, update(plan.card, cards[s.name]), message,
-                                   lambda line: err.print(line, highlight=False))
+                result = push_repo(api, plan, finals[s.name], message, lambda line: err.print(line, highlight=False))
             state = f"{len(result.uploaded)} file(s) added" if result.uploaded else "nothing new"
             err.print(f"[green]✓[/] {result.repo_id}: {state}"
                       + (f", {len(result.skipped)} already there" if result.skipped else ""))

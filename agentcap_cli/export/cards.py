@@ -24,9 +24,8 @@ import yaml
 
 from agentcap_addons.wire.api.sessions import FINISH_REASONS
 from agentcap_cli.export.captures import SCHEMA as CAPTURE_SCHEMA
-from agentcap_cli.export.detectors import find, fingerprint, flagged, redact
 from agentcap_cli.export.files import SCHEMA as FILE_SCHEMA
-from agentcap_cli.export.scan import Finding, Gate, line_where, scan_flagged, state_of
+from agentcap_cli.export.scan import Finding, Gate, line_where, scan_text, scan_texts
 from agentcap_cli.export.sessions import SCHEMA as SESSION_SCHEMA
 
 BEGIN, END = "<!-- agentcap:begin -->", "<!-- agentcap:end -->"
@@ -347,19 +346,27 @@ def update(existing: str | None, info: CardInfo) -> str:
 
 def scan_card(info: CardInfo, name: str, gate: Gate, out: list[Finding]) -> CardInfo:
     """Scan the card agentcap writes for ``info`` (made from run metadata: agents, models, hosts,
-    run ids); under --redact, returns the info with those secrets masked."""
+    run ids); under --redact, returns the info with those secrets masked in every field."""
     text = render(info)
-    if not flagged([text]):
-        return info
-    scan_flagged(text, f"{name}/README.md", line_where(text, False), gate, out)
+    scan_text(text, f"{name}/README.md", line_where(text, False), gate, out)
     if not gate.redact:
         return info
+    values: list[str] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, list):
+            for v in value:
+                collect(v)
+        elif isinstance(value, str):
+            values.append(value)
+
+    for f in dataclasses.fields(info):
+        collect(getattr(info, f.name))
+    masked = dict(zip(values, scan_texts(values, f"{name}/README.md", lambda i: lambda at: "card", gate, [])))
 
     def clean(value: Any) -> Any:
         if isinstance(value, list):
             return [clean(v) for v in value]
-        if not isinstance(value, str):
-            return value
-        return redact(value, [h for h in find(value) if state_of(fingerprint(h.secret), gate) == "redacted"])
+        return masked.get(value, value) if isinstance(value, str) else value
 
     return dataclasses.replace(info, **{f.name: clean(getattr(info, f.name)) for f in dataclasses.fields(info)})

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from agentcap_cli.export.layers import TRIGGER
 
 WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _UESC = re.compile(r"\\u[0-9A-Fa-f]{4}")
@@ -44,6 +48,23 @@ class Rule:
     name: str  # what a finding says it is
     regex: str  # may name the secret part ``(?P<secret>…)``; else the whole match is the secret
     boundary: bool = True  # must not start inside a word (see the module docstring)
+    check: Callable[[re.Match[str]], bool] | None = None  # a match that is no secret after all (a placeholder)
+
+
+_PLACEHOLDER = re.compile(
+    r"(?i)(?:pass(?:word|wd)?|pwd|secret|changeme|change_?me|example|test(?:ing)?|postgres|root|admin|user(?:name)?|"
+    r"guest|mysql|mongo(?:db)?|redis|rabbitmq|default|db_?pass(?:word)?|your_?password|my_?password|mypass|"
+    r"password1?2?3?|p@ssw0rd|123456?|12345678|foo|bar|baz|none|null|hidden|redacted|masked|dummy|fake|sample|"
+    r"x+|\*+|\.+|-+|<[^>]*>|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\{\{[^}]*\}\}|%[sd]|:[A-Za-z_]+|\[[^\]]*\]|"
+    r"%\([A-Za-z_]+\)s|[A-Za-z0-9]{1,4}\*+)"
+)
+
+
+def _real_password(m: re.Match[str]) -> bool:
+    """A URL's password that is not a placeholder (``postgres:postgres``, ``${DB_PASSWORD}``,
+    ``<password>``, an already masked ``****``) nor the user name again."""
+    secret = unquote(m.group("secret"))
+    return not _PLACEHOLDER.fullmatch(secret) and secret != unquote(m.group("user"))
 
 
 _AWS_KEY = ci("aws") + r"[\w.-]{0,20}?" + r"(?:" + "|".join(ci(k) for k in ("key", "pwd", "pw", "password", "pass", "token")) + ")"
@@ -79,18 +100,64 @@ RULES: tuple[Rule, ...] = (
          boundary=False),
     Rule("aws-secret-quoted", "AWS secret access key",
          _AWS_KEY + r".{0,20}?" + r"""\\?["'](?P<secret>[0-9A-Za-z/+]{40})\\?["']""", boundary=False),
-    Rule("azure-storage", "Azure storage key", r"AccountKey=(?P<secret>[A-Za-z0-9+/=]{88})", boundary=False),
     Rule("slack", "Slack token", r"xox[abposr]-(?:\d+-)+[A-Za-z0-9]+" + END),
     Rule("slack-webhook", "Slack webhook", r"https://hooks\.slack\.com/services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+"),
     Rule("stripe", "Stripe key", r"[rs]k_live_[0-9A-Za-z]{24,99}" + END),
     Rule("sendgrid", "SendGrid key", r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}" + END),
     Rule("square", "Square OAuth secret", r"sq0csp-[0-9A-Za-z_-]{43}" + END),
     Rule("twilio", "Twilio key", r"(?:AC|SK)[a-z0-9]{32}" + END),
+    Rule("aws-secret-json", "AWS secret access key",
+         ci("secret") + r"_?" + ci("access") + r"_?" + ci("key") + r"""(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?"""
+         r"(?P<secret>[0-9A-Za-z/+]{40})(?![0-9A-Za-z/+])", boundary=False),
+    Rule("aws-session-token", "AWS session token",
+         ci("session") + r"_?" + ci("token") + r"""(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?"""
+         r"(?P<secret>(?:IQoJb3JpZ2lu|FwoGZXIvYXdz|FQoGZXIvYXdz)[0-9A-Za-z/+=]{80,2000})", boundary=False),
+    Rule("azure-storage-key", "Azure storage key",
+         ci("accountkey") + r"\s*=\s*(?P<secret>[A-Za-z0-9+/]{86}==)", boundary=False),
+    Rule("azure-shared-access-key", "Azure shared access key",
+         ci("sharedaccesskey") + r"\s*=\s*(?P<secret>[A-Za-z0-9+/]{42,43}=)", boundary=False),
+    Rule("azure-sas", "Azure SAS signature",
+         r"sv=\d{4}-\d{2}-\d{2}[^\s\"'<>]{0,400}?[&?;]sig=(?P<secret>(?:[A-Za-z0-9+/]|%2[BbFf]){30,100}(?:=|%3[Dd]){0,2})",
+         boundary=False),
+    Rule("azure-ad-secret", "Azure AD client secret", r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![A-Za-z0-9_~.-])"),
+    Rule("google-oauth-secret", "Google OAuth client secret", r"GOCSPX-[A-Za-z0-9_-]{28}" + END),
+    Rule("google-oauth-token", "Google OAuth access token", r"ya29\.[0-9A-Za-z_-]{30,500}" + END),
+    Rule("discord-webhook", "Discord webhook",
+         r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d{5,30}/[A-Za-z0-9_-]{60,70}" + END),
+    Rule("telegram", "Telegram bot token", r"\d{8,10}:AA[0-9A-Za-z_-]{33}" + END),
+    Rule("mailgun", "Mailgun key", r"key-[0-9a-f]{32}" + END),
+    Rule("mailchimp", "Mailchimp key", r"[0-9a-f]{32}-us\d{1,2}" + END),
+    Rule("shopify", "Shopify token", r"shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}" + END),
+    Rule("databricks", "Databricks token", r"dapi[a-f0-9]{32}(?:-\d)?" + END),
+    Rule("digitalocean", "DigitalOcean token", r"do[opr]_v1_[a-f0-9]{64}" + END),
+    Rule("atlassian", "Atlassian API token", r"ATATT3[A-Za-z0-9_=-]{186}" + END),
+    Rule("linear", "Linear API key", r"lin_api_[A-Za-z0-9]{40}" + END),
+    Rule("notion", "Notion token", r"(?:ntn_[0-9]{11}[A-Za-z0-9]{35}|secret_[A-Za-z0-9]{43})" + END),
+    Rule("postman", "Postman API key", r"PMAK-[a-f0-9]{24}-[a-f0-9]{34}" + END),
+    Rule("doppler", "Doppler token", r"dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,44}" + END),
+    Rule("vault", "HashiCorp Vault token", r"hv[sb]\.[A-Za-z0-9_-]{90,120}" + END),
+    Rule("terraform", "Terraform Cloud token", r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}" + END),
+    Rule("pulumi", "Pulumi token", r"pul-[a-f0-9]{40}" + END),
+    Rule("grafana", "Grafana token", r"(?:glc_[A-Za-z0-9+/]{32,400}={0,2}|glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8})" + END),
+    Rule("supabase", "Supabase token", r"sbp_[a-f0-9]{40}" + END),
+    Rule("sentry", "Sentry token", r"(?:sntrys_eyJ[A-Za-z0-9+/=_-]{40,400}|sntryu_[a-f0-9]{64})" + END),
+    # credentials in URLs and headers
+    Rule("url-password", "URL with a password",
+         r"(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|amqps?|redis|rediss|mssql|sqlserver|clickhouse|cockroachdb|"
+         r"couchdb|cassandra|neo4j(?:\+s|\+ssc)?|bolt|nats|kafka|ftps?|sftp|smtps?|imaps?|ldaps?|https?|git|ssh)"
+         r"(?:\+[a-z0-9]+)?://(?P<user>[^\s:/?#@'\"\\<>]{0,64}):(?P<secret>[^\s@/?#'\"\\<>]{1,128})@"
+         r"[A-Za-z0-9.\[\]_-]+", boundary=False, check=_real_password),
+    Rule("basic-auth", "HTTP basic credentials",
+         ci("authorization") + r"""(?:\\?["'])?\s*:\s*(?:\\?["'])?""" + ci("basic") + r"\s+(?P<secret>[A-Za-z0-9+/]{12,400}={0,2})",
+         boundary=False),
     # generic formats
     Rule("private-key", "Private key",
          r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?:\\+[nr]|\s)*(?:[A-Za-z0-9+/=]|\\+/|\\+[nr]|\s){32}",
          boundary=False),
     Rule("putty-key", "Private key", r"PuTTY-User-Key-File-\d: ", boundary=False),
+    Rule("private-key-der", "Private key",  # a PEM body without its header lines (PKCS#8 and PKCS#1 RSA, EC, Ed25519)
+         r"(?:MII[A-Za-z0-9+/]{2}IBADANBgkqhkiG9w0BAQEFAASC|MII[A-Za-z0-9+/]{2}IBAAKCA[QgYw]EA|"
+         r"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg|MC4CAQAwBQYDK2VwBCIEI)[A-Za-z0-9+/]{20}"),
     Rule("jwt", "JSON web token", r"eyJ[A-Za-z0-9_-]{10,}={0,2}\.eyJ[A-Za-z0-9_-]{10,}={0,2}\.[A-Za-z0-9_-]{10,}={0,2}" + END),
 )
 
@@ -104,7 +171,8 @@ def _relaxed(rule: Rule) -> str:
     (RE2 has none); every repeat ``{m,n}`` becomes ``{min(m, 16),}`` (more counts match, so still a
     superset), since RE2 spells a repeat out and pyarrow compiles the pattern on every call —
     28 ms a call with the full counts, 3 ms with these."""
-    rx = re.sub(r"\(\?!\[[^\]]*\]\)", "", rule.regex).replace("(?P<secret>", "(?:")
+    rx = re.sub(r"\(\?<?!\[[^\]]*\]\)", "", rule.regex)
+    rx = re.sub(r"\(\?P<\w+>", "(?:", rx)
     return re.sub(r"\{(\d+)(?:,\d*)?\}", lambda m: f"{{{min(int(m.group(1)), 16)},}}", rx)
 
 
@@ -113,6 +181,7 @@ COMPILED = tuple((rule, _strict(rule)) for rule in RULES)
 # byte once whatever the number of rules, over a whole arrow column in one call (call it with many
 # texts at once: each call compiles the pattern, ~3 ms).
 PREFILTER = "|".join(f"(?:{_relaxed(rule)})" for rule in RULES)
+EITHER = PREFILTER + "|" + TRIGGER  # a token, or an encoding that may hide one
 WINDOW = 1 << 16  # a long text is checked in windows this size; only the flagged ones in Python
 OVERLAP = 4096  # longer than any token the rules accept (JWTs aside)
 
@@ -154,13 +223,14 @@ def masked_copy(secret: str) -> str:
     return secret[:4] + re.sub(r"(?<!\\)[A-Za-z0-9+/=_-]", "*", secret[4:])
 
 
-def flagged(texts: Any) -> list[int]:
-    """Indexes of the texts (an arrow string array or a list of str) that may hold a secret:
-    the RE2 prefilter, one pass in C. :func:`find` then says what, exactly, and where."""
+def flagged(texts: Any, decoding: bool = True) -> list[int]:
+    """Indexes of the texts (an arrow string array or a list of str) that may hold a secret —
+    plainly, or (``decoding``) in an encoding :mod:`.layers` undoes: the RE2 prefilter, one pass in
+    C. :func:`find` (and :func:`.layers.readings`) then say what, exactly, and where."""
     arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.large_string())
     if len(arr) == 0:
         return []
-    hits = pc.fill_null(pc.match_substring_regex(arr, PREFILTER), False)
+    hits = pc.fill_null(pc.match_substring_regex(arr, EITHER if decoding else PREFILTER), False)
     return pc.indices_nonzero(hits).to_pylist()
 
 
@@ -172,25 +242,27 @@ def _left_ok(text: str, start: int) -> bool:
     return start >= 6 and _UESC.fullmatch(text, start - 6, start) is not None
 
 
-def _spans(text: str) -> list[tuple[int, int]]:
-    """(pos, endpos) ranges of ``text`` worth a look: all of it when short, else the windows the
-    prefilter flags (each reaching ``OVERLAP`` into the next, so no token is cut)."""
-    if len(text) <= 4 * WINDOW:
-        return [(0, len(text))]
-    starts = range(0, len(text), WINDOW)
-    chunks = [text[s:s + WINDOW + OVERLAP] for s in starts]
-    return [(starts[i], min(len(text), starts[i] + WINDOW + OVERLAP)) for i in flagged(chunks)]
+def _spans(text: str, pos: int, endpos: int) -> list[tuple[int, int]]:
+    """(pos, endpos) ranges of ``text[pos:endpos]`` worth a look: all of it when short, else the
+    windows the prefilter flags (each reaching ``OVERLAP`` into the next, so no token is cut)."""
+    if endpos - pos <= 4 * WINDOW:
+        return [(pos, endpos)]
+    starts = range(pos, endpos, WINDOW)
+    chunks = [text[s:min(endpos, s + WINDOW + OVERLAP)] for s in starts]
+    return [(starts[i], min(endpos, starts[i] + WINDOW + OVERLAP)) for i in flagged(chunks, decoding=False)]
 
 
-def find(text: str) -> list[Hit]:
-    """Every secret in ``text`` (JSON text or decoded text alike), in order; where two rules
-    match the same characters, the first rule of :data:`RULES` names the finding (and where a
-    window's end cut a token short, the whole one from the next window wins)."""
+def find(text: str, pos: int = 0, endpos: int | None = None) -> list[Hit]:
+    """Every secret in ``text[pos:endpos]`` (JSON text or decoded text alike), in order; where two
+    rules match the same characters, the first rule of :data:`RULES` names the finding (and where
+    a window's end cut a token short, the whole one from the next window wins)."""
     hits: list[tuple[int, int, int, Hit]] = []
-    for pos, endpos in _spans(text):
+    for a, b in _spans(text, pos, len(text) if endpos is None else endpos):
         for order, (rule, rx) in enumerate(COMPILED):
-            for m in rx.finditer(text, pos, endpos):
+            for m in rx.finditer(text, a, b):
                 if rule.boundary and not _left_ok(text, m.start()):
+                    continue
+                if rule.check is not None and not rule.check(m):
                     continue
                 g = "secret" if "secret" in rx.groupindex else 0
                 hits.append((m.start(g), order, m.start(g) - m.end(g), Hit(rule, m.start(g), m.end(g), m.group(g))))

@@ -32,13 +32,14 @@ from agentcap_addons.wire.util.yamlfile import ConfigError, load
 from agentcap_cli.export.captures import RunInfo, WrittenFile, read_footer, write_run
 from agentcap_cli.export.cards import CardInfo, from_footers
 from agentcap_cli.export.scan import (
+    SCANNED_DIRS,
     Gate,
     Report,
     scan_json_file,
     scan_sessions,
-    trufflehog,
     write_scan_json,
 )
+from agentcap_cli.export.scanners import Engine, label, run_engines
 from agentcap_cli.export.sessions import (
     SessionOut,
     SessionOutcome,
@@ -147,10 +148,10 @@ class Options:
 
 
 def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | None = None,
-          gate: Gate | None = None, options: Options | None = None) -> list[Staged]:
+          gate: Gate | None = None, options: Options | None = None, engines: list[Engine] | None = None) -> list[Staged]:
     """Write every target's datasets under ``out`` (the layout in the module docstring), scanning
-    all that goes in when there is a ``gate``: findings and skipped captures go to each target's
-    ``report`` (and its run's scan.json)."""
+    all that goes in when there is a ``gate`` (and running the external ``engines`` over each run's
+    files): findings and skipped captures go to each target's ``report`` (and its run's scan.json)."""
     options = options or Options()
     captures = Staged("captures", "captures", None, out / "captures")
     wire = Staged("wire-traces", "wire-traces", None, out / "wire-traces")
@@ -183,8 +184,9 @@ def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | No
             wire.runs.append(t)
         if gate is not None:
             scan_sessions(t.run_dir, gate, t.report.findings)
-            t.report.findings += trufflehog(t.run_dir, gate, t.report.findings)
-            write_scan_json(t.run_dir, t.report)
+            t.report.findings += run_engines(engines or [], t.run_dir, [t.run_dir / RUN_JSON, *(
+                t.run_dir / d for d in SCANNED_DIRS)], gate, t.report.findings)
+            write_scan_json(t.run_dir, t.report, label(engines or []))
     return [captures, *traces.values(), *([wire] if wire.files else [])]
 
 

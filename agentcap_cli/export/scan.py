@@ -1,65 +1,63 @@
 """The publish gate: what ``agentcap export`` scans, how it reports a finding, allows or masks it.
 
 What is scanned is what is published, as it is published: every text column of every captures row
-(request and response bodies, headers, URLs, errors; a gzip / deflate / br / zstd body after
-decoding, a ``body_b64`` / ``raw_b64`` one after base64), the text a stream spells out across its
-events (deltas joined, so a key the model echoes token by token is seen whole), each run's run.json
-(its prompts go into every parquet footer), every traces file (text, bytes, SQLite cells, gzip), the
-cards, and the run's ``sessions/`` (not published, but what an agent printed is what it may have
-sent). Captures are scanned by the export workers as they make the rows (:mod:`.scan_rows`), the
-rest here; the detectors are :mod:`.detectors`.
+(request and response bodies, headers, URLs, errors), the text a stream spells out across its
+events (rejoined per choice and content block, so a key the model echoes token by token is seen
+whole), each run's run.json (its prompts go into every parquet footer), every traces file, the
+sessions rows and files, the cards, and the run's ``sessions/`` (not published, but what an agent
+printed is what it may have sent). Captures are scanned by the export workers as they make the
+rows (:mod:`.scan_rows`), the rest here; the detectors are :mod:`.detectors`.
 
-A finding names the file and a JSON path (``captures/ab12….response.json: $.raw[sse text]``), the
-kind, the secret masked, and its fingerprint (sha256 of the secret) — the key of the allowlist file
-``.agentcap-secrets-allow`` for false positives. With ``--redact`` the published copy gets the
-secret masked (same length: binary files stay valid), and what was masked is scanned again: a secret
-that could not be masked (inside a gzip trace, split over SQLite pages) still blocks.
+**Decode-through** (:mod:`.layers`, :mod:`.containers`): every text is also read after URL, JSON
+string, HTML entity, quoted-printable, base64 and hex decoding, each decoded layer decoded again,
+and every archive, compressed stream and SQLite database opened; within a budget of depth, bytes
+and time. **Fail closed**: what cannot be read (an encrypted archive member, a binary of no known
+format declared as a file, a decode budget used up) is a finding like a key — it blocks the push
+unless its fingerprint is allowed.
+
+A finding names the file and a JSON path (``captures/ab12….response.json: $.raw[sse text]``) plus
+the decoding steps to it (``[url → base64]``), the kind, the secret masked, and its fingerprint
+(sha256 of the secret; of the bytes for what could not be read) — the key of the allowlist file
+``.agentcap-secrets-allow``. With ``--redact`` every published copy gets the secret masked where it
+sits in the published text (same length: binary files stay valid), and what was masked is scanned
+again: a secret that could not be masked (inside a gzip trace, split over SQLite pages) still blocks.
 """
 
 from __future__ import annotations
 
-import gzip
+import hashlib
 import json
 import re
-import shutil
-import sqlite3
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from agentcap_addons.wire.util.clock import rfc3339_ns
 from agentcap_addons.wire.util.errors import InputError
 from agentcap_addons.wire.util.files import atomic_write_bytes
-from agentcap_cli.export.detectors import (
-    RULES,
-    Hit,
-    find,
-    fingerprint,
-    flagged,
-    mask,
-    normalise,
-    redact,
-)
+from agentcap_cli.export.containers import open_bytes
+from agentcap_cli.export.detectors import Hit, find, fingerprint, flagged, mask, masked_copy
+from agentcap_cli.export.jsonpaths import JsonIndex, Lines
+from agentcap_cli.export.layers import Budget, Layer, Opaque, readings
 
 SCAN_JSON = "scan.json"
-SCANNED_DIRS = ("captures", "traces", "sessions")
+SCANNED_DIRS = ("captures", "traces", "sessions", "cells", "judge")
 ALLOW_FILE = ".agentcap-secrets-allow"
+UNREADABLE = "unreadable"  # what a finding about something that could not be read says it is
 _FP = re.compile(r"^(?:sha256:)?([0-9a-f]{16,64})$")
 
 
 @dataclass
 class Finding:
     file: str  # relative to the run dir (or the staged dataset, for a card)
-    where: str  # a JSON path, or a line / table / row
+    where: str  # a JSON path, or a line / table / row, then the decoding steps: "[url → base64]"
     detector: str
     secret: str  # masked
     fingerprint: str
     state: str = "blocking"  # blocking | allowed (allowlist) | redacted (--redact) | unpublished
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.where}: {self.detector} {self.secret}"
+        return f"{self.file}: {self.where}: {self.detector}" + (f" {self.secret}" if self.secret else "")
 
 
 @dataclass(frozen=True)
@@ -117,88 +115,169 @@ def state_of(fp: str, gate: Gate, published: bool = True, maskable: bool = True)
     return "redacted" if maskable else "blocking"
 
 
-def judge(hits: list[Hit], file: str, where: Callable[[Hit], str], gate: Gate, out: list[Finding],
-          published: bool = True) -> list[Hit]:
-    """Findings for ``hits`` (appended to ``out``); returns the hits to mask."""
-    to_mask = []
-    for h in hits:
-        fp = fingerprint(h.secret)
-        state = state_of(fp, gate, published)
-        out.append(Finding(file, where(h), h.rule.name, mask(h.secret), fp, state))
-        if state == "redacted":
-            to_mask.append(h)
-    return to_mask
+# -- one published text, through every layer ----------------------------------------------------
+
+@dataclass
+class Seen:
+    """What one published text holds: secrets in any of its layers, and what could not be read."""
+
+    root: Layer
+    hits: list[tuple[Hit, Layer]] = field(default_factory=list)
+    opaque: list[Opaque] = field(default_factory=list)
+
+    def fingerprints(self) -> set[str]:
+        return {fingerprint(h.secret) for h, _ in self.hits} | {o.fingerprint for o in self.opaque}
 
 
-def leftovers(text: str, file: str, where: Callable[[Hit], str], gate: Gate, out: list[Finding]) -> None:
-    """Fail closed after masking: a secret still in the text to publish blocks."""
-    for h in find(text):
-        fp = fingerprint(h.secret)
-        if not gate.allows(fp):
-            out.append(Finding(file, where(h), h.rule.name + " (left after --redact)", mask(h.secret), fp))
+def examine(roots: list[Layer], extra: dict[int, list[Layer]] | None = None) -> list[Seen]:
+    """Every layer of every root (``extra``: layers the caller made already, by root index: a
+    stream's channels, a body's decoded bytes) read, then searched — one RE2 pass over every
+    piece of every layer, Python only where it flags."""
+    seen = [Seen(root) for root in roots]
+    pieces: list[tuple[int, Layer, int, int]] = []
+    for i, root in enumerate(roots):
+        r = readings(root, Budget.for_size(len(root.text)), (extra or {}).get(i, ()))
+        seen[i].opaque = r.opaque
+        pieces += [(i, layer, a, b) for layer in r.layers for a, b in layer.regions]
+    texts = [layer.text[a:b] if (a, b) != (0, len(layer.text)) else layer.text for _, layer, a, b in pieces]
+    places: set[tuple[int, str, tuple[tuple[int, int], ...]]] = set()
+    for k in flagged(texts, decoding=False):
+        i, layer, a, b = pieces[k]
+        for h in find(layer.text, a, b):
+            place = (i, fingerprint(h.secret), tuple(layer.origin(h.start, h.end)))
+            if place not in places:  # the same secret in the same place, seen again in a deeper layer
+                places.add(place)
+                seen[i].hits.append((h, layer))
+    return seen
 
 
-def scan_text(text: str, file: str, where: Callable[[Hit], str], gate: Gate, out: list[Finding],
+@dataclass
+class Mask:
+    spans: list[tuple[int, int]]  # in the published text
+    keep: bool  # the secret as it stands there: keep its first four characters (else mask the span whole)
+
+
+def judge(seen: Seen, file: str, where: Callable[[int], str], gate: Gate, out: list[Finding],
+          published: bool = True, reported: set[tuple[str, str]] | None = None) -> list[Mask]:
+    """Findings for what one text holds (appended to ``out``, each secret once per ``reported``
+    and state), and what to mask in it under --redact."""
+    reported = set() if reported is None else reported
+    masks: list[Mask] = []
+    maskable = {fingerprint(h.secret) for h, layer in seen.hits if layer.maskable}
+
+    def note(fp: str, spans: list[tuple[int, int]], layer: Layer, detector: str, secret: str, keep: bool) -> None:
+        state = state_of(fp, gate, published, layer.maskable or fp in maskable)
+        if (fp, state) not in reported:
+            reported.add((fp, state))
+            at = layer.where() if not layer.maskable else where(spans[0][0]) + layer.where()
+            out.append(Finding(file, at, detector, secret, fp, state))
+        if state == "redacted" and layer.maskable:
+            masks.append(Mask(spans, keep))
+
+    for h, layer in seen.hits:
+        spans = layer.origin(h.start, h.end)
+        note(fingerprint(h.secret), spans, layer, h.rule.name, mask(h.secret), layer.parent is None)
+    for o in seen.opaque:
+        spans = o.layer.origin(*o.span)
+        note(o.fingerprint, spans, o.layer, f"{UNREADABLE} ({o.why})", "", False)
+    return masks
+
+
+_MASK_ALL = re.compile(r"\\u[0-9A-Fa-f]{4}|\\.|[^\s\"{}\[\],:\\]")
+
+
+def _star(m: re.Match[str]) -> str:
+    g = m.group()
+    return g if g[0] == "\\" and g[1:2] != "u" else "*" * len(g)
+
+
+def apply(text: str, masks: Iterable[Mask]) -> str:
+    """``text`` with every span masked: a secret as it stands keeps its first four characters; an
+    encoded one (URL escapes, base64, a compressed file) is masked whole. Lengths stay (a binary
+    file stays valid) and JSON stays JSON (escapes stay escapes)."""
+    spans = sorted((a, b, not m.keep) for m in masks for a, b in m.spans)
+    parts, at = [], 0
+    for a, b, whole in spans:
+        keep = not whole
+        a = max(a, at)
+        if b <= a:
+            continue
+        parts.append(text[at:a])
+        parts.append(masked_copy(text[a:b]) if keep and a < b else _MASK_ALL.sub(_star, text[a:b]))
+        at = b
+    parts.append(text[at:])
+    return "".join(parts)
+
+
+def leftovers(texts: list[str], file: str, where: Callable[[int], str], gate: Gate, out: list[Finding],
+              extra: dict[int, list[Layer]] | None = None, opaque: list[Opaque] | None = None) -> None:
+    """Fail closed after masking: whatever the masked texts still hold blocks."""
+    found = examine([Layer(t) for t in texts], extra)
+    if found and opaque:
+        found[0].opaque += opaque
+    for s in found:
+        for h, layer in s.hits:
+            fp = fingerprint(h.secret)
+            if not gate.allows(fp):
+                out.append(Finding(file, where(layer.origin(h.start, h.end)[0][0]) + layer.where(),
+                                   h.rule.name + " (left after --redact)", mask(h.secret), fp))
+        for o in s.opaque:
+            if not gate.allows(o.fingerprint):
+                out.append(Finding(file, where(o.layer.origin(*o.span)[0][0]) + o.layer.where(),
+                                   f"{UNREADABLE} ({o.why}) (left after --redact)", "", o.fingerprint))
+
+
+def scan_text(text: str, file: str, where: Callable[[int], str], gate: Gate, out: list[Finding],
               published: bool = True) -> str:
     """Scan one published text; returns it as it should be published (masked under --redact)."""
-    if not flagged([text]):
-        return text
-    return scan_flagged(text, file, where, gate, out, published)
+    return scan_texts([text], file, lambda i: where, gate, out, published)[0]
 
 
-def scan_flagged(text: str, file: str, where: Callable[[Hit], str], gate: Gate, out: list[Finding],
-                 published: bool = True) -> str:
-    """:func:`scan_text` for a text the caller's own prefilter (``flagged``) has flagged already."""
-    masked = judge(find(text), file, where, gate, out, published)
-    if not masked:
-        return text
-    result = redact(text, masked)
-    leftovers(result, file, where, gate, out)
+def scan_texts(texts: list[str], file: str | Callable[[int], str], where: Callable[[int], Callable[[int], str]],
+               gate: Gate, out: list[Finding], published: bool = True) -> list[str]:
+    """Scan several published texts (``file``, ``where(i)``: the file of the i-th and how it says
+    where); returns them as they should be published. Only what the prefilter flags is read in
+    Python, and each secret is reported once per file."""
+    result = list(texts)
+    suspects = flagged(texts) if texts else []
+    reported: dict[str, set[tuple[str, str]]] = {}
+    for i, seen in zip(suspects, examine([Layer(texts[i]) for i in suspects])):
+        name = file if isinstance(file, str) else file(i)
+        masks = judge(seen, name, where(i), gate, out, published, reported.setdefault(name, set()))
+        if masks:
+            result[i] = apply(texts[i], masks)
+            leftovers([result[i]], name, where(i), gate, out)
     return result
 
 
 # -- where a hit is ------------------------------------------------------------------------------
 
-def _key(k: str) -> str:
-    return f".{k}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) else f"[{json.dumps(k)}]"
+def json_where(text: str, base: str = "$") -> Callable[[int], str]:
+    """Offset → the JSON path of the string holding it (the index is made on the first call)."""
+    index: list[JsonIndex] = []
+
+    def where(at: int) -> str:
+        if not index:
+            index.append(JsonIndex(text, base))
+        return index[0].path_at(at)
+    return where
 
 
-def leaves(value: Any, path: str = "$") -> Iterator[tuple[str, str]]:
-    """(JSON path, string) of every string (and object key) in ``value``, depth first."""
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield path + _key(str(k)) + "{key}", str(k)
-            yield from leaves(v, path + _key(str(k)))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from leaves(v, f"{path}[{i}]")
-
-
-def locate(value: Any, secret: str, base: str = "$") -> str:
-    """The JSON path of the first string in ``value`` holding ``secret`` (found in JSON text, it
-    may still carry escapes: a PEM body's ``\\n``); ``base`` when none does."""
-    plain = unescaped(secret)
-    squeezed = normalise(secret) if plain != secret or re.search(r"\s", secret) else None
-    for path, text in leaves(value, base):
-        if plain in text or (squeezed and squeezed in normalise(text)):
-            return path
-    return base
-
-
-def line_where(text: str, parsed_lines: bool) -> Callable[[Hit], str]:
+def line_where(text: str, parsed_lines: bool) -> Callable[[int], str]:
     """``line N`` of a text file, plus the JSON path inside the line for JSON / JSONL files."""
-    def where(h: Hit) -> str:
-        n = text.count("\n", 0, h.start)
+    index: list[Lines] = []
+    per_line: dict[int, JsonIndex] = {}
+
+    def where(at: int) -> str:
+        if not index:
+            index.append(Lines(text))
+        lines = index[0]
+        n = lines.number(at)
         if not parsed_lines:
-            return f"line {n + 1}"
-        start = text.rfind("\n", 0, h.start) + 1
-        end = text.find("\n", h.start)
-        try:
-            return f"line {n + 1} " + locate(json.loads(text[start:end if end >= 0 else len(text)]), h.secret)
-        except ValueError:
-            return f"line {n + 1}"
+            return f"line {n}"
+        if n not in per_line:
+            per_line[n] = JsonIndex(lines.line(n))
+        return f"line {n} " + per_line[n].path_at(at - lines.starts[n - 1])
     return where
 
 
@@ -206,50 +285,7 @@ def line_where(text: str, parsed_lines: bool) -> Callable[[Hit], str]:
 
 def scan_json_file(file: str, text: str, gate: Gate, out: list[Finding]) -> str:
     """A JSON document (run.json): findings at JSON paths; returns the (masked) text."""
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return scan_text(text, file, line_where(text, False), gate, out)
-    return scan_text(text, file, lambda h: locate(doc, h.secret), gate, out)
-
-
-def unescaped(secret: str) -> str:
-    try:
-        return json.loads(f'"{secret}"')
-    except ValueError:
-        return secret
-
-
-def _sqlite_cells(path: Path) -> Iterator[tuple[str, str]]:
-    """(where, text) of every text / blob cell of a SQLite database, read-only."""
-    try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
-    except sqlite3.Error:
-        return
-    try:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        for table in tables:
-            cur = con.execute(f'SELECT * FROM "{table.replace(chr(34), chr(34) * 2)}"')
-            cols = [d[0] for d in cur.description]
-            for n, row in enumerate(cur, start=1):
-                for col, v in zip(cols, row):
-                    if isinstance(v, (str, bytes)):
-                        yield f"table {table} row {n} column {col}", v if isinstance(v, str) else v.decode("latin-1")
-    except sqlite3.Error:
-        return
-    finally:
-        con.close()
-
-
-def _views(data: bytes, path: Path | None) -> Iterator[tuple[str, str]]:
-    """What a binary file holds beyond its bytes: a gzip file's text, a SQLite database's cells."""
-    if data[:2] == b"\x1f\x8b":
-        try:
-            yield "[gzip]", gzip.decompress(data).decode("utf-8", "replace")
-        except (OSError, EOFError):
-            pass
-    if path is not None and data.startswith(b"SQLite format 3\x00"):
-        yield from _sqlite_cells(path)
+    return scan_text(text, file, json_where(text), gate, out)
 
 
 @dataclass
@@ -258,8 +294,11 @@ class Blob:
 
     file: str  # relative to the run dir: what a finding names
     data: bytes
-    path: Path | None = None  # on disk (a SQLite database is read through sqlite3)
+    path: Path | None = None  # on disk (a SQLite database is read with its -wal / -journal beside it)
     name: str | None = None  # a published name to scan too (a trace's ``path`` column)
+
+
+SIDECARS = ("-wal", "-journal")
 
 
 def _decoded(data: bytes) -> tuple[str, str]:
@@ -269,25 +308,61 @@ def _decoded(data: bytes) -> tuple[str, str]:
         return data.decode("latin-1"), "latin-1"  # one char per byte: offsets are byte offsets
 
 
+def _sidecar(b: Blob) -> bool:
+    """A SQLite ``-wal`` / ``-journal`` / ``-shm`` beside its database: read through the database."""
+    p = b.path
+    return p is not None and any(p.name.endswith(s) for s in (*SIDECARS, "-shm")) and \
+        p.with_name(re.sub(r"-(?:wal|journal|shm)$", "", p.name)).is_file()
+
+
+def _inside(b: Blob, root: Layer) -> tuple[list[Layer], list[Opaque]]:
+    """What a binary file holds as layers of its own (a gzip file's text, a database's cells, a
+    zip's members), and what in it cannot be read: found there, a secret cannot be masked in the
+    published bytes."""
+    siblings = {}
+    if b.path is not None and b.data.startswith(b"SQLite format 3\x00"):
+        siblings = {s: Path(str(b.path) + s).read_bytes() for s in SIDECARS if Path(str(b.path) + s).is_file()}
+    parts = open_bytes(b.data, Budget.for_size(len(b.data)), declared=not _sidecar(b), siblings=siblings)
+    whole = (0, len(root.text))
+    layers = [Layer.whole(p.text, p.how, root, whole, maskable=False) for p in parts.texts if p.how]
+    opaque = [Opaque(Layer.whole("", o.how or "file", root, whole, maskable=False), (0, 0), o.how, o.why,
+                     hashlib.sha256(o.data).hexdigest()) for o in parts.opaque]
+    return layers, opaque
+
+
 def scan_blobs(blobs: list[Blob], gate: Gate, out: list[Finding], published: bool = True) -> list[Blob]:
     """Scan files: text by line (and JSON path for JSON lines), binary by byte and by what it
-    holds (gzip, SQLite cells). One prefilter call for all of them; returns them as they should be
-    published (masked under --redact; same length)."""
+    holds (archives, compressed data, SQLite cells). One prefilter call for all of them; returns
+    them as they should be published (masked under --redact; same length)."""
     decoded = [_decoded(b.data) for b in blobs]
-    views = [list(_views(b.data, b.path)) if codec == "latin-1" else [] for b, (_, codec) in zip(blobs, decoded)]
-    owner = [i for i, b in enumerate(blobs) for _ in (0, 1)] + [i for i, v in enumerate(views) for _ in v]
-    texts = [t for (text, _), b in zip(decoded, blobs) for t in (text, b.name or "")] + \
-        [text for v in views for _, text in v]
-    suspects = {owner[k] for k in flagged(texts)}
-    result = []
-    for i, b in enumerate(blobs):
-        if i not in suspects:
-            result.append(b)
-            continue
-        data = _scan_blob(b.file, b.data, decoded[i], views[i], gate, out, published)
-        name = scan_text(b.name, b.file, lambda h: "its name", gate, out, published) if b.name else b.name
-        result.append(Blob(b.file, data, b.path, name))
+    binary = {i for i, (_, codec) in enumerate(decoded) if codec == "latin-1"}
+    texts = [text for text, _ in decoded] + [b.name or "" for b in blobs]
+    todo = sorted({i % len(blobs) for i in flagged(texts)} | binary) if blobs else []
+    roots = [Layer(decoded[i][0]) for i in todo]
+    inside = {k: _inside(blobs[i], roots[k]) for k, i in enumerate(todo) if i in binary}
+    result = list(blobs)
+    for k, (i, seen) in enumerate(zip(todo, examine(roots, {k: v[0] for k, v in inside.items()}))):
+        b = blobs[i]
+        text, codec = decoded[i]
+        seen.opaque += inside[k][1] if k in inside else []
+        where = _blob_where(b.file, text, codec)
+        masks = judge(seen, b.file, where, gate, out, published)
+        data = b.data
+        if masks:
+            masked = apply(text, masks)
+            data = masked.encode(codec)
+            again = Layer(masked)
+            layers, opaque = _inside(Blob(b.file, data), again) if codec == "latin-1" else ([], [])
+            leftovers([masked], b.file, where, gate, out, {0: layers}, opaque)
+        name = scan_text(b.name, b.file, lambda at: "its name", gate, out, published) if b.name else b.name
+        result[i] = Blob(b.file, data, b.path, name)
     return result
+
+
+def _blob_where(file: str, text: str, codec: str) -> Callable[[int], str]:
+    if codec == "utf-8":
+        return line_where(text, file.endswith((".jsonl", ".json", ".ndjson")))
+    return lambda at: f"byte {at}"
 
 
 def scan_derived(blobs: list[Blob], gate: Gate, report: Report) -> list[Blob]:
@@ -297,30 +372,8 @@ def scan_derived(blobs: list[Blob], gate: Gate, report: Report) -> list[Blob]:
     known = {f.fingerprint for f in report.findings}
     found: list[Finding] = []
     result = scan_blobs(blobs, gate, found)
-    report.findings += [f for f in found if f.fingerprint not in known]
+    report.findings += [f for f in found if f.fingerprint not in known or f.state == "blocking"]
     return result
-
-
-def _scan_blob(file: str, data: bytes, decoded: tuple[str, str], views: list[tuple[str, str]], gate: Gate,
-               out: list[Finding], published: bool) -> bytes:
-    text, codec = decoded
-    inside: dict[str, tuple[str, Hit]] = {}  # fingerprint → (where in a gzip / SQLite view, hit)
-    for view_where, view in views:
-        for h in find(view):
-            inside.setdefault(fingerprint(h.secret), (view_where, h))
-    if codec == "utf-8":
-        where = line_where(text, file.endswith((".jsonl", ".json", ".ndjson")))
-    else:
-        where = lambda h: inside.get(fingerprint(h.secret), (f"byte {h.start}",))[0]  # noqa: E731
-    found: list[Finding] = []
-    result = scan_text(text, file, where, gate, found, published)
-    seen = {f.fingerprint for f in found}
-    for fp, (view_where, h) in inside.items():
-        if fp not in seen:  # only inside (compressed, split over pages): the bytes cannot be masked
-            found.append(Finding(file, view_where, h.rule.name, mask(h.secret), fp,
-                                 state_of(fp, gate, published, maskable=False)))
-    out += found
-    return result.encode(codec) if result is not text else data
 
 
 def scan_sessions(run_dir: Path, gate: Gate, out: list[Finding]) -> None:
@@ -330,39 +383,9 @@ def scan_sessions(run_dir: Path, gate: Gate, out: list[Finding]) -> None:
     scan_blobs([Blob(str(p.relative_to(run_dir)), p.read_bytes(), p) for p in paths], gate, out, published=False)
 
 
-def trufflehog(run_dir: Path, gate: Gate, found: list[Finding]) -> list[Finding]:
-    """trufflehog v3 over the run's files when it is on PATH — an extra, never verifying (that
-    would use the key, and may get it revoked); [] otherwise. What it finds that agentcap's own
-    detectors did not is a file:line it cannot mask, so it blocks even under --redact."""
-    exe = shutil.which("trufflehog")
-    paths = [run_dir / d for d in SCANNED_DIRS if (run_dir / d).is_dir()]
-    if not exe or not paths:
-        return []
-    done = subprocess.run([exe, "filesystem", "--json", "--no-verification", "--no-update", *map(str, paths)],
-                          capture_output=True, text=True, timeout=1800)
-    known = {f.fingerprint for f in found}
-    out = []
-    for line in done.stdout.splitlines():
-        try:
-            item = json.loads(line)
-            fs = item["SourceMetadata"]["Data"]["Filesystem"]
-            raw, file = str(item.get("Raw") or ""), Path(fs["file"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        fp = fingerprint(raw)
-        if fp in known:
-            continue
-        known.add(fp)
-        rel = str(file.relative_to(run_dir)) if file.is_relative_to(run_dir) else str(file)
-        out.append(Finding(rel, f"line {fs.get('line') or '?'}", f"trufflehog {item.get('DetectorName')}", mask(raw),
-                           fp, state_of(fp, gate, published=not rel.startswith("sessions"), maskable=False)))
-    return out
-
-
-def write_scan_json(run_dir: Path, report: Report) -> None:
+def write_scan_json(run_dir: Path, report: Report, engines: str) -> None:
     """The run's scan result, for people and CI (rewritten by every export that scans)."""
-    data = {"schema": 2, "scanned_at": rfc3339_ns(), "detectors": f"agentcap ({len(RULES)} rules)" +
-            (" + trufflehog" if shutil.which("trufflehog") else ""),
+    data = {"schema": 3, "scanned_at": rfc3339_ns(), "detectors": engines,
             "findings": [asdict(f) for f in report.findings], "skipped": report.skipped}
     try:
         atomic_write_bytes(run_dir / SCAN_JSON, json.dumps(data, indent=1, ensure_ascii=False).encode())

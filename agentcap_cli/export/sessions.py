@@ -44,7 +44,6 @@ from agentcap_cli.export.captures import (
     put_in_place,
     read_checked,
 )
-from agentcap_cli.export.detectors import flagged
 from agentcap_cli.export.files import FileRows, abandon, file_row, key_name, session_file
 from agentcap_cli.export.scan import (
     Blob,
@@ -52,7 +51,7 @@ from agentcap_cli.export.scan import (
     Gate,
     Report,
     scan_derived,
-    scan_flagged,
+    scan_texts,
 )
 from agentcap_cli.runs.record import RUN_JSON
 from agentcap_cli.sessions.schema import Counts, compare, sts_text
@@ -253,11 +252,11 @@ def gate_texts(sessions: list[SessionOut], gate: Gate, report: Report) -> None:
     known = {f.fingerprint for f in report.findings}
     found: list[Finding] = []
     leaves = [(s, p, c, k) for s in sessions for p, c, k in _leaves(s.row)]
-    for i in flagged([c[k] for _, _, c, k in leaves]):
-        s, path, container, k = leaves[i]
-        container[k] = scan_flagged(container[k], f"captures → sessions row {s.row['session_id']}", lambda h, p=path: p,
-                                 gate, found)
-    report.findings += [f for f in found if f.fingerprint not in known]
+    texts = scan_texts([c[k] for _, _, c, k in leaves], lambda i: f"captures → sessions row {leaves[i][0].row['session_id']}",
+                       lambda i: lambda at: leaves[i][1], gate, found)
+    for (_, _, container, k), text in zip(leaves, texts):
+        container[k] = text
+    report.findings += [f for f in found if f.fingerprint not in known or f.state == "blocking"]
     blobs = [Blob(f"captures → wire trace {s.row['session_id']}.jsonl", s.trace.encode()) for s in sessions]
     for s, b in zip(sessions, scan_derived(blobs, gate, report)):
         s.trace = b.data.decode()

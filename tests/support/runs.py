@@ -3,6 +3,7 @@ proxy in front of the scripted model server, plus a run.json and a small native 
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import anthropic
@@ -48,5 +49,9 @@ def make_run(workspace: Path, name: str, calls: list[tuple[str, str, bool]], sec
     trace = run_dir / "traces" / "t0001" / ".pi" / "session.jsonl"
     trace.parent.mkdir(parents=True)
     trace.write_text('{"type": "session", "id": "abc"}\n')
-    (run_dir / "traces" / "t0001" / "state.db").write_bytes(b"SQLite format 3\x00\xff\xfe")
+    db = sqlite3.connect(run_dir / "traces" / "t0001" / "state.db")  # a real database: the gate reads it through SQLite
+    db.execute("CREATE TABLE kv (k TEXT, v BLOB)")
+    db.execute("INSERT INTO kv VALUES ('greeting', 'hello')")
+    db.commit()
+    db.close()
     return run_dir

@@ -21,29 +21,43 @@ from . import anthropic, openai
 
 
 def decode_content_encoding(data: bytes, encoding: str | None) -> bytes:
-    """Undo gzip / deflate / br / zstd as named by a Content-Encoding header (best effort:
-    the bytes come back unchanged when they do not decode, e.g. a truncated stream)."""
-    enc = (encoding or "").strip().lower()
-    if not data or enc in ("", "identity"):
+    """Undo gzip / deflate / br / zstd as named by a Content-Encoding header, every coding of a list
+    (``gzip, zstd``: applied in that order, so undone last first). Best effort: the bytes come back
+    unchanged when they do not decode (e.g. a truncated stream)."""
+    codings = [c.strip().lower() for c in (encoding or "").split(",") if c.strip().lower() not in ("", "identity")]
+    if not data or not codings:
         return data
     try:
-        if enc in ("gzip", "x-gzip"):
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            return d.decompress(data) + d.flush()
-        if enc == "deflate":
-            try:
-                return zlib.decompress(data)
-            except zlib.error:
-                return zlib.decompress(data, -zlib.MAX_WBITS)
-        if enc == "br":
-            import brotli  # type: ignore[import-not-found]
-
-            return brotli.decompress(data)
-        if enc == "zstd":
-            return _zstd_decompress(data)
+        out = data
+        for enc in reversed(codings):
+            out = _undo(out, enc)
+        return out
     except Exception:
         return data
-    return data
+
+
+def _undo(data: bytes, enc: str) -> bytes:
+    if enc in ("gzip", "x-gzip"):
+        if data[:2] != b"\x1f\x8b":
+            raise ValueError("not gzip")
+        out = bytearray()
+        while data[:2] == b"\x1f\x8b":  # several members: one gzip file
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += d.decompress(data) + d.flush()
+            data = d.unused_data
+        return bytes(out)
+    if enc == "deflate":
+        try:
+            return zlib.decompress(data)
+        except zlib.error:
+            return zlib.decompress(data, -zlib.MAX_WBITS)
+    if enc == "br":
+        import brotli  # type: ignore[import-not-found]
+
+        return brotli.decompress(data)
+    if enc == "zstd":
+        return _zstd_decompress(data)
+    raise ValueError(f"unknown content-encoding {enc!r}")
 
 
 def _zstd_decompress(data: bytes) -> bytes:
