@@ -9,8 +9,9 @@ conversation and a tool list, as agents send them) are written once per size.
 2. The gate: 5,000 captures exported by `agentcap_cli.export.exporter.stage` (what `agentcap export`
    runs: run.json, captures, traces, sessions; the calls, the sessions config and the traces
    datasets are written) with and without the scan, each in a fresh child
-   process, alternating, best of 3; and one 8 MB capture (a base64 image in the request) the same
-   way. Targets: with the scan ≥ 0.5× the speed without it; the 8 MB capture scanned in < 1 s.
+   process, alternating, best of 3; one 8 MB capture (a base64 PNG in the request) and one
+   capture whose tool result holds 16,000 distinct keys, the same way. Targets: with the scan
+   ≥ 0.5× the speed without it; the 8 MB capture and the 16k keys each scanned in < 1 s.
 
     python bench/export.py [--quick] [--gate-only]
 """
@@ -24,10 +25,12 @@ import os
 import random
 import resource
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -75,18 +78,41 @@ def make_captures(directory: Path, n: int) -> None:
         (directory / f"{rid}.response.json").write_text(json.dumps(resp))
 
 
+def png(size: int) -> bytes:
+    """A PNG of ``size`` bytes of (incompressible) image data: what a screenshot sent to a model is."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1000, size // 3000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", random.Random(1).randbytes(size)) + chunk(b"IEND", b""))
+
+
 def make_big_capture(run_dir: Path, image_bytes: int = 6_000_000) -> None:
     """One call whose request carries an image as a base64 data URL (8 MB of JSON)."""
+    image = base64.b64encode(png(image_bytes)).decode()
+    write_call(run_dir, "big", [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + image}}]}])
+
+
+def make_many_keys(run_dir: Path, keys: int = 16_000) -> None:
+    """One call whose last tool result holds ``keys`` distinct GitHub tokens (a leaked secrets dump)."""
+    rng = random.Random(2)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    dump = "\n".join(f"TOKEN_{i}=ghp_{''.join(rng.choice(alphabet) for _ in range(36))}" for i in range(keys))
+    write_call(run_dir, "keys", [
+        {"role": "user", "content": "What is in secrets.env?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
+                                                                "function": {"name": "bash", "arguments": "{\"command\": \"cat secrets.env\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": dump}])
+
+
+def write_call(run_dir: Path, run_id: str, messages: list) -> None:
     (run_dir / "captures").mkdir(parents=True)
     rid = new_request_id()
-    image = base64.b64encode(random.Random(1).randbytes(image_bytes)).decode()
     req = {"schema": 1, "request_id": rid, "seq": 1, "captured_at": rfc3339_ns(), "method": "POST",
            "path": "/v1/chat/completions", "upstream_url": "http://127.0.0.1:8000/v1/chat/completions",
-           "api": "openai-chat", "run_id": "big", "task_id": "t0001", "turn": 1, "cell": None, "repeat": None,
-           "headers": {"content-type": "application/json"},
-           "body": {"model": "m", "messages": [{"role": "user", "content": [
-               {"type": "text", "text": "What is in this picture?"},
-               {"type": "image_url", "image_url": {"url": "data:image/png;base64," + image}}]}]}}
+           "api": "openai-chat", "run_id": run_id, "task_id": "t0001", "turn": 1, "cell": None, "repeat": None,
+           "headers": {"content-type": "application/json"}, "body": {"model": "m", "messages": messages}}
     resp = {"schema": 1, "request_id": rid, "status_code": 200, "headers": {"content-type": "application/json"},
             "stream": False, "body": {"id": "c1", "object": "chat.completion", "model": "m", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": "A cat."}, "finish_reason": "stop"}],
@@ -170,29 +196,32 @@ def throughput(root: Path, sizes: list[int], err: Console) -> None:
 
 def gate(root: Path, err: Console) -> None:
     """Section 2: the scan's cost, as ratios against the same export without it."""
-    small, big = root / "gate" / "bench-gate", root / "gate" / "bench-big"
-    with err.status(f"writing {GATE_CAPTURES:,} captures and an 8 MB one"):
+    small, big, keys = root / "gate" / "bench-gate", root / "gate" / "bench-big", root / "gate" / "bench-keys"
+    with err.status(f"writing {GATE_CAPTURES:,} captures, an 8 MB one and one with 16k keys"):
         make_run_dir(small, GATE_CAPTURES)
         make_big_capture(big)
+        make_many_keys(keys)
     table = Table(title="the publish gate: stage() with and without the secret scan (a fresh process each, best of 3)")
     for col in ("case", "captures", "wall s: no scan", "scan", "captures/s: no scan", "scan", "speed ratio (wall)",
-                "CPU s: no scan", "scan", "speed ratio (CPU)", "scan cost (CPU s)", "target"):
+                "CPU s: no scan", "scan", "speed ratio (CPU)", "scan cost (CPU s)", "findings", "target"):
         table.add_column(col, justify="right")
-    for name, run_dir, target in ((f"{GATE_CAPTURES:,} small", small, "ratio ≥ 0.5"), ("one 8 MB", big, "scan < 1 s")):
+    for name, run_dir, target in ((f"{GATE_CAPTURES:,} small", small, "ratio ≥ 0.5"), ("one 8 MB", big, "scan < 1 s"),
+                                  ("16k keys in one", keys, "scan < 1 s")):
         wall: dict[str, float] = {}
         cpu: dict[str, float] = {}
-        rows = 0
+        rows = found = 0
         with err.status(f"exporting {name} with and without the scan"):
             for attempt in range(3):
                 for scan in ("0", "1"):
                     out = root / "gate" / f"out-{run_dir.name}-{scan}-{attempt}"
                     r = run_child("--child-stage", str(run_dir), str(out), scan)
                     rows = r["rows"]
+                    found = r["findings"] if scan == "1" else found
                     wall[scan] = min(wall.get(scan, float("inf")), r["seconds"])
                     cpu[scan] = min(cpu.get(scan, float("inf")), r["cpu"])
         table.add_row(name, f"{rows:,}", f"{wall['0']:.2f}", f"{wall['1']:.2f}", f"{rows / wall['0']:,.0f}",
                       f"{rows / wall['1']:,.0f}", f"{wall['0'] / wall['1']:.2f}×", f"{cpu['0']:.2f}", f"{cpu['1']:.2f}",
-                      f"{cpu['0'] / cpu['1']:.2f}×", f"{cpu['1'] - cpu['0']:.2f}", target)
+                      f"{cpu['0'] / cpu['1']:.2f}×", f"{cpu['1'] - cpu['0']:.2f}", f"{found:,}", target)
     Console(width=200).print(table)
 
 

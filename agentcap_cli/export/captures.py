@@ -15,7 +15,7 @@ import os
 import re
 from array import array
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +58,7 @@ from agentcap_addons.wire.capture.records import (
 )
 from agentcap_addons.wire.util.clock import parse_rfc3339_ns
 from agentcap_addons.wire.util.jsonio import fast_loads
+from agentcap_cli.export.detectors import fingerprint
 from agentcap_cli.export.scan import Finding, Gate, Report
 from agentcap_cli.export.scan_rows import scan_batch, streamed_text
 
@@ -119,8 +120,9 @@ def _request_text(cap: Capture) -> str:
 def call_ok(resp: dict[str, Any] | None, decoded: DecodedResponse) -> bool:
     """Answered: a response record, no transport error, a status below 400 and no error event
     (agentcap_cli/runs/verdict.py judges a turn by the same test, less the error event)."""
-    return bool(resp) and not resp.get("error") and isinstance(resp.get("status_code"), int) and \
-        resp["status_code"] < 400 and decoded.error is None
+    if not resp or resp.get("error") or not isinstance(resp.get("status_code"), int):
+        return False
+    return bool(resp["status_code"] < 400 and decoded.error is None)
 
 
 def capture_row(cap: Capture, run: RunInfo) -> dict[str, Any]:
@@ -256,7 +258,8 @@ def _batch(job: tuple[str, list[str], RunInfo, Gate | None]) -> _Block:
     """Rows for a block of request ids, scanned when there is a gate (runs in a worker process
     for big runs, so the scan shares the workers' cores and reads no file twice)."""
     directory, rids, run, gate = job
-    rows, records, skipped = [], [], []
+    caps: list[Capture] = []
+    skipped: list[str] = []
     for rid in rids:
         try:
             cap = read_checked(directory, rid)
@@ -265,19 +268,43 @@ def _batch(job: tuple[str, list[str], RunInfo, Gate | None]) -> _Block:
             continue
         if cap is None:
             continue
+        caps.append(cap)
+    batch, rows, records = _rows(caps, run, skipped, lambda c: f"captures/{c.request.get('request_id')}{REQUEST_SUFFIX}")
+    block = _Block(batch, skipped=skipped, threads=[r["_thread"] for r in rows])
+    if gate is not None:
+        block.batch, block.redacted = scan_batch(batch, records, _streams(rows), gate, block.findings)
+    return block
+
+
+def _rows(caps: list[Capture], run: RunInfo, skipped: list[str], name: Callable[[Capture], str]
+          ) -> tuple[pa.RecordBatch, list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any] | None]]]:
+    rows, records = [], []
+    for cap in caps:
         try:
             rows.append(capture_row(cap, run))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # JSON, but not a capture record
-            skipped.append(f"captures/{rid}{REQUEST_SUFFIX}: not a capture record ({type(exc).__name__}: {exc})")
+            skipped.append(f"{name(cap)}: not a capture record ({type(exc).__name__}: {exc})")
             continue
         records.append((cap.request, cap.response))
     # column lists, then arrays: several times faster than from_pylist on dicts
-    batch = pa.RecordBatch.from_pydict({name: [r[name] for r in rows] for name in SCHEMA.names}, schema=SCHEMA)
-    block = _Block(batch, skipped=skipped, threads=[r["_thread"] for r in rows])
-    if gate is not None:
-        streams = [streamed_text(r["response"]) if r["stream"] and r["response"] else None for r in rows]
-        block.batch, block.redacted = scan_batch(batch, records, streams, gate, block.findings)
-    return block
+    batch = pa.RecordBatch.from_pydict({n: [r[n] for r in rows] for n in SCHEMA.names}, schema=SCHEMA)
+    return batch, rows, records
+
+
+def _streams(rows: list[dict[str, Any]]) -> list[str | None]:
+    return [streamed_text(r["response"]) if r["stream"] and r["response"] else None for r in rows]
+
+
+def scan_captures(caps: list[tuple[str, Capture]], gate: Gate, out: list[Finding]) -> None:
+    """The gate over captures published in another form (a cassette's calls, committed to git): the
+    texts a captures row of each would hold, scanned as export scans them. ``caps``: (the file a
+    finding names, the capture)."""
+    named = [Capture({"captured_at": "1970-01-01T00:00:00Z", **cap.request, "request_id": file}, cap.response)
+             for file, cap in caps]
+    skipped: list[str] = []
+    batch, rows, records = _rows(named, RunInfo("-"), skipped, lambda c: str(c.request["request_id"]))
+    scan_batch(batch, records, _streams(rows), gate, out, lambda file, kind: file)
+    out += [Finding(s.split(": ", 1)[0], "", "unreadable (not a capture record)", "", fingerprint(s)) for s in skipped]
 
 
 def _heads(job: tuple[str, list[str]]) -> tuple[list[tuple[int, str, str]], list[str]]:

@@ -37,6 +37,7 @@ CHUNK = 1 << 20
 class Part:
     how: str  # the steps inside these bytes that led to this text ("" for the bytes themselves)
     text: str
+    binary: bool = False  # bytes read as Latin-1 (media, unknown data): searched for plain tokens, not decoded
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Parts:
     opaque: list[Unreadable] = field(default_factory=list)
 
     def add(self, other: Parts, how: str) -> None:
-        self.texts += [Part(_join(how, p.how), p.text) for p in other.texts]
+        self.texts += [Part(_join(how, p.how), p.text, p.binary) for p in other.texts]
         self.opaque += [Unreadable(_join(how, o.how), o.why, o.data) for o in other.opaque]
 
 
@@ -87,7 +88,7 @@ def as_text(data: bytes, strict: bool = False) -> str | None:
         text = data.decode("utf-16-be", "replace")
         return text if _mostly_text(text.encode("utf-8", "replace"), 0.02) else None
     try:
-        text = data.decode("utf-8-sig")
+        text = data[3:].decode() if data[:3] == b"\xef\xbb\xbf" else data.decode()
     except UnicodeDecodeError:
         if strict or not _mostly_text(data, 0.02) or len(data.translate(None, _LOW)) > 0.3 * len(data):
             return None
@@ -118,8 +119,16 @@ def _riff(data: bytes) -> str | None:
     return None
 
 
+# the first bytes any format below starts with (zlib: any CMF byte of method 8): most bytes that
+# are no file are told so by one set lookup
+_FIRST = frozenset(b"\x1f\x28\xfdBP%R" + SQLITE[:1] + bytes(m[0] for m, _ in UNSUPPORTED) + bytes(m[0] for m, _ in MEDIA)
+                   + bytes(b for b in range(0x80) if b & 0x0F == 8))
+
+
 def kind(data: bytes) -> str | None:
     """The format ``data`` is in, by its magic number, or None."""
+    if not data or (data[0] not in _FIRST and data[4:8] != b"ftyp" and data[257:262] != b"ustar"):
+        return None
     head = data[:64]
     if head[:2] == b"\x1f\x8b":
         return "gzip"
@@ -295,11 +304,11 @@ def open_bytes(data: bytes, budget: Budget, how: str = "", declared: bool = True
     elif fmt is not None and fmt.startswith("unsupported:"):
         parts.opaque.append(Unreadable("", f"{fmt.split(':', 1)[1]}: cannot be opened here", data))
     elif fmt is not None and fmt.startswith("media:"):
-        parts.texts.append(Part(fmt.split(":", 1)[1], data.decode("latin-1")))  # metadata: EXIF, ID3, comments
+        parts.texts.append(Part(fmt.split(":", 1)[1], data.decode("latin-1"), True))  # metadata: EXIF, ID3, comments
         if fmt == "media:png":
             parts.add(_png_text(data, budget), "png")
     else:
-        parts.texts.append(Part("bytes", data.decode("latin-1")))  # plain tokens among the bytes still count
+        parts.texts.append(Part("bytes", data.decode("latin-1"), True))  # plain tokens among the bytes still count
         if declared:
             parts.opaque.append(Unreadable("", f"binary data of no known format ({len(data)} bytes"
                                            + (f", declared {media}" if media else "") + ")", data))
@@ -388,7 +397,7 @@ def _pdf(data: bytes, budget: Budget) -> Parts:
     """A PDF's text: the bytes themselves, every stream inflated, and the strings its pages show
     joined as they are shown (``[(hf_a) -20 (bc…)] TJ`` splits a word for kerning). Encrypted, or
     text drawn only through a font's own code (hex strings), it is opaque: that text cannot be read."""
-    parts = Parts([Part("", data.decode("latin-1"))])
+    parts = Parts([Part("", data.decode("latin-1"), True)])
     if re.search(rb"/Encrypt\s", data[-4096:]) or re.search(rb"/Encrypt\s+\d+ \d+ R", data):
         parts.opaque.append(Unreadable("", "encrypted PDF", data))
         return parts
@@ -411,7 +420,7 @@ def _pdf(data: bytes, budget: Budget) -> Parts:
         if hexed:
             parts.opaque.append(Unreadable("", "PDF text in a font's own encoding (hex strings): cannot be read", data))
             return parts
-        parts.texts.append(Part("stream", body.decode("latin-1")))
+        parts.texts.append(Part("stream", body.decode("latin-1"), True))
         if shown:
             parts.texts.append(Part("text", shown))
     return parts

@@ -10,7 +10,7 @@ import bisect
 import json
 import re
 
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]')
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]')
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

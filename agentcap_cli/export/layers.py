@@ -24,7 +24,6 @@ reached the item is reported as unreadable (``decode budget exhausted``) and the
 
 from __future__ import annotations
 
-import base64
 import binascii
 import bisect
 import hashlib
@@ -93,23 +92,26 @@ class Layer:
     """One reading of a published text: the text itself (the root), or what a decoder made of its
     parent. ``how`` names the step (``url``, ``base64``, ``gzip``, ``zip:a/.env`` …)."""
 
-    __slots__ = ("text", "how", "parent", "segs", "starts", "regions", "depth", "maskable")
+    __slots__ = ("text", "how", "parent", "segs", "starts", "regions", "depth", "maskable", "final", "todo")
 
     def __init__(self, text: str, how: str = "", parent: Layer | None = None, segs: list[Seg] | None = None,
-                 regions: list[tuple[int, int]] | None = None, maskable: bool = True) -> None:
+                 regions: list[tuple[int, int]] | None = None, maskable: bool = True, final: bool = False) -> None:
         self.text = text
         self.how = how
         self.parent = parent
         self.segs = segs or []
         self.starts = [s.dst for s in self.segs]
         self.regions = regions if regions is not None else [(0, len(text))]
-        self.depth = parent.depth + 1 if parent else 0
-        self.maskable = maskable and (parent.maskable if parent else True)
+        self.depth: int = parent.depth + 1 if parent else 0
+        self.maskable: bool = maskable and (parent.maskable if parent else True)
+        self.final = final  # bytes read as Latin-1: searched for plain tokens, not decoded further
+        self.todo: frozenset[str] | None = None  # the decoders whose trigger it matches, when known already
 
     @classmethod
-    def whole(cls, text: str, how: str, parent: Layer, span: tuple[int, int], maskable: bool = True) -> Layer:
+    def whole(cls, text: str, how: str, parent: Layer, span: tuple[int, int], maskable: bool = True,
+              final: bool = False) -> Layer:
         """A layer made from all of ``parent[span]`` at once (a decompressed file, an archive member)."""
-        return cls(text, how, parent, [Seg(0, len(text), span[0], span[1], False)], maskable=maskable)
+        return cls(text, how, parent, [Seg(0, len(text), span[0], span[1], False)], maskable=maskable, final=final)
 
     def chain(self) -> list[str]:
         out, layer = [], self
@@ -235,6 +237,7 @@ class Decoder:
     name: str
     trigger: str  # a regular expression (RE2 and Python alike) for texts worth decoding
     decode: Callable[[Layer, Budget], Decoded]
+    also: str = ""  # a second pattern a whole text must match too (RE2, over whole texts only)
 
     @property
     def rx(self) -> re.Pattern[str]:
@@ -313,14 +316,14 @@ def _bytes_escapes(layer: Layer, budget: Budget) -> Decoded:
 
 
 # base64 (standard, optionally wrapped as MIME does, or url-safe), and hex runs
-_B64 = re.compile(r"(?<![A-Za-z0-9+/_-])(?:[A-Za-z0-9+/]{4,}(?:\\r\\n|\\n|\r?\n)){0,100000}[A-Za-z0-9+/]{4,}={0,2}"
-                  r"|(?<![A-Za-z0-9+/_-])[A-Za-z0-9_-]{28,}={0,2}")
+_B64 = re.compile(r"(?<![A-Za-z0-9+/_-])(?:(?:[A-Za-z0-9+/]{16,}(?:\\r\\n|\\n|\r?\n)){1,100000}[A-Za-z0-9+/]{4,}={0,2}"
+                  r"|[A-Za-z0-9+/]{28,}={0,2}|[A-Za-z0-9_-]{28,}={0,2})")  # MIME-wrapped, one line, url-safe
 _HEX = re.compile(r"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{2}){20,}(?![0-9A-Za-z])")
 _BREAKS = re.compile(r"\\r\\n|\\n|\r?\n")
 
 
 def _b64_bytes(run: str) -> bytes | None:
-    s = _BREAKS.sub("", run).rstrip("=")
+    s = (_BREAKS.sub("", run) if "\\" in run or "\n" in run else run).rstrip("=")
     if len(s) < MIN_BASE64 or len(s) % 4 == 1:
         return None
     has_std, has_url = "+" in s or "/" in s, "-" in s or "_" in s
@@ -330,7 +333,7 @@ def _b64_bytes(run: str) -> bytes | None:
         return None  # a word, a number, a path of one case: base64 of text mixes cases and digits
     try:
         if has_url:
-            return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+            s = s.replace("-", "+").replace("_", "/")
         return binascii.a2b_base64(s + "=" * (-len(s) % 4), strict_mode=False)
     except (binascii.Error, ValueError):
         return None
@@ -342,7 +345,7 @@ def _hex_bytes(run: str) -> bytes | None:
     return bytes.fromhex(run)
 
 
-_memo: dict[str, tuple[str, bytes | None]] = {}  # run → (what it is: "text" | "bytes" | "", the bytes)
+_memo: dict[tuple[str, str], tuple[str, bytes | None]] = {}  # (decoder, run) → (what it is: "text" | "bytes" | "", the bytes)
 
 
 def _bytes_runs(layer: Layer, budget: Budget, pattern: re.Pattern[str], how: str,
@@ -356,7 +359,9 @@ def _bytes_runs(layer: Layer, budget: Budget, pattern: re.Pattern[str], how: str
 
     def fn(m: re.Match[str]) -> str | None:
         run = m.group()
-        kind, data = _memo.get(run, ("?", None))
+        if how == "base64" and m.string.endswith(";base64,", 0, m.start()):
+            return None  # a data URL's payload: the data URL decoder reads it, as the file it declares
+        kind, data = _memo.get((how, run), ("?", None))
         if kind == "?":
             data = to_bytes(run)
             kind = "" if data is None else ("text" if as_text(data, strict=True) is not None else
@@ -364,7 +369,7 @@ def _bytes_runs(layer: Layer, budget: Budget, pattern: re.Pattern[str], how: str
             if len(run) <= 4096:
                 if len(_memo) >= MEMO:
                     _memo.clear()
-                _memo[run] = (kind, data if kind else None)
+                _memo[(how, run)] = (kind, data if kind else None)
         if not kind or data is None:
             return None
         budget.spend(len(data))
@@ -372,7 +377,8 @@ def _bytes_runs(layer: Layer, budget: Budget, pattern: re.Pattern[str], how: str
             return as_text(data, strict=True)
         parts = open_bytes(data, budget, how, declared=True)
         for part in parts.texts:
-            result.extra.append(Layer.whole(part.text, f"{how} → {part.how}" if part.how else how, layer, m.span()))
+            result.extra.append(Layer.whole(part.text, f"{how} → {part.how}" if part.how else how, layer, m.span(),
+                                            final=part.binary))
         result.opaque += [opaque_of(o.data, layer, m.span(), f"{how} → {o.how}" if o.how else how, o.why)
                           for o in parts.opaque]
         return None
@@ -420,7 +426,7 @@ def _data_url(layer: Layer, budget: Budget) -> Decoded:
             parts = open_bytes(data, budget, "data URL", declared=True, media=m.group(1))
             for part in parts.texts:
                 result.extra.append(Layer.whole(part.text, "data URL" + (f" → {part.how}" if part.how else ""), layer,
-                                                m.span(4)))
+                                                m.span(4), final=part.binary))
             result.opaque += [opaque_of(o.data, layer, m.span(4), "data URL" + (f" → {o.how}" if o.how else ""),
                                         o.why) for o in parts.opaque]
     return result
@@ -430,21 +436,49 @@ def _unpercent(s: str) -> bytes:
     return unquote_to_bytes(s) if "%" in s else s.encode("ascii", "replace")
 
 
+# base64 that decodes to something mixes upper and lower case (:func:`_b64_bytes`): a text with a
+# long run but no case change inside a run (a hex id, a lower-case path) holds no base64 worth reading
+_MIXED = r"[A-Z][A-Za-z0-9+/_-]*[a-z]|[a-z][A-Za-z0-9+/_-]*[A-Z]"
+
 DECODERS: tuple[Decoder, ...] = (
-    Decoder("json", r"\\u[0-9A-Fa-f]{4}|\\/|\\\\[\\\"/bfnrtu]", _json),
+    # escapes of what a token is made of (printable ASCII, and what NFKC makes ASCII), a slash, or
+    # an escaped escape (JSON in JSON); not the control characters orjson writes as \u00XX
+    Decoder("json", r"\\u00[2-7][0-9A-Fa-f]|\\u(?:0[1-9A-Fa-f]|[1-9A-Fa-f][0-9A-Fa-f])[0-9A-Fa-f]{2}|\\/"
+                    r"|\\\\[\\\"/bfnrtu]", _json),
     Decoder("url", r"%[0-9A-Fa-f]{2}", _url),
     Decoder("html", r"&(?:#[0-9]{2,7}|#[xX][0-9A-Fa-f]{2,6}|[A-Za-z][A-Za-z0-9]{1,31};)", _html),
     Decoder("quoted-printable", r"=3[Dd]|=\r?\n|=\\r?\\n", _qp),
     Decoder("unicode", "[\u00ad\u200b-\u200f\u2060-\u2064\ufeff\uff01-\uff5e]", _unicode),
     Decoder("data URL", r"data:[A-Za-z0-9.+/-]*[;,]", _data_url),
-    Decoder("base64", r"[A-Za-z0-9+/_-]{24,}", _base64),
+    Decoder("base64", r"[A-Za-z0-9+/_-]{28,}", _base64, also=_MIXED),
     Decoder("hex", r"[0-9a-fA-F]{40}", _hex),
     Decoder("\\x escapes", r"\\x[0-9a-fA-F]{2}\\x[0-9a-fA-F]{2}", _bytes_escapes),
 )
 _TRIGGERS = {d.name: re.compile(d.trigger) for d in DECODERS}
-#: one pattern for "this text may hold an encoding": RE2 over whole arrow columns says which texts
-#: need the Python decoders at all
-TRIGGER = "|".join(f"(?:{d.trigger})" for d in DECODERS)
+#: "this text may hold an encoding", as patterns that RE2 runs over whole arrow columns: a text
+#: matches when it matches ``TRIGGER`` or both of ``TRIGGER_BOTH``
+TRIGGER = "|".join(f"(?:{d.trigger})" for d in DECODERS if not d.also)
+TRIGGER_BOTH = [(d.trigger, d.also) for d in DECODERS if d.also]
+
+
+def triggered(layers: list[Layer]) -> None:
+    """Set each layer's ``todo``, the decoders whose trigger it matches: one RE2 pass per decoder
+    over all of them, so :func:`readings` runs no Python search over a whole text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not layers:
+        return
+    arr = pa.array([layer.text for layer in layers], pa.large_string())
+    names: list[list[str]] = [[] for _ in layers]
+    for d in DECODERS:
+        hit = pc.match_substring_regex(arr, d.trigger)
+        if d.also:
+            hit = pc.and_(hit, pc.match_substring_regex(arr, d.also))
+        for i in pc.indices_nonzero(pc.fill_null(hit, False)).to_pylist():
+            names[i].append(d.name)
+    for layer, n in zip(layers, names):
+        layer.todo = frozenset(n)
 
 
 @dataclass
@@ -471,13 +505,13 @@ def readings(root: Layer, budget: Budget | None = None, extra: Iterable[Layer] =
     try:
         while queue:
             layer = queue.pop(0)
-            if layer.depth >= budget.depth:
-                if any(d.rx.search(layer.text, a, b) for d in DECODERS for a, b in layer.regions):
-                    raise BudgetExhausted(f"over {budget.depth} nested encodings")
+            if layer.final:
                 continue
-            for d in DECODERS:
-                if not any(d.rx.search(layer.text, a, b) for a, b in layer.regions):
-                    continue
+            todo = [d for d in DECODERS if (d.name in layer.todo if layer.todo is not None else
+                                            any(d.rx.search(layer.text, a, b) for a, b in layer.regions))]
+            if todo and layer.depth >= budget.depth:
+                raise BudgetExhausted(f"over {budget.depth} nested encodings")
+            for d in todo:
                 got = d.decode(layer, budget)
                 opaque += got.opaque
                 for new in ([got.layer] if got.layer else []) + got.extra:

@@ -28,17 +28,28 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import orjson
 
 from agentcap_addons.wire.util.clock import rfc3339_ns
 from agentcap_addons.wire.util.errors import InputError
 from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.export.containers import open_bytes
-from agentcap_cli.export.detectors import Hit, find, fingerprint, flagged, mask, masked_copy
+from agentcap_cli.export.detectors import (
+    OVERLAP,
+    WINDOW,
+    Hit,
+    find,
+    fingerprint,
+    flagged,
+    mask,
+    prefiltered,
+)
 from agentcap_cli.export.jsonpaths import JsonIndex, Lines
-from agentcap_cli.export.layers import Budget, Layer, Opaque, readings
+from agentcap_cli.export.layers import Budget, Layer, Opaque, merge, readings, triggered
 
 SCAN_JSON = "scan.json"
 SCANNED_DIRS = ("captures", "traces", "sessions", "cells", "judge")
@@ -68,7 +79,7 @@ class Gate:
     redact: bool = False
 
     def allows(self, fp: str) -> bool:
-        return any(fp.startswith(a) for a in self.allow)
+        return bool(self.allow) and any(fp.startswith(a) for a in self.allow)
 
 
 @dataclass
@@ -129,21 +140,42 @@ class Seen:
         return {fingerprint(h.secret) for h, _ in self.hits} | {o.fingerprint for o in self.opaque}
 
 
+_PRINTABLE = re.compile(r"[\t\n\r\x20-\x7e]{8,}")  # what a token among bytes read as Latin-1 is made of
+
+
+def _pieces(layer: Layer) -> Iterator[tuple[int, int, bool]]:
+    """The spans of a layer to search, none longer than a window and a half (each reaching
+    ``OVERLAP`` into the next, so no token is cut: ``cut`` says a piece's end is such a window's),
+    its regions, or for bytes read as Latin-1 the runs of printable ASCII in them."""
+    if layer.final:
+        spans = merge([m.span() for m in _PRINTABLE.finditer(layer.text)], gap=16)
+    else:
+        spans = layer.regions
+    for a, b in spans:
+        for s in range(a, b, WINDOW):
+            yield s, min(b, s + WINDOW + OVERLAP), s + WINDOW + OVERLAP < b
+            if s + WINDOW + OVERLAP >= b:
+                break
+
+
 def examine(roots: list[Layer], extra: dict[int, list[Layer]] | None = None) -> list[Seen]:
     """Every layer of every root (``extra``: layers the caller made already, by root index: a
     stream's channels, a body's decoded bytes) read, then searched — one RE2 pass over every
     piece of every layer, Python only where it flags."""
     seen = [Seen(root) for root in roots]
-    pieces: list[tuple[int, Layer, int, int]] = []
+    pieces: list[tuple[int, Layer, int, int, bool]] = []
+    triggered(list(roots) + [layer for more in (extra or {}).values() for layer in more])
     for i, root in enumerate(roots):
         r = readings(root, Budget.for_size(len(root.text)), (extra or {}).get(i, ()))
         seen[i].opaque = r.opaque
-        pieces += [(i, layer, a, b) for layer in r.layers for a, b in layer.regions]
-    texts = [layer.text[a:b] if (a, b) != (0, len(layer.text)) else layer.text for _, layer, a, b in pieces]
+        pieces += [(i, layer, a, b, cut) for layer in r.layers for a, b, cut in _pieces(layer)]
+    texts = [layer.text[a:b] if (a, b) != (0, len(layer.text)) else layer.text for _, layer, a, b, _ in pieces]
     places: set[tuple[int, str, tuple[tuple[int, int], ...]]] = set()
-    for k in flagged(texts, decoding=False):
-        i, layer, a, b = pieces[k]
-        for h in find(layer.text, a, b):
+    for k, rules in prefiltered(texts):
+        i, layer, a, b, cut = pieces[k]
+        for h in find(layer.text, a, b, rules):
+            if cut and h.end == b:
+                continue  # cut by the window's end: the next window holds it whole
             place = (i, fingerprint(h.secret), tuple(layer.origin(h.start, h.end)))
             if place not in places:  # the same secret in the same place, seen again in a deeper layer
                 places.add(place)
@@ -174,13 +206,25 @@ def judge(seen: Seen, file: str, where: Callable[[int], str], gate: Gate, out: l
         if state == "redacted" and layer.maskable:
             masks.append(Mask(spans, keep))
 
-    for h, layer in seen.hits:
+    # a hit read out of a file's structure (a database cell, an archive member) is reported there
+    # rather than at a byte offset of the file read as Latin-1
+    for h, layer in sorted(seen.hits, key=lambda hit: hit[1].final):
         spans = layer.origin(h.start, h.end)
-        note(fingerprint(h.secret), spans, layer, h.rule.name, mask(h.secret), layer.parent is None)
+        note(fingerprint(h.secret), spans, layer, h.rule.name, mask(h.secret), _verbatim(layer))
     for o in seen.opaque:
         spans = o.layer.origin(*o.span)
         note(o.fingerprint, spans, o.layer, f"{UNREADABLE} ({o.why})", "", False)
     return masks
+
+
+def _verbatim(layer: Layer) -> bool:
+    """The layer's text is the published text's own characters (the root, a stream's channel):
+    a secret found in it stands as it is, and keeps its first four characters when masked."""
+    while layer.parent is not None:
+        if not all(s.exact for s in layer.segs):
+            return False
+        layer = layer.parent
+    return True
 
 
 _MASK_ALL = re.compile(r"\\u[0-9A-Fa-f]{4}|\\.|[^\s\"{}\[\],:\\]")
@@ -195,24 +239,32 @@ def apply(text: str, masks: Iterable[Mask]) -> str:
     """``text`` with every span masked: a secret as it stands keeps its first four characters; an
     encoded one (URL escapes, base64, a compressed file) is masked whole. Lengths stay (a binary
     file stays valid) and JSON stays JSON (escapes stay escapes)."""
-    spans = sorted((a, b, not m.keep) for m in masks for a, b in m.spans)
+    # (start, end, how many of its first characters stay): a secret split over several spans (a
+    # stream's events) keeps its first four characters across them
+    spans: list[tuple[int, int, int]] = []
+    for m in masks:
+        left = 4 if m.keep else 0
+        for a, b in m.spans:
+            spans.append((a, b, min(left, b - a)))
+            left -= min(left, b - a)
     parts, at = [], 0
-    for a, b, whole in spans:
-        keep = not whole
+    for a, b, keep in sorted(spans):
         a = max(a, at)
         if b <= a:
             continue
-        parts.append(text[at:a])
-        parts.append(masked_copy(text[a:b]) if keep and a < b else _MASK_ALL.sub(_star, text[a:b]))
+        parts.append(text[at:a + keep])
+        parts.append(_MASK_ALL.sub(_star, text[a + keep:b]))
         at = b
     parts.append(text[at:])
     return "".join(parts)
 
 
 def leftovers(texts: list[str], file: str, where: Callable[[int], str], gate: Gate, out: list[Finding],
-              extra: dict[int, list[Layer]] | None = None, opaque: list[Opaque] | None = None) -> None:
-    """Fail closed after masking: whatever the masked texts still hold blocks."""
-    found = examine([Layer(t) for t in texts], extra)
+              extra: dict[int, list[Layer]] | None = None, opaque: list[Opaque] | None = None,
+              final: bool = False) -> None:
+    """Fail closed after masking: whatever the masked texts still hold blocks (``final``: they are
+    bytes read as Latin-1)."""
+    found = examine([Layer(t, final=final) for t in texts], extra)
     if found and opaque:
         found[0].opaque += opaque
     for s in found:
@@ -338,7 +390,7 @@ def scan_blobs(blobs: list[Blob], gate: Gate, out: list[Finding], published: boo
     binary = {i for i, (_, codec) in enumerate(decoded) if codec == "latin-1"}
     texts = [text for text, _ in decoded] + [b.name or "" for b in blobs]
     todo = sorted({i % len(blobs) for i in flagged(texts)} | binary) if blobs else []
-    roots = [Layer(decoded[i][0]) for i in todo]
+    roots = [Layer(decoded[i][0], final=i in binary) for i in todo]
     inside = {k: _inside(blobs[i], roots[k]) for k, i in enumerate(todo) if i in binary}
     result = list(blobs)
     for k, (i, seen) in enumerate(zip(todo, examine(roots, {k: v[0] for k, v in inside.items()}))):
@@ -351,9 +403,9 @@ def scan_blobs(blobs: list[Blob], gate: Gate, out: list[Finding], published: boo
         if masks:
             masked = apply(text, masks)
             data = masked.encode(codec)
-            again = Layer(masked)
+            again = Layer(masked, final=codec == "latin-1")
             layers, opaque = _inside(Blob(b.file, data), again) if codec == "latin-1" else ([], [])
-            leftovers([masked], b.file, where, gate, out, {0: layers}, opaque)
+            leftovers([masked], b.file, where, gate, out, {0: layers}, opaque, final=codec == "latin-1")
         name = scan_text(b.name, b.file, lambda at: "its name", gate, out, published) if b.name else b.name
         result[i] = Blob(b.file, data, b.path, name)
     return result
@@ -386,8 +438,12 @@ def scan_sessions(run_dir: Path, gate: Gate, out: list[Finding]) -> None:
 def write_scan_json(run_dir: Path, report: Report, engines: str) -> None:
     """The run's scan result, for people and CI (rewritten by every export that scans)."""
     data = {"schema": 3, "scanned_at": rfc3339_ns(), "detectors": engines,
-            "findings": [asdict(f) for f in report.findings], "skipped": report.skipped}
+            "findings": report.findings, "skipped": report.skipped}
     try:
-        atomic_write_bytes(run_dir / SCAN_JSON, json.dumps(data, indent=1, ensure_ascii=False).encode())
+        text = orjson.dumps(data, option=orjson.OPT_INDENT_2)
+    except TypeError:  # a lone surrogate in a path
+        text = json.dumps({**data, "findings": [asdict(f) for f in report.findings]}, indent=1).encode()
+    try:
+        atomic_write_bytes(run_dir / SCAN_JSON, text)
     except OSError:  # a read-only run directory: the report on stderr is what counts
         pass

@@ -236,17 +236,37 @@ def scan_rows(rows: list[tuple[dict[str, str | None], dict[str, Any], dict[str, 
     return result
 
 
+_OWN = ("request", "response", "request_headers", "response_headers", "error")  # flagged column by column
+_META = tuple(c for c in SCANNED if c not in _OWN)  # short ones: flagged together
+
+
+def _suspects(batch: pa.RecordBatch, streams: list[str | None]) -> list[tuple[int, tuple[str, ...]]]:
+    """(row, the columns to read) of the rows the RE2 prefilter flags: a column on its own for the
+    long ones, the short ones together, and a stream's text as the response column's."""
+    cols: dict[int, set[str]] = {}
+    for c in _OWN:
+        for i in flagged(batch.column(c)):
+            cols.setdefault(i, set()).add(c)
+    for i in flagged(pa.array(streams, pa.large_string())):
+        cols.setdefault(i, set()).add("response")
+    meta = pc.binary_join_element_wise(*[batch.column(c) for c in _META], "\n", null_handling="replace",
+                                       null_replacement="")
+    for i in flagged(meta):
+        cols.setdefault(i, set()).update(_META)
+    return [(i, tuple(c for c in SCANNED if c in cols[i])) for i in sorted(cols)]
+
+
 def scan_batch(batch: pa.RecordBatch, records: list[tuple[dict[str, Any], dict[str, Any] | None]],
                streams: list[str | None], gate: Gate, out: list[Finding],
-               prefix: str = "captures/") -> tuple[pa.RecordBatch, list[str]]:
+               file_of: Callable[[str, str], str] | None = None) -> tuple[pa.RecordBatch, list[str]]:
     """Scan a batch of rows (``records``: each row's request and response records, ``streams``:
-    each streamed row's :func:`streamed_text`); returns the batch to write (masked rows under
-    --redact) and the request ids of the masked rows."""
-    columns = [batch.column(c) for c in SCANNED] + [pa.array(streams, pa.string())]
-    everything = pc.binary_join_element_wise(*columns, "\n", null_handling="replace", null_replacement="")
-    suspects = flagged(everything)
-    rows = [({c: batch.column(c)[i].as_py() for c in SCANNED}, *records[i]) for i in suspects]
-    changes = scan_rows(rows, lambda rid, kind: f"{prefix}{rid}.{kind}.json", gate, out)  # type: ignore[arg-type]
+    each streamed row's :func:`streamed_text`; ``file_of(request id, "request" | "response")``:
+    what a finding names, ``captures/<rid>.<kind>.json`` by default); returns the batch to write
+    (masked rows under --redact) and the request ids of the masked rows."""
+    picked = _suspects(batch, streams)
+    rows = [({c: batch.column(c)[i].as_py() for c in cols}, *records[i]) for i, cols in picked]
+    suspects = [i for i, _ in picked]
+    changes = scan_rows(rows, file_of or (lambda rid, kind: f"captures/{rid}.{kind}.json"), gate, out)  # type: ignore[arg-type]
     updates: dict[str, dict[int, str]] = {}
     redacted = []
     for i, changed in zip(suspects, changes):

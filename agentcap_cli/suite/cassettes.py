@@ -22,6 +22,7 @@ too); the claude-cli judge's calls are the cassette's ``judge/`` calls.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -227,18 +228,14 @@ class Cassettes:
 
 
 def scan(files: dict[str, bytes], where: str, project_root: Path) -> list[str]:
-    """The publish gate's secret scan over a cassette's files (a cassette is committed to git): each
-    blocking finding as ``file: where: detector masked``. Fingerprints in the project's
-    ``.agentcap-secrets-allow`` are allowed, as for an export."""
+    """The publish gate's secret scan over a cassette (a cassette is committed to git): its files as
+    they are written, and each call as the captures row export would make of it (streams rejoined,
+    bodies decoded) — one gate for everything that leaves. Each blocking finding as ``file: where:
+    detector masked``. Fingerprints in the project's ``.agentcap-secrets-allow`` are allowed, as
+    for an export."""
     # imported here: only a recording needs the detectors (and the export package) loaded
-    from agentcap_cli.export.scan import (
-        ALLOW_FILE,
-        AllowlistError,
-        Blob,
-        Gate,
-        load_allowlist,
-        scan_blobs,
-    )
+    from agentcap_cli.export.captures import scan_captures
+    from agentcap_cli.export.scan import ALLOW_FILE, AllowlistError, Blob, Gate, load_allowlist, scan_blobs
 
     allow_file = project_root / ALLOW_FILE
     try:
@@ -247,4 +244,16 @@ def scan(files: dict[str, bytes], where: str, project_root: Path) -> list[str]:
         return [str(exc)]
     found: list[Any] = []
     scan_blobs([Blob(f"{where}/{name}", data) for name, data in files.items()], gate, found)
-    return [str(f) for f in found if f.state == "blocking"]
+    calls = []
+    for name, data in files.items():
+        if name != cassettedir.CASSETTE_JSON and name.endswith(".json"):
+            try:
+                calls.append((f"{where}/{name}", cassettedir.to_capture(Path(name).stem, json.loads(data))))
+            except (ValueError, TypeError, AttributeError) as exc:
+                return [f"{where}/{name}: not a cassette call ({exc})"]
+    scan_captures(calls, gate, found)
+    out: list[str] = []
+    for f in found:
+        if f.state == "blocking" and str(f) not in out:
+            out.append(str(f))
+    return out
