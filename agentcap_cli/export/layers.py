@@ -357,10 +357,7 @@ def _bytes_runs(layer: Layer, budget: Budget, pattern: re.Pattern[str], how: str
 
     result = Decoded()
 
-    def fn(m: re.Match[str]) -> str | None:
-        run = m.group()
-        if how == "base64" and m.string.endswith(";base64,", 0, m.start()):
-            return None  # a data URL's payload: the data URL decoder reads it, as the file it declares
+    def read(run: str) -> tuple[str, bytes | None]:
         kind, data = _memo.get((how, run), ("?", None))
         if kind == "?":
             data = to_bytes(run)
@@ -370,11 +367,29 @@ def _bytes_runs(layer: Layer, budget: Budget, pattern: re.Pattern[str], how: str
                 if len(_memo) >= MEMO:
                     _memo.clear()
                 _memo[(how, run)] = (kind, data if kind else None)
+        return kind, data
+
+    def fn(m: re.Match[str]) -> str | None:
+        run = m.group()
+        if how == "base64" and (m.string.endswith(";base64,", 0, m.start())
+                                or _DECLARED_BEFORE.search(m.string, max(0, m.start() - 24), m.start())):
+            return None  # a data URL's payload, a file in a JSON field: read as the file it is declared
+        kind, data = read(run)
+        head = ""
+        if not kind and how == "base64":
+            # lines of a word-like run before the base64 (a long line, then an attachment): the
+            # encoding starts at one of the first line breaks
+            for br in list(_BREAKS.finditer(run))[:8]:
+                kind, data = read(run[br.end():])
+                if kind:
+                    head = run[:br.end()]
+                    break
         if not kind or data is None:
             return None
         budget.spend(len(data))
         if kind == "text":
-            return as_text(data, strict=True)
+            text = as_text(data, strict=True)
+            return None if text is None else head + text
         parts = open_bytes(data, budget, how, declared=True)
         for part in parts.texts:
             result.extra.append(Layer.whole(part.text, f"{how} → {part.how}" if part.how else how, layer, m.span(),
@@ -402,12 +417,44 @@ _DATA_URL = re.compile(r"data:([A-Za-z0-9][\w.+-]*/[\w.+-]+)?((?:;[\w.+-]+=[\w.+
                        r"([A-Za-z0-9+/=%_.~!$&'()*,;:@-]*)")
 
 
+# a file sent as base64 in a JSON field: Anthropic's ``source: {type: base64, media_type, data}``
+# (images, documents), OpenAI's ``input_audio.data`` and ``file_data``, Gemini's ``inline_data``
+_DECLARED = re.compile(r'"(?:data|file_data|fileData|bytes)"\s*:\s*"([A-Za-z0-9+/]{64,}={0,2})"')
+_DECLARED_BEFORE = re.compile(r'"(?:data|file_data|fileData|bytes)"\s*:\s*"$')
+_MEDIA_TYPE = re.compile(r'"(?:media_type|mime_type|mimeType|format)"\s*:\s*"([\w.+/-]{1,100})"')
+
+
+def _declared(layer: Layer, budget: Budget, result: Decoded) -> None:
+    """Base64 files in JSON fields: read as the files they are declared to be (an unreadable one
+    is refused, as a data URL's)."""
+    from agentcap_cli.export.containers import open_bytes
+
+    text = layer.text
+    for a, b in layer.regions:
+        for m in _DECLARED.finditer(text, a, b):
+            try:
+                data = binascii.a2b_base64(m.group(1), strict_mode=False)
+            except (binascii.Error, ValueError):
+                result.opaque.append(opaque_of(m.group(1).encode(), layer, m.span(1), "base64 file", "not valid base64"))
+                continue
+            budget.spend(len(data))
+            near = _MEDIA_TYPE.search(text, max(0, m.start() - 400), min(len(text), m.end() + 400))
+            parts = open_bytes(data, budget, "base64 file", declared=True, media=near.group(1) if near else None)
+            for part in parts.texts:
+                result.extra.append(Layer.whole(part.text, "base64 file" + (f" → {part.how}" if part.how else ""),
+                                                layer, m.span(1), final=part.binary))
+            result.opaque += [opaque_of(o.data, layer, m.span(1), "base64 file" + (f" → {o.how}" if o.how else ""),
+                                        o.why) for o in parts.opaque]
+
+
 def _data_url(layer: Layer, budget: Budget) -> Decoded:
-    """``data:`` URLs (RFC 2397): what they carry is a file by declaration, so one that cannot be
-    read is refused, not passed over (an image or a PDF is read; an unknown binary is opaque)."""
+    """``data:`` URLs (RFC 2397), and base64 files in JSON fields (:data:`_DECLARED`): what they
+    carry is a file by declaration, so one that cannot be read is refused, not passed over (an
+    image or a PDF is read; an unknown binary is opaque)."""
     from agentcap_cli.export.containers import open_bytes
 
     result = Decoded()
+    _declared(layer, budget, result)
     text = layer.text
     for a, b in layer.regions:
         for m in _DATA_URL.finditer(text, a, b):
@@ -449,7 +496,8 @@ DECODERS: tuple[Decoder, ...] = (
     Decoder("html", r"&(?:#[0-9]{2,7}|#[xX][0-9A-Fa-f]{2,6}|[A-Za-z][A-Za-z0-9]{1,31};)", _html),
     Decoder("quoted-printable", r"=3[Dd]|=\r?\n|=\\r?\\n", _qp),
     Decoder("unicode", "[\u00ad\u200b-\u200f\u2060-\u2064\ufeff\uff01-\uff5e]", _unicode),
-    Decoder("data URL", r"data:[A-Za-z0-9.+/-]*[;,]", _data_url),
+    Decoder("data URL", r"data:[A-Za-z0-9.+/-]*[;,]|\"(?:data|file_data|fileData|bytes)\"\s*:\s*\"[A-Za-z0-9+/]{64}",
+            _data_url),
     Decoder("base64", r"[A-Za-z0-9+/_-]{28,}", _base64, also=_MIXED),
     Decoder("hex", r"[0-9a-fA-F]{40}", _hex),
     Decoder("\\x escapes", r"\\x[0-9a-fA-F]{2}\\x[0-9a-fA-F]{2}", _bytes_escapes),

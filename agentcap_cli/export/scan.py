@@ -201,7 +201,7 @@ def judge(seen: Seen, file: str, where: Callable[[int], str], gate: Gate, out: l
         state = state_of(fp, gate, published, layer.maskable or fp in maskable)
         if (fp, state) not in reported:
             reported.add((fp, state))
-            at = layer.where() if not layer.maskable else where(spans[0][0]) + layer.where()
+            at = layer.where() if not layer.maskable else where(spans[0][0] if spans else 0) + layer.where()
             out.append(Finding(file, at, detector, secret, fp, state))
         if state == "redacted" and layer.maskable:
             masks.append(Mask(spans, keep))
@@ -215,6 +215,10 @@ def judge(seen: Seen, file: str, where: Callable[[int], str], gate: Gate, out: l
         spans = o.layer.origin(*o.span)
         note(o.fingerprint, spans, o.layer, f"{UNREADABLE} ({o.why})", "", False)
     return masks
+
+
+def _start(spans: list[tuple[int, int]]) -> int:
+    return spans[0][0] if spans else 0
 
 
 def _verbatim(layer: Layer) -> bool:
@@ -271,11 +275,11 @@ def leftovers(texts: list[str], file: str, where: Callable[[int], str], gate: Ga
         for h, layer in s.hits:
             fp = fingerprint(h.secret)
             if not gate.allows(fp):
-                out.append(Finding(file, where(layer.origin(h.start, h.end)[0][0]) + layer.where(),
+                out.append(Finding(file, where(_start(layer.origin(h.start, h.end))) + layer.where(),
                                    h.rule.name + " (left after --redact)", mask(h.secret), fp))
         for o in s.opaque:
             if not gate.allows(o.fingerprint):
-                out.append(Finding(file, where(o.layer.origin(*o.span)[0][0]) + o.layer.where(),
+                out.append(Finding(file, where(_start(o.layer.origin(*o.span))) + o.layer.where(),
                                    f"{UNREADABLE} ({o.why}) (left after --redact)", "", o.fingerprint))
 
 
