@@ -11,7 +11,7 @@ import sys
 import click
 from rich.markup import escape
 
-from agentcap_addons.wire.api.apibase import agent_env, api_root
+from agentcap_addons.wire.api.apibase import agent_env, api_root, shown
 from agentcap_addons.wire.fake.cassette import DEFAULT_IGNORE, MATCHERS
 from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.console import err_console, out_console
@@ -74,7 +74,7 @@ def serve(script: str | None, replay: str | None, host: str, port: int, timing: 
         try:  # a miss is forwarded to <root><the path the client asked for>, e.g. …/v1/chat/completions
             forward_to = api_root(upstream)
         except ValueError as e:
-            raise click.BadParameter(f"{upstream!r} {e}", param_hint="'--upstream'") from None
+            raise click.BadParameter(f"{shown(upstream)!r} {e}", param_hint="'--upstream'") from None
     try:
         responder = make_responder(script, replay, timing=timing, on_miss=on_miss, match_on=match_on,
                                    ignore=ignore or None)

@@ -12,6 +12,7 @@ from click.core import ParameterSource
 from rich.markup import escape
 from rich.table import Table
 
+from agentcap_addons.wire.api.apibase import checked
 from agentcap_addons.wire.util.yamlfile import ConfigError, each_error
 from agentcap_cli.console import err_console, out_console
 from agentcap_cli.suite.project import Project, load_project
@@ -30,6 +31,13 @@ def _load(root: Path) -> Project:
         return load_project(root)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--root") from None
+
+
+def _checked(url: str | None) -> str | None:
+    try:
+        return None if url is None else checked(url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command(name="validate")
@@ -111,7 +119,7 @@ def init(directory: Path) -> None:
                    "per --agent; repeatable.")
 @click.option("--model", "models", multiple=True, help="Run with these models instead of the configured ones; repeatable.")
 @click.option("--repeat", type=click.IntRange(1, 1000), help="Repeats per cell (overrides the project).")
-@click.option("--upstream", envvar="AGENTCAP_UPSTREAM",
+@click.option("--upstream", envvar="AGENTCAP_UPSTREAM", callback=lambda ctx, param, value: _checked(value),
               help="Model API for every provider (https://host, …/v1), instead of the project's or the harness's "
                    "own.  [env AGENTCAP_UPSTREAM]")
 @click.option("-j", "--jobs", default=1, type=click.IntRange(1, 64), envvar="AGENTCAP_JOBS",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentcap_addons.wire.api.apibase import checked
 from agentcap_addons.wire.util.yamlfile import (
     ConfigError,
     Found,
@@ -186,6 +187,11 @@ def _upstream(doc: Located, value: Any, key: str, root: Path) -> Upstream:
                 script = resolve_script(value["script"])
             except Exception:
                 raise doc.error(f"{key}.script", f"no script file {value['script']!r}") from None
+    if "url" in value:
+        try:
+            checked(str(value["url"]))
+        except ValueError as exc:
+            raise doc.error(f"{key}.url", str(exc)) from None
     return Upstream(script, value.get("url"), value.get("api_key_env"))
 
 

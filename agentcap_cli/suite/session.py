@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from agentcap_addons.wire.api.apibase import checked
 from agentcap_addons.wire.util.errors import InputError
 from agentcap_cli.console import err_console
 from agentcap_cli.suite.project import Project, harness_name
@@ -72,7 +73,12 @@ def resolve_upstream(project: Project, units: list[Unit], flag: str | None) -> R
     if not key:
         raise SuiteInputError(f"no {key_var} in the environment or in {project.root / '.env'} (the harness's own "
                               f"upstream needs it); or set upstream: in the project, or pass --upstream")
-    return Resolved(os.environ.get(url_env) or default, None, key, f"${url_env}" if os.environ.get(url_env) else default)
+    url = os.environ.get(url_env) or default
+    try:
+        checked(url)
+    except ValueError as exc:
+        raise SuiteInputError(f"${url_env}: {exc}") from None
+    return Resolved(url, None, key, f"${url_env}" if os.environ.get(url_env) else default)
 
 
 def _api(u: Unit) -> str:

@@ -18,6 +18,18 @@ from urllib.parse import urlsplit
 EXAMPLE = "https://router.huggingface.co or https://router.huggingface.co/v1"
 
 
+def shown(url: str) -> str:
+    """``url`` as an error message may print it: user name and password replaced by ``***`` (a
+    refused ``https://user:KEY@host`` must not put the key on stderr, in a CI log)."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "<an unparsable URL>"
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 def split_origin(url: str) -> tuple[str, str]:
     """``https://host/v1/`` → (``https://host``, ``/v1``): the origin and the path without a trailing ``/``.
 
@@ -33,6 +45,16 @@ def split_origin(url: str) -> tuple[str, str]:
         raise ValueError("must not carry credentials (give the key on its own: --api-key, --upstream-key-env "
                          "or an environment variable)")
     return f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
+
+
+def checked(url: str) -> str:
+    """``url`` if it is an API base :func:`split_origin` accepts; else ValueError naming it as
+    :func:`shown` prints it (``'https://***@host' must not carry credentials …``)."""
+    try:
+        split_origin(url)
+    except ValueError as exc:
+        raise ValueError(f"{shown(url)!r} {exc}") from None
+    return url
 
 
 def split_api_base(url: str) -> tuple[str, str]:
