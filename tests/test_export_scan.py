@@ -497,6 +497,38 @@ def test_trufflehog_runs_too_when_installed_and_never_verifies(tmp_path, hub):
     assert hub.requests == []
 
 
+def test_betterleaks_adds_what_only_it_knows_and_blocks(tmp_path, hub):
+    ws = tmp_path / "ws"
+    run_dir = make_run(ws, "r")
+    key = chars(32, "0123456789abcdef")
+    in_request(run_dir, f"export DATADOG_API_KEY={key}")  # a kind agentcap has no rule for
+    r = agentcap(ws, "export", "r", "--push", "me/x", "--scanner", "betterleaks", **hub.env)
+    assert r.returncode == 1 and "push blocked" in r.stderr and "betterleaks datadog-api-key" in r.stderr, r.stderr
+    assert key[8:] not in r.stderr and hub.requests == []
+    report = json.loads((run_dir / "scan.json").read_text())
+    assert report["detectors"].endswith("+ betterleaks")
+    assert [f["file"] for f in report["findings"]] == [f"captures/{rid(1)}.request.json"]
+
+
+@pytest.mark.parametrize("engine", ["kingfisher", "betterleaks"])
+def test_a_second_scanner_runs_offline_and_a_clean_run_passes(tmp_path, hub, engine):
+    ws = tmp_path / "ws"
+    run_dir = make_run(ws, "r")
+    in_request(run_dir, "nothing secret here")
+    r = agentcap(ws, "export", "r", "--push", "me/x", "--scanner", engine, HTTPS_PROXY="http://127.0.0.1:9",
+                 **hub.env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run_dir / "scan.json").read_text())["detectors"].endswith(f"+ {engine}")
+
+
+def test_a_named_scanner_that_is_missing_is_refused(tmp_path):
+    ws = tmp_path / "ws"
+    in_request(make_run(ws, "r"), "nothing secret here")
+    r = agentcap(ws, "export", "r", "--out", str(tmp_path / "o"), "--scanner", "trufflehog", PATH="/nonexistent")
+    assert r.returncode == 2 and "trufflehog is not on PATH" in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()
+
+
 # -- unreadable captures -------------------------------------------------------------------------
 
 def test_unreadable_captures_are_skipped_and_named(tmp_path):

@@ -371,12 +371,14 @@ def _bytes_runs(layer: Layer, budget: Budget, pattern: re.Pattern[str], how: str
 
     def fn(m: re.Match[str]) -> str | None:
         run = m.group()
-        if how == "base64" and (m.string.endswith(";base64,", 0, m.start())
-                                or _DECLARED_BEFORE.search(m.string, max(0, m.start() - 24), m.start())):
+        before = m.string[m.start() - 1:m.start()]
+        if how == "base64" and ((before == "," and m.string.endswith(";base64,", 0, m.start()))
+                                or (before == '"' and _DECLARED_BEFORE.search(m.string, max(0, m.start() - 24),
+                                                                              m.start()))):
             return None  # a data URL's payload, a file in a JSON field: read as the file it is declared
         kind, data = read(run)
         head = ""
-        if not kind and how == "base64":
+        if not kind and how == "base64" and ("\n" in run or "\\n" in run):
             # lines of a word-like run before the base64 (a long line, then an attachment): the
             # encoding starts at one of the first line breaks
             for br in list(_BREAKS.finditer(run))[:8]:
