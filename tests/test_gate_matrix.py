@@ -602,6 +602,15 @@ def test_what_cannot_be_read_blocks_until_its_fingerprint_is_allowed(tmp_path, h
                                        {"role": "user", "content": [block]}]}}, answer())
     r = agentcap(ws, "export", "opaque", "--push", "me/o", **hub.env)
     assert r.returncode == 1 and "unreadable" in r.stderr and hub.requests == [], r.stderr[-1500:]
+    # left out by an explicit flag: a trace file is published without it; a field of a capture cannot be
+    r = agentcap(ws, "export", "opaque", "--push", "me/o", "--leave-out-unreadable", **hub.env)
+    if where == "trace file":
+        assert r.returncode == 0 and "left out" in r.stderr, r.stderr[-1500:]
+        received = {name: d for rec in hub.repos.values() for name, d in rec.files.items()}
+        assert data not in b"".join(received.values()) and not any("blob.bin" in n for n in received)
+        assert recover(received, ["blob.bin"]) == set()  # not even its name in a parquet row
+        return
+    assert r.returncode == 1 and hub.requests == []
     report = json.loads((run_dir / "scan.json").read_text())
     fps = sorted({f["fingerprint"] for f in report["findings"] if f["detector"].startswith("unreadable")})
     assert fps, report

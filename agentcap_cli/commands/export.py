@@ -50,7 +50,7 @@ from agentcap_cli.runs.workspace import workspace_root
 
 SHOWN = 40  # finding lines printed; the rest are in each run's scan.json
 STATES = {"blocking": "[red]secret[/]", "redacted": "[yellow]masked[/]", "allowed": "[dim]allowed[/]",
-          "unpublished": "[yellow]secret, not published[/]"}
+          "unpublished": "[yellow]secret, not published[/]", "left out": "[yellow]left out[/]"}
 
 
 def _progress(err: Console) -> Progress:
@@ -58,14 +58,14 @@ def _progress(err: Console) -> Progress:
                     console=err, transient=True)
 
 
-def _gate(workspace: Path, allow_file: Path | None, redact: bool) -> Gate:
+def _gate(workspace: Path, allow_file: Path | None, redact: bool, leave_out: bool = False) -> Gate:
     """The scan's settings: the allowlist given, else the workspace's own when there is one."""
     path = allow_file or (workspace / ALLOW_FILE)
     try:
         allow = load_allowlist(path) if allow_file is not None or path.is_file() else frozenset()
     except AllowlistError as exc:
         raise click.BadParameter(str(exc), param_hint="--secrets-allow") from None
-    return Gate(allow, redact)
+    return Gate(allow, redact, leave_out)
 
 
 def _stage(targets: list[Target], out: Path, err: Console, gate: Gate | None, options: Options,
@@ -155,6 +155,9 @@ def _options(prices: Path | None, with_failed: bool) -> Options:
 @click.option("--redact", is_flag=True, envvar="AGENTCAP_REDACT",
               help="Publish masked copies of the secrets the scan finds instead of refusing (the run's own "
                    "files stay as they are).  [env AGENTCAP_REDACT]")
+@click.option("--leave-out-unreadable", "leave_out", is_flag=True, envvar="AGENTCAP_LEAVE_OUT_UNREADABLE",
+              help="A trace file the scan cannot read (encrypted, an unknown binary, an archive it cannot open) is "
+                   "left out of the traces datasets, and said so, instead of blocking.  [env AGENTCAP_LEAVE_OUT_UNREADABLE]")
 @click.option("--secrets-allow", "allow_file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="AGENTCAP_SECRETS_ALLOW",
               help=f"Allowlist of finding fingerprints (false positives). Default: {ALLOW_FILE} in the workspace, "
@@ -182,7 +185,7 @@ def _options(prices: Path | None, with_failed: bool) -> Options:
 @click.option("--workspace", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_WORKSPACE",
               help="Where run ids are looked up (default: cwd).  [env AGENTCAP_WORKSPACE]")
 def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: str | None, no_scan: bool,
-           redact: bool, allow_file: Path | None, license_id: str | None, license_name: str | None,
+           redact: bool, leave_out: bool, allow_file: Path | None, license_id: str | None, license_name: str | None,
            license_link: str | None, prices_file: Path | None, with_failed_calls: bool, scanners: tuple[str, ...],
            dry_run: bool, workspace: Path | None) -> None:
     """Export RUNS (run dirs, captures dirs or run ids) as datasets with cards: the calls and the
@@ -198,8 +201,8 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
         raise click.UsageError("give exactly one of --out DIR or --push OWNER/BASE")
     if dry_run and push is None:
         raise click.UsageError("--dry-run goes with --push")
-    if no_scan and (redact or allow_file):
-        raise click.UsageError("--redact and --secrets-allow need the scan: drop --no-scan")
+    if no_scan and (redact or allow_file or leave_out):
+        raise click.UsageError("--redact, --secrets-allow and --leave-out-unreadable need the scan: drop --no-scan")
     ws = workspace or workspace_root()
     lic = _license(license_id, license_name, license_link)
     options = _options(prices_file, with_failed_calls)
@@ -208,7 +211,7 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
         targets = resolve_targets(list(runs), everything, ws)
     except TargetError as exc:
         raise click.BadParameter(str(exc), param_hint="--push" if "OWNER/BASE" in str(exc) else "RUNS") from None
-    gate = None if no_scan else _gate(ws, allow_file, redact)
+    gate = None if no_scan else _gate(ws, allow_file, redact, leave_out)
     engines = _engines(scanners, no_scan)
     if no_scan:
         err.print("[yellow]warning:[/] secret scan skipped (--no-scan): nothing checks these files for keys")

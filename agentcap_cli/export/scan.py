@@ -65,7 +65,7 @@ class Finding:
     detector: str
     secret: str  # masked
     fingerprint: str
-    state: str = "blocking"  # blocking | allowed (allowlist) | redacted (--redact) | unpublished
+    state: str = "blocking"  # blocking | allowed (allowlist) | redacted (--redact) | unpublished | left out
 
     def __str__(self) -> str:
         return f"{self.file}: {self.where}: {self.detector}" + (f" {self.secret}" if self.secret else "")
@@ -77,6 +77,7 @@ class Gate:
 
     allow: frozenset[str] = frozenset()  # fingerprints or prefixes of them (≥ 16 hex digits)
     redact: bool = False
+    leave_out: bool = False  # --leave-out-unreadable: a trace file that cannot be read is not published
 
     def allows(self, fp: str) -> bool:
         return bool(self.allow) and any(fp.startswith(a) for a in self.allow)

@@ -23,7 +23,7 @@ from typing import Any
 
 from agentcap_cli.export.captures import RunInfo, WrittenFile
 from agentcap_cli.export.files import SCHEMA, FileRows, file_row, key_name, session_file  # noqa: F401 (SCHEMA: re-exported)
-from agentcap_cli.export.scan import Blob, Gate, Report, scan_blobs, scan_derived
+from agentcap_cli.export.scan import UNREADABLE, Blob, Finding, Gate, Report, scan_blobs, scan_derived
 from agentcap_cli.sessions.native import HUB_NATIVE, hub_native_files, read_native
 from agentcap_cli.sessions.schema import Counts, NativeSession, sts_text
 from agentcap_cli.sessions.stores import hermes_export
@@ -73,6 +73,18 @@ class TracesWritten:
     native: dict[tuple[Any, ...], Counts] = field(default_factory=dict)  # what each task's trace says it cost
 
 
+def _leave_out(batch: list[tuple[TaskTrace, Path, Blob]], blobs: list[Blob], found: list[Finding]
+               ) -> tuple[list[tuple[TaskTrace, Path, Blob]], list[Blob]]:
+    """``--leave-out-unreadable``: the files with something that cannot be read are not published;
+    every finding in them is ``left out`` (it blocks nothing: nothing of the file leaves)."""
+    out = {f.file for f in found if f.state == "blocking" and f.detector.startswith(UNREADABLE)}
+    for f in found:
+        if f.file in out:
+            f.state = "left out"
+    keep = [i for i, b in enumerate(blobs) if b.file not in out]
+    return [batch[i] for i in keep], [blobs[i] for i in keep]
+
+
 def write_traces(run_dir: Path, run: RunInfo, dataset: Path, version: str, gate: Gate | None = None,
                  report: Report | None = None, session_ids: dict[tuple[Any, ...], str] | None = None) -> TracesWritten:
     """The run's traces into ``dataset`` (the layout in the module docstring), each batch of files
@@ -91,7 +103,11 @@ def write_traces(run_dir: Path, run: RunInfo, dataset: Path, version: str, gate:
     def flush(batch: list[tuple[TaskTrace, Path, Blob]]) -> None:
         blobs = [b for _, _, b in batch]
         if gate is not None:
-            blobs = scan_blobs(blobs, gate, report.findings)
+            found: list[Finding] = []
+            blobs = scan_blobs(blobs, gate, found)
+            if gate.leave_out:
+                batch, blobs = _leave_out(batch, blobs, found)
+            report.findings += found
         table.write([file_row(run, t.key, b.name or "", b.data, _format(p)) for (t, p, _), b in zip(batch, blobs)])
         for (t, p, _), b in zip(batch, blobs):
             if p in raw:  # published as the agent wrote it (masked under --redact)
