@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from agentcap_cli.harness.proxy import ProxyProcess, start_proxy
+from tests.support.fakehub import FakeHub
 from tests.support.upstream import Upstream
 
 
@@ -39,6 +40,14 @@ def _reset_upstream(request):
         up.sent_last_at = None
         up.gzip = False
     yield
+
+
+@pytest.fixture
+def hub(tmp_path):
+    """The local Hub stand-in, and the environment that points huggingface_hub at it."""
+    with FakeHub() as hub:
+        hub.env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_" + "t" * 34, "HF_HOME": str(tmp_path / "hf")}
+        yield hub
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,6 @@ from agentcap_cli.export.detectors import OVERLAP, RULES, WINDOW, find, fingerpr
 from agentcap_cli.export.exporter import Target, run_info, stage
 from agentcap_cli.export.scan import AllowlistError, Gate, load_allowlist
 from tests.support import cli
-from tests.support.fakehub import FakeHub
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = random.Random(16)
@@ -326,13 +325,6 @@ def test_every_kind_in_every_place_is_found_with_file_and_path(tmp_path, place):
 
 def agentcap(ws: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return cli.agentcap(*args, workspace=ws, **env)
-
-
-@pytest.fixture
-def hub(tmp_path):
-    with FakeHub() as hub:
-        hub.env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_" + "t" * 34, "HF_HOME": str(tmp_path / "hf")}
-        yield hub
 
 
 @pytest.mark.parametrize("place,kind", [(p, sorted(KINDS)[i % len(KINDS)]) for i, p in enumerate(PLACES)],

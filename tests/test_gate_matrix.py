@@ -41,7 +41,6 @@ from agentcap_cli.export.layers import Budget
 from agentcap_cli.export.scan import Gate, examine
 from agentcap_cli.suite import cassettes
 from tests.support import cli
-from tests.support.fakehub import FakeHub
 from tests.support.oracle import recover
 
 try:
@@ -301,11 +300,26 @@ def p_anthropic_stream(run_dir: Path, n: int, c: Cell) -> str:
                          stream_response(raw))
 
 
+def p_request_body_zstd(run_dir: Path, n: int, c: Cell) -> str:
+    """A request body the capture kept as bytes: not JSON, zstd-compressed (``content-encoding: zstd``)."""
+    return write_capture(run_dir, n, {"headers": {"content-type": "text/plain", "content-encoding": "zstd"},
+                                      "body_b64": b64(zstd.compress(c.text.encode()))}, answer())
+
+
+def p_response_body_stacked(run_dir: Path, n: int, c: Cell) -> str:
+    """A response body under stacked encodings (``content-encoding: gzip, zstd``: gzip first)."""
+    body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": c.text}}]}).encode()
+    return write_capture(run_dir, n, chat({"role": "user", "content": "hi"}), {
+        "headers": {"content-type": "application/json", "content-encoding": "gzip, zstd"},
+        "body_b64": b64(zstd.compress(gzip.compress(body)))})
+
+
 CAPTURE_POSITIONS: dict[str, Callable[[Path, int, Cell], str]] = {
     "request message": p_request, "tool arguments": p_tool_arguments, "tool result": p_tool_result,
     "content block": p_content_block, "request header": p_header, "response body": p_response,
     "streamed text": p_stream, "streamed text of a failed call": p_stream_failed,
     "interleaved choices": p_stream_interleaved, "anthropic stream": p_anthropic_stream,
+    "request body in zstd": p_request_body_zstd, "response body in gzip, zstd": p_response_body_stacked,
 }
 TEXT_ENCODINGS = [*ENCODINGS, WIRE_ESCAPED]
 
@@ -427,13 +441,6 @@ def check(cells: list[Cell], findings: list, published: dict[str, bytes], redact
 
 def agentcap(ws: Path, *args: str, **env: str):
     return cli.agentcap(*args, workspace=ws, **env)
-
-
-@pytest.fixture
-def hub(tmp_path):
-    with FakeHub() as hub:
-        hub.env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_" + "t" * 34, "HF_HOME": str(tmp_path / "hf")}
-        yield hub
 
 
 @pytest.mark.parametrize("build", [build_maskable, build_sealed], ids=["maskable", "sealed"])

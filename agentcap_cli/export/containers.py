@@ -23,7 +23,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,17 +192,22 @@ def _inflate(d: Any, data: bytes, budget: Budget) -> bytes:
     return bytes(out)
 
 
-def gunzip(data: bytes, budget: Budget) -> bytes:
-    """Every member of a gzip stream (``cat a.gz b.gz`` is one gzip file)."""
+def _members(new: Callable[[], Any], data: bytes, budget: Budget, name: str, more: Callable[[bytes], bool]) -> bytes:
+    """Every member of a stream of concatenated members (``cat a.gz b.gz`` is one gzip file)."""
     out = bytearray()
     rest = data
-    while rest[:2] == b"\x1f\x8b":
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    while more(rest):
+        d = new()
         out += _inflate(d, rest, budget)
         if not d.eof:
-            raise ValueError("truncated gzip stream")
+            raise ValueError(f"truncated {name} stream")
         rest = d.unused_data
     return bytes(out)
+
+
+def gunzip(data: bytes, budget: Budget) -> bytes:
+    return _members(lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), data, budget, "gzip",
+                    lambda rest: rest[:2] == b"\x1f\x8b")
 
 
 def unzstd(data: bytes, budget: Budget) -> bytes:
@@ -210,15 +215,7 @@ def unzstd(data: bytes, budget: Budget) -> bytes:
         from compression import zstd  # type: ignore[import-not-found]
     except ImportError:
         from backports import zstd  # type: ignore[import-not-found, no-redef]
-    out = bytearray()
-    rest = data
-    while rest:
-        d = zstd.ZstdDecompressor()
-        out += _inflate(d, rest, budget)
-        if not d.eof:
-            raise ValueError("truncated zstd stream")
-        rest = d.unused_data
-    return bytes(out)
+    return _members(zstd.ZstdDecompressor, data, budget, "zstd", bool)
 
 
 def unbrotli(data: bytes, budget: Budget) -> bytes:
