@@ -624,3 +624,25 @@ def test_what_cannot_be_read_blocks_until_its_fingerprint_is_allowed(tmp_path, h
     (ws / ".agentcap-secrets-allow").write_text("".join(f"{fp}  # reviewed: {what}\n" for fp in fps))
     r = agentcap(ws, "export", "opaque", "--push", "me/o", **hub.env)
     assert r.returncode == 0, r.stderr[-1500:]
+
+
+# -- what is sealed by its vendor, or random, is no finding ------------------------------------------
+
+def test_encrypted_reasoning_and_signatures_never_block(tmp_path):
+    """Encrypted reasoning and thinking signatures are base64 of random bytes, in nearly every call
+    of a reasoning model; bytes that only look like a format (zlib's two-byte header matches about one
+    random blob in a thousand) are not files that failed to open."""
+    rng = random.Random(99)
+    run_dir = tmp_path / "ws" / ".agentcap" / "sealed-fields"
+    run_record(run_dir, [])
+    for n in range(1, 401):
+        head = [b"", b"\x78\x9c", b"\x78\x01", b"\x1f\x9d", b"BM", b"\xff\xfb"][n % 6]
+        blobs = [b64(head + rng.randbytes(rng.randrange(64, 900))) for _ in range(3)]
+        body = {"model": "m", "input": [
+            {"type": "reasoning", "id": f"rs_{n}", "summary": [], "encrypted_content": blobs[0]},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": blobs[1]}]},
+            {"role": "user", "content": "id " + blobs[2]}]}
+        write_capture(run_dir, n, {"api": "openai-responses", "path": "/v1/responses", "body": body}, answer())
+    target = Target(run_dir, run_info(run_dir))
+    stage([target], tmp_path / "out", gate=Gate())
+    assert [str(f) for f in target.report.findings] == []

@@ -106,7 +106,7 @@ MEDIA = (  # formats that carry no text of their own beyond metadata: read as th
     (b"\x00\x01\x00\x00\x00", "ttf"), (b"\x00asm", "wasm"),
 )
 UNSUPPORTED = ((b"7z\xbc\xaf\x27\x1c", "7z archive"), (b"Rar!\x1a\x07", "RAR archive"), (b"MSCF", "cabinet archive"),
-               (b"\x1f\x9d", "compress (.Z) data"), (b"-----BEGIN PGP MESSAGE", "PGP message"),
+               (b"\x1f\x9d\x90", "compress (.Z) data"), (b"-----BEGIN PGP MESSAGE", "PGP message"),
                (b"\x04\x22\x4d\x18", "lz4 data"))
 SQLITE = b"SQLite format 3\x00"
 
@@ -130,7 +130,7 @@ def kind(data: bytes) -> str | None:
     if not data or (data[0] not in _FIRST and data[4:8] != b"ftyp" and data[257:262] != b"ustar"):
         return None
     head = data[:64]
-    if head[:2] == b"\x1f\x8b":
+    if head[:3] == b"\x1f\x8b\x08":  # the magic and deflate, its one method: 3 bytes, not 2, before a random blob counts
         return "gzip"
     if head[:4] == b"\x28\xb5\x2f\xfd":
         return "zstd"
