@@ -90,18 +90,46 @@ class Located:
         return ConfigError(self.path, self.line(key), key, message)
 
 
-def _build(node: yaml.Node, prefix: str, lines: dict[str, int], loader: yaml.SafeLoader) -> Any:
+MAX_NODES = 200_000  # values built from one file: far above any real input, far below an alias bomb
+MAX_DEPTH = 64  # nesting of mappings and lists
+
+
+class _Budget:
+    def __init__(self, path: Path) -> None:
+        self.path, self.nodes = path, 0
+
+    def step(self, node: yaml.Node, depth: int) -> None:
+        self.nodes += 1
+        line = node.start_mark.line + 1
+        if self.nodes > MAX_NODES:
+            raise ConfigError(self.path, line, "", f"more than {MAX_NODES:,} values (aliases that repeat each "
+                                                   "other: a YAML alias bomb?)")
+        if depth > MAX_DEPTH:
+            raise ConfigError(self.path, line, "", f"nested deeper than {MAX_DEPTH} levels")
+
+
+def _build(node: yaml.Node, prefix: str, lines: dict[str, int], loader: yaml.SafeLoader, budget: _Budget,
+           depth: int = 0) -> Any:
+    budget.step(node, depth)
     lines.setdefault(prefix, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for knode, vnode in node.value:
             key = loader.construct_object(knode, deep=True)
             path = f"{prefix}.{key}" if prefix else str(key)
+            try:
+                if key in out:
+                    raise ConfigError(budget.path, knode.start_mark.line + 1, path,
+                                      f"given twice (first on line {lines[path]}): say it once")
+            except TypeError:  # a key YAML allows and Python cannot hash (a list): nothing agentcap reads
+                raise ConfigError(budget.path, knode.start_mark.line + 1, prefix, "a key must be a plain value") \
+                    from None
             lines[path] = knode.start_mark.line + 1
-            out[key] = _build(vnode, path, lines, loader)
+            out[key] = _build(vnode, path, lines, loader, budget, depth + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, f"{prefix}.{i}" if prefix else str(i), lines, loader) for i, item in enumerate(node.value)]
+        return [_build(item, f"{prefix}.{i}" if prefix else str(i), lines, loader, budget, depth + 1)
+                for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 
@@ -109,7 +137,7 @@ def read_text(path: str | os.PathLike[str]) -> str:
     """A UTF-8 input file's text; a missing or unreadable file is a ConfigError naming it."""
     p = Path(path)
     try:
-        return p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8-sig")  # a BOM (Windows editors write one) is no part of the text
     except FileNotFoundError:
         raise ConfigError(p, None, "", "file not found") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -131,10 +159,14 @@ def load(path: str | os.PathLike[str]) -> Located:
     try:
         node = loader.get_single_node()
         lines: dict[str, int] = {}
-        data = _build(node, "", lines, loader) if node is not None else None
+        data = _build(node, "", lines, loader, _Budget(p)) if node is not None else None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise ConfigError(p, mark.line + 1 if mark else None, "", f"not valid YAML: {e.problem or e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(p, None, "", f"not valid YAML: {e}") from None
+    except RecursionError:  # the parser's own recursion, before any depth check of ours
+        raise ConfigError(p, None, "", f"nested deeper than {MAX_DEPTH} levels") from None
     finally:
         loader.dispose()
     return Located(p, data, lines)

@@ -1,0 +1,115 @@
+"""Every YAML input goes through one loader that refuses hostile files with one clear error (exit 2,
+``file:line``), never a traceback, a hang or the memory of the machine: an alias bomb, nesting
+deeper than any config, a key given twice (a second ``prompt:`` silently replacing the first), and
+a UTF-8 byte-order mark (which a Windows editor writes) read as nothing. Generated over the inputs
+agentcap reads × the hostile forms."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support import cli
+
+
+def alias_bomb(text: str) -> str:
+    rows = ["bomb0: &b0 [x, x, x, x, x, x, x, x, x, x]"]
+    rows += [f"bomb{i}: &b{i} [{', '.join([f'*b{i - 1}'] * 10)}]" for i in range(1, 9)]
+    return text + "\n".join(rows) + "\n"
+
+
+def deep_flow(text: str) -> str:
+    return text + "deep: " + "[" * 3000 + "]" * 3000 + "\n"
+
+
+def deep_block(text: str) -> str:
+    return text + "".join("  " * i + f"k{i}:\n" for i in range(120)) + "  " * 120 + "v: 1\n"
+
+
+def duplicate(text: str) -> str:
+    first = next(line for line in text.splitlines() if line and not line.startswith((" ", "#", "-")))
+    return text + first + "\n"
+
+
+HOSTILE: dict[str, tuple[Callable[[str], str], str]] = {
+    "alias bomb": (alias_bomb, "alias bomb"),
+    "deep flow nesting": (deep_flow, "nested deeper than"),
+    "deep block nesting": (deep_block, "nested deeper than"),
+    "duplicate key": (duplicate, "given twice"),
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("init") / "proj"
+    r = cli.agentcap("init", str(root), cwd=root.parent)
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+INPUTS = {  # file of the `agentcap init` project → the command that reads it
+    "agentcap.yaml": ["validate"],
+    "scenarios/hello-file/scenario.yaml": ["validate"],
+    "agents/writer/capabilities.yaml": ["validate"],
+    "scripts/model.yaml": ["model", "serve", "--script", "scripts/model.yaml", "--port", "0"],
+}
+
+
+@pytest.mark.parametrize("form", list(HOSTILE))
+@pytest.mark.parametrize("name", list(INPUTS))
+def test_a_hostile_project_file_is_one_clear_error(tmp_path, project, name, form):
+    root = tmp_path / "proj"
+    shutil.copytree(project, root)
+    mutate, says = HOSTILE[form]
+    f = root / name
+    f.write_text(mutate(f.read_text()))
+    r = cli.agentcap(*INPUTS[name], cwd=root)
+    assert r.returncode == 2, (r.returncode, r.stderr[-800:])
+    assert "Traceback" not in r.stderr and says in r.stderr and f"{name}" in r.stderr, r.stderr[-800:]
+
+
+@pytest.mark.parametrize("form", list(HOSTILE))
+def test_a_hostile_tasks_file_is_one_clear_error(tmp_path, form):
+    mutate, says = HOSTILE[form]
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(mutate("tasks:\n  - id: a\n    prompt: one\n"))
+    r = cli.agentcap("run", "--agent", "hermes", "--model", "m", "--tasks", str(tasks), workspace=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and says in r.stderr, r.stderr[-800:]
+
+
+@pytest.mark.parametrize("form", list(HOSTILE))
+def test_a_hostile_mock_yaml_is_one_clear_error(tmp_path, form):
+    mutate, says = HOSTILE[form]
+    mock = tmp_path / "slack"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "examples" / "mocks" / "slack", mock)
+    (mock / "mock.yaml").write_text(mutate((mock / "mock.yaml").read_text()))
+    r = cli.agentcap("mock", "tools", str(mock), workspace=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and says in r.stderr, r.stderr[-800:]
+
+
+def test_a_second_prompt_does_not_silently_replace_the_first(tmp_path):
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text("tasks:\n  - id: a\n    prompt: one\n    prompt: two\n")
+    r = cli.agentcap("run", "--agent", "hermes", "--model", "m", "--tasks", str(tasks), workspace=tmp_path)
+    assert r.returncode == 2 and "tasks.yaml:4: tasks.0.prompt: given twice (first on line 3)" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["scenarios/hello-file/scenario.yaml", "agentcap.yaml"])
+def test_a_byte_order_mark_is_no_part_of_the_file(tmp_path, project, name):
+    root = tmp_path / "proj"
+    shutil.copytree(project, root)
+    f = root / name
+    f.write_text("\ufeff" + f.read_text(), encoding="utf-8")
+    r = cli.agentcap("validate", cwd=root)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_byte_order_mark_does_not_turn_a_comment_into_a_task(tmp_path):
+    from agentcap_cli.corpus.tasks import load_tasks
+
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("\ufeff# my prompts\nfix the bug\n", encoding="utf-8")
+    assert [t.prompt for t in load_tasks(tasks)] == ["fix the bug"]
