@@ -11,7 +11,7 @@ import sys
 import click
 from rich.markup import escape
 
-from agentcap_addons.wire.api.apibase import agent_env, api_root, shown
+from agentcap_addons.wire.api.apibase import agent_env, api_root, checked
 from agentcap_addons.wire.fake.cassette import DEFAULT_IGNORE, MATCHERS
 from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.console import err_console, out_console
@@ -72,9 +72,9 @@ def serve(script: str | None, replay: str | None, host: str, port: int, timing: 
     forward_to = None
     if upstream:
         try:  # a miss is forwarded to <root><the path the client asked for>, e.g. …/v1/chat/completions
-            forward_to = api_root(upstream)
+            forward_to = api_root(checked(upstream))
         except ValueError as e:
-            raise click.BadParameter(f"{shown(upstream)!r} {e}", param_hint="'--upstream'") from None
+            raise click.BadParameter(str(e), param_hint="'--upstream'") from None
     try:
         responder = make_responder(script, replay, timing=timing, on_miss=on_miss, match_on=match_on,
                                    ignore=ignore or None)

@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from agentcap_addons.wire.api.apibase import agent_env, shown, split_api_base, split_origin
+from agentcap_addons.wire.api.apibase import agent_env, checked, split_api_base, split_origin
 from agentcap_addons.wire.capture.records import REQUEST_SUFFIX
 from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
 from agentcap_addons.wire.util.files import atomic_write_bytes
@@ -38,9 +38,9 @@ def split_upstream(url: str) -> tuple[str, str]:
 
 def _upstream(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, str]:
     try:
-        return split_api_base(value)  # …/v1 or not: the agents get <proxy><root>/v1 either way
+        return split_api_base(checked(value))  # …/v1 or not: the agents get <proxy><root>/v1 either way
     except ValueError as e:
-        raise click.BadParameter(f"{shown(value)!r} {e}") from None
+        raise click.BadParameter(str(e)) from None
 
 
 @click.command()

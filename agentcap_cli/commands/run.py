@@ -13,7 +13,7 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.logging import RichHandler
 
-from agentcap_addons.wire.api.apibase import shown, split_api_base
+from agentcap_addons.wire.api.apibase import checked
 from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.console import err_console
 from agentcap_cli.corpus.runner import (
@@ -57,9 +57,9 @@ def _upstream(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     if value is None:
         return None
     try:
-        split_api_base(value)  # https://host, https://host/v1 and …/v1/ name the same API
+        checked(value)  # https://host, https://host/v1 and …/v1/ name the same API
     except ValueError as exc:
-        raise click.BadParameter(f"{shown(value)!r} {exc}") from None
+        raise click.BadParameter(str(exc)) from None
     return value.rstrip("/")
 
 

@@ -59,7 +59,7 @@ from agentcap_addons.wire.capture.records import (
 from agentcap_addons.wire.util.clock import parse_rfc3339_ns
 from agentcap_addons.wire.util.jsonio import fast_loads
 from agentcap_cli.export.detectors import fingerprint
-from agentcap_cli.export.scan import Finding, Gate, Report
+from agentcap_cli.export.scan import UNREADABLE, Finding, Gate, Report
 from agentcap_cli.export.scan_rows import scan_batch, streamed_text
 
 ROW_GROUP = 2000
@@ -304,7 +304,8 @@ def scan_captures(caps: list[tuple[str, Capture]], gate: Gate, out: list[Finding
     skipped: list[str] = []
     batch, rows, records = _rows(named, RunInfo("-"), skipped, lambda c: str(c.request["request_id"]))
     scan_batch(batch, records, _streams(rows), gate, out, lambda file, kind: file)
-    out += [Finding(s.split(": ", 1)[0], "", "unreadable (not a capture record)", "", fingerprint(s)) for s in skipped]
+    out += [Finding(s.split(": ", 1)[0], "", f"{UNREADABLE} (not a capture record)", "", fingerprint(s))
+            for s in skipped]
 
 
 def _heads(job: tuple[str, list[str]]) -> tuple[list[tuple[int, str, str]], list[str]]:

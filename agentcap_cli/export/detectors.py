@@ -189,13 +189,19 @@ def _broad(rx: str) -> bool:
 # at once: each call compiles the pattern, ~3 ms). Two of them: the rules that may start anywhere in
 # a run of base64 characters apart from the rest, since in one DFA their states multiply and a
 # base64 payload is read at 5 MB/s instead of 100.
-_BROAD = [i for i, r in enumerate(RULES) if _broad(_relaxed(r))]
+_RELAXED = [_relaxed(r) for r in RULES]
+_BROAD = [i for i, rx in enumerate(_RELAXED) if _broad(rx)]
 _NARROW = [i for i in range(len(RULES)) if i not in _BROAD]
+
+
+def _union(group: list[int]) -> str:
+    return "|".join(f"(?:{_RELAXED[i]})" for i in group)
+
+
+PREFILTERS = (_union(_NARROW), _union(_BROAD))
 # the rules in groups of eight (the broad ones in one), each as one RE2 pattern: which of them to run
-_GROUPS = tuple(("|".join(f"(?:{_relaxed(RULES[i])})" for i in group), frozenset(group))
+_GROUPS = tuple((_union(group), frozenset(group))
                 for group in [_NARROW[k:k + 8] for k in range(0, len(_NARROW), 8)] + [_BROAD])
-PREFILTERS = tuple("|".join(f"(?:{p})" for p in group) for group in (
-    [_relaxed(r) for r in RULES if not _broad(_relaxed(r))], [_relaxed(r) for r in RULES if _broad(_relaxed(r))]))
 WINDOW = 1 << 16  # a long text is checked in windows this size; only the flagged ones in Python
 OVERLAP = 4096  # longer than any token the rules accept (JWTs aside)
 
@@ -236,11 +242,12 @@ def mask(secret: str) -> str:
     return secret[:4] + "…****" if len(secret) > 8 else "****"
 
 
-def masked_copy(secret: str) -> str:
-    """The same-length replacement ``--redact`` writes (same length keeps binary files such as
-    SQLite databases valid): the first four characters, then every token character as ``*``
-    (escape sequences inside the match, as in a PEM body in JSON text, stay escapes)."""
-    return secret[:4] + re.sub(r"(?<!\\)[A-Za-z0-9+/=_-]", "*", secret[4:])
+def _any_rule(arr: Any) -> Any:
+    """Per text: may any rule match (the prefilters, or'ed)."""
+    hits = pc.match_substring_regex(arr, PREFILTERS[0])
+    for more in PREFILTERS[1:]:
+        hits = pc.or_(hits, pc.match_substring_regex(arr, more))
+    return hits
 
 
 def flagged(texts: Any, decoding: bool = True) -> list[int]:
@@ -250,10 +257,9 @@ def flagged(texts: Any, decoding: bool = True) -> list[int]:
     arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.large_string())
     if len(arr) == 0:
         return []
-    hits = pc.match_substring_regex(arr, PREFILTERS[0])
-    for more in PREFILTERS[1:] + ((TRIGGER,) if decoding else ()):
-        hits = pc.or_(hits, pc.match_substring_regex(arr, more))
+    hits = _any_rule(arr)
     if decoding:
+        hits = pc.or_(hits, pc.match_substring_regex(arr, TRIGGER))
         for first, second in TRIGGER_BOTH:
             hits = pc.or_(hits, pc.and_(pc.match_substring_regex(arr, first), pc.match_substring_regex(arr, second)))
     return pc.indices_nonzero(pc.fill_null(hits, False)).to_pylist()
@@ -266,10 +272,7 @@ def prefiltered(texts: list[str]) -> list[tuple[int, frozenset[int]]]:
     if not texts:
         return []
     arr = pa.array(texts, pa.large_string())
-    hits = pc.match_substring_regex(arr, PREFILTERS[0])
-    for more in PREFILTERS[1:]:
-        hits = pc.or_(hits, pc.match_substring_regex(arr, more))
-    idx = pc.indices_nonzero(pc.fill_null(hits, False))
+    idx = pc.indices_nonzero(pc.fill_null(_any_rule(arr), False))
     if len(idx) == 0:
         return []
     sub = arr.take(idx)
@@ -325,13 +328,3 @@ def find(text: str, pos: int = 0, endpos: int | None = None, rules: frozenset[in
 
 _FIND = tuple((rule, rx, "secret" if "secret" in rx.groupindex else 0) for rule, rx in COMPILED)
 _ORDER = operator.itemgetter(0, 1, 2)
-
-
-def redact(text: str, hits: list[Hit]) -> str:
-    """``text`` with each of ``hits`` replaced by its same-length masked copy."""
-    parts, at = [], 0
-    for h in sorted(hits, key=lambda h: h.start):
-        parts += [text[at:h.start], masked_copy(h.secret)]
-        at = h.end
-    parts.append(text[at:])
-    return "".join(parts)

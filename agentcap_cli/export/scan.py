@@ -202,7 +202,7 @@ def judge(seen: Seen, file: str, where: Callable[[int], str], gate: Gate, out: l
         state = state_of(fp, gate, published, layer.maskable or fp in maskable)
         if (fp, state) not in reported:
             reported.add((fp, state))
-            at = layer.where() if not layer.maskable else where(spans[0][0] if spans else 0) + layer.where()
+            at = layer.where() if not layer.maskable else where(_start(spans)) + layer.where()
             out.append(Finding(file, at, detector, secret, fp, state))
         if state == "redacted" and layer.maskable:
             masks.append(Mask(spans, keep))
