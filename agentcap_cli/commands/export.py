@@ -4,10 +4,13 @@ traces) in a directory or on the Hub, through the secret scan (the publish gate:
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -21,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from agentcap_cli.export.cards import CardInfo, scan_card, update
+from agentcap_cli.export.cards import CardInfo, scan_card, update, write_card
 from agentcap_cli.export.egress import verify, verify_text
 from agentcap_cli.export.exporter import (
     License,
@@ -38,6 +41,7 @@ from agentcap_cli.export.exporter import (
     stage,
     staged_footers,
 )
+from agentcap_cli.export.outdir import OutDir
 from agentcap_cli.export.scan import (
     ALLOW_FILE,
     AllowlistError,
@@ -91,8 +95,12 @@ def _scanned(cards: dict[str, CardInfo], gate: Gate | None, found: list[Finding]
 
 
 def _report(targets: list[Target], card_findings: list[Finding], err: Console) -> list[Finding]:
-    """Print what was skipped and what the scan found; return the findings that block."""
+    """Print what was skipped, the runs that gave no calls, and what the scan found; return the
+    findings that block."""
     for t in targets:
+        if not t.calls:
+            err.print(f"[yellow]warning:[/] {escape(str(t.run_dir))}: no captured calls — nothing in the captures "
+                      "dataset from it", highlight=False, soft_wrap=True)
         for line in t.report.skipped:
             err.print(f"[yellow]warning:[/] {escape(str(t.run_dir))}/{escape(line)} — skipped", highlight=False,
                       soft_wrap=True)
@@ -217,36 +225,19 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
         err.print("[yellow]warning:[/] secret scan skipped (--no-scan): nothing checks these files for keys")
 
     if out_dir is not None:
-        staged = _stage(targets, out_dir, err, gate, options, engines)
-        names = {s.name: str(s.root.resolve()) for s in staged}
-        card_findings: list[Finding] = []
-        cards = _scanned({s.name: card_info(s, names[s.name], names, staged_footers(s), lic, local=True)
-                          for s in staged}, gate, card_findings)
-        blocking = _report(targets, card_findings, err)
-        _checks(targets, err)
-        if blocking:
-            err.print(f"[yellow]warning:[/] {len(blocking)} possible secret(s) in what was exported to {out_dir} "
-                      "(--redact masks them; a push would be refused)")
-        for s in staged:
-            card = s.root / "README.md"
-            old = card.read_text(encoding="utf-8") if card.exists() else None
-            card.write_text(update(old, cards[s.name]), encoding="utf-8")
-        if gate is not None and gate.redact:
-            left = _egress(staged, gate, err)
-            if left:
-                err.print(f"[yellow]warning:[/] {len(left)} possible secret(s) left in the files written to {out_dir} "
-                          "after --redact (a push would be refused)")
-        err.print(_summary(staged, {s.name: s.name for s in staged}, f"exported to {out_dir}"))
-        for s in staged:
-            for f in s.files:
-                click.echo(str(f.path))
+        _to_dir(targets, out_dir, err, gate, options, engines, lic)
         return
-
-    work = Path(tempfile.mkdtemp(prefix="agentcap-export-"))
     try:
-        staged = _stage(targets, work, err, gate, options, engines)
+        work = Path(tempfile.mkdtemp(prefix="agentcap-export-"))
+    except OSError as exc:
+        _disk_error(exc, Path(tempfile.gettempdir()), "nothing was uploaded", err)
+    try:
+        try:
+            staged = _stage(targets, work, err, gate, options, engines)
+        except OSError as exc:  # the staging dir's disk is full (or failing)
+            _disk_error(exc, work, "nothing was uploaded", err)
         names = repo_names(owner, base, staged)
-        card_findings = []
+        card_findings: list[Finding] = []
         _scanned({s.name: card_info(s, names[s.name], names, staged_footers(s), lic) for s in staged}, gate,
                  card_findings)
         blocking = _report(targets, card_findings, err)
@@ -257,17 +248,69 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
         if left:
             _blocked(left, err)
         if dry_run:
-            err.print(_summary(staged, names, "dry run: would upload (files already on the Hub are skipped)"))
-            for s in staged:
-                click.echo(f"repo {names[s.name]} (dataset, private, created if missing)")
-                for f in s.files:
-                    click.echo(f"  add {s.repo_path(f)} ({f.path.stat().st_size} bytes, {f.rows} rows)")
-                click.echo("  add/update README.md (dataset card)")
-            click.echo(f"collection {owner}/{base} (private, created if missing) with {', '.join(names.values())}")
+            _dry_run(staged, names, owner, base, err)
             return
         _push(staged, names, owner, base, targets, gate, lic, err)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _to_dir(targets: list[Target], out_dir: Path, err: Console, gate: Gate | None, options: Options,
+            engines: list[Engine], lic: License | None) -> None:
+    """``--out``: staged beside ``out_dir``, cards and all, then put in place at once
+    (:mod:`agentcap_cli.export.outdir`): a failure or Ctrl-C before that leaves ``out_dir`` as it was."""
+    out = OutDir(out_dir, lambda line: err.print(line, highlight=False))
+    try:
+        with out:
+            staged = _stage(targets, out.work, err, gate, options, engines)
+            names = {s.name: str(out.final / s.name) for s in staged}
+            card_findings: list[Finding] = []
+            cards = _scanned({s.name: card_info(s, names[s.name], names, staged_footers(s), lic, local=True)
+                              for s in staged}, gate, card_findings)
+            blocking = _report(targets, card_findings, err)
+            _checks(targets, err)
+            if blocking:
+                err.print(f"[yellow]warning:[/] {len(blocking)} possible secret(s) in what was exported to {out_dir} "
+                          "(--redact masks them; a push would be refused)")
+            for s in staged:
+                card = s.root / "README.md"
+                write_card(card, update(card.read_text(encoding="utf-8") if card.exists() else None, cards[s.name]))
+            if gate is not None and gate.redact:
+                left = _egress(staged, gate, err)
+                if left:
+                    err.print(f"[yellow]warning:[/] {len(left)} possible secret(s) left in the files written to "
+                              f"{out_dir} after --redact (a push would be refused)")
+            out.commit(s.name for s in staged)
+    except OSError as exc:
+        _disk_error(exc, out.work, f"{out_dir} is as it was", err, out.final)
+    err.print(_summary(staged, {s.name: s.name for s in staged}, f"exported to {out_dir}"))
+    for s in staged:
+        for f in s.files:
+            click.echo(str(out.path(f.path)))
+
+
+def _disk_error(exc: OSError, work: Path, outcome: str, err: Console, final: Path | None = None) -> NoReturn:
+    """A write that failed (a full disk: ENOSPC, EFBIG, EDQUOT; EIO …) as one line, then exit 1. The
+    path is the file when the error names one (as it will be under ``final``), else where the export
+    was writing."""
+    where = Path(exc.filename) if exc.filename else (final or work)
+    if final is not None and where.is_relative_to(work):
+        where = final / where.relative_to(work)
+    what = os.strerror(exc.errno) if exc.errno else str(exc)
+    code = f" ({errno.errorcode[exc.errno]})" if exc.errno is not None and exc.errno in errno.errorcode else ""
+    err.print(f"[red]error:[/] {escape(str(where))}: {escape(what)}{code} — {escape(outcome)}", highlight=False,
+              soft_wrap=True)
+    sys.exit(1)
+
+
+def _dry_run(staged: list[Staged], names: dict[str, str], owner: str, base: str, err: Console) -> None:
+    err.print(_summary(staged, names, "dry run: would upload (files already on the Hub are skipped)"))
+    for s in staged:
+        click.echo(f"repo {names[s.name]} (dataset, private, created if missing)")
+        for f in s.files:
+            click.echo(f"  add {s.repo_path(f)} ({f.path.stat().st_size} bytes, {f.rows} rows)")
+        click.echo("  add/update README.md (dataset card)")
+    click.echo(f"collection {owner}/{base} (private, created if missing) with {', '.join(names.values())}")
 
 
 def _egress(staged: list[Staged], gate: Gate, err: Console) -> list[Finding]:
@@ -318,10 +361,15 @@ def _push(staged: list[Staged], names: dict[str, str], owner: str, base: str, ta
         if blocking:
             _report([], blocking, err)
             _blocked(blocking, err)
+        try:  # every card staged before anything is uploaded: a full disk stops the push whole
+            for s in staged:
+                write_card(s.root / "README.md", finals[s.name])
+        except OSError as exc:
+            _disk_error(exc, staged[0].root.parent, "nothing was uploaded", err)
         for s in staged:
             plan = plans[s.name]
             with err.status(f"pushing {plan.repo_id}"):
-                result = push_repo(api, plan, finals[s.name], message, lambda line: err.print(line, highlight=False))
+                result = push_repo(api, plan, message, lambda line: err.print(line, highlight=False))
             state = f"{len(result.uploaded)} file(s) added" if result.uploaded else "nothing new"
             err.print(f"[green]✓[/] {result.repo_id}: {state}"
                       + (f", {len(result.skipped)} already there" if result.skipped else ""))

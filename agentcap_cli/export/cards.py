@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ import pyarrow as pa
 import yaml
 
 from agentcap_addons.wire.api.sessions import FINISH_REASONS
+from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.export.captures import SCHEMA as CAPTURE_SCHEMA
 from agentcap_cli.export.files import SCHEMA as FILE_SCHEMA
 from agentcap_cli.export.scan import Finding, Gate, line_where, scan_text, scan_texts
@@ -153,7 +155,7 @@ def _configs(info: CardInfo) -> list[dict[str, Any]]:
         return {"config_name": name, "data_files": [{"split": "train", "path": path}]}
 
     if info.kind == "captures":
-        return [cfg("default", "data/*.parquet")] + ([cfg("sessions", "sessions/*.parquet")] if info.sessions else [])
+        return [cfg("default", "data/*.parquet"), cfg("sessions", "sessions/*.parquet")]  # whatever the data
     if info.session_files:
         return [cfg("default", "sessions/**/*.jsonl"), cfg("files", "data/*.parquet")]
     return [cfg("default", "data/*.parquet")]
@@ -370,3 +372,9 @@ def scan_card(info: CardInfo, name: str, gate: Gate, out: list[Finding]) -> Card
         return masked.get(value, value) if isinstance(value, str) else value
 
     return dataclasses.replace(info, **{f.name: clean(getattr(info, f.name)) for f in dataclasses.fields(info)})
+
+
+def write_card(path: Path, text: str) -> None:
+    """The card as a new file put in place by a rename: never the old file rewritten in place (in a
+    staged ``--out`` the old card is a hard link to the one in DIR, which must not change)."""
+    atomic_write_bytes(path, text.encode("utf-8"))

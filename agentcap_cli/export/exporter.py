@@ -60,11 +60,16 @@ class TargetError(InputError):
     pass
 
 
+class NothingToExport(TargetError):
+    """No run given has a call or a trace to export (a run dir whose proxy never saw a call)."""
+
+
 @dataclass
 class Target:
     run_dir: Path
     run: RunInfo
     captures: int = 0
+    calls: int = 0  # rows this export made of its captures: 0 when it has none readable (nothing exported)
     report: Report = field(default_factory=Report)  # what the scan found, what was skipped
     checks: list[tuple[str, list[str]]] = field(default_factory=list)  # (session id, trace vs wire differences)
 
@@ -151,7 +156,12 @@ def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | No
           gate: Gate | None = None, options: Options | None = None, engines: list[Engine] | None = None) -> list[Staged]:
     """Write every target's datasets under ``out`` (the layout in the module docstring), scanning
     all that goes in when there is a ``gate`` (and running the external ``engines`` over each run's
-    files): findings and skipped captures go to each target's ``report`` (and its run's scan.json)."""
+    files): findings and skipped captures go to each target's ``report`` (and its run's scan.json).
+
+    A run with calls but none answered (all refused upstream, all in flight when the proxy was
+    killed) gives its calls' rows and a sessions file with no rows; a run with no readable call
+    adds nothing to the captures dataset (``Target.calls`` is 0). Raises :class:`NothingToExport`
+    when no target has a call or a trace."""
     options = options or Options()
     captures = Staged("captures", "captures", None, out / "captures")
     wire = Staged("wire-traces", "wire-traces", None, out / "wire-traces")
@@ -163,7 +173,9 @@ def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | No
         calls: list[CallInfo] = []
         captures.files += write_run(t.run_dir / "captures", t.run, out / "captures" / "data", version(), progress,
                                     gate=gate, report=t.report, calls=calls)
-        captures.runs.append(t)
+        t.calls = len(calls)
+        if calls:
+            captures.runs.append(t)
         native = {}
         ends = outcomes(t.run_dir)
         if t.run.agent:
@@ -176,18 +188,26 @@ def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | No
                 traces[t.run.agent] = s
                 s.files += written.files
                 s.runs.append(t)
-        rows, wired = _sessions(t, calls, native, ends, out / "captures" / "sessions", wire.root, gate, options)
-        if rows is not None:
+        if calls:  # no calls, no sessions (and no sessions file)
+            rows, wired = _sessions(t, calls, native, ends, out / "captures" / "sessions", wire.root, gate, options)
             captures.files.append(rows)
-        if wired:
-            wire.files += wired
-            wire.runs.append(t)
+            if wired:
+                wire.files += wired
+                wire.runs.append(t)
         if gate is not None:
             scan_sessions(t.run_dir, gate, t.report.findings)
             t.report.findings += run_engines(engines or [], t.run_dir, [t.run_dir / RUN_JSON, *(
                 t.run_dir / d for d in SCANNED_DIRS)], gate, t.report.findings)
             write_scan_json(t.run_dir, t.report, label(engines or []))
-    return [captures, *traces.values(), *([wire] if wire.files else [])]
+    staged = [*([captures] if captures.runs else []), *traces.values(), *([wire] if wire.files else [])]
+    if not staged:
+        raise NothingToExport("nothing to export: " + "; ".join(f"{t.run_dir}: {_why_empty(t)}" for t in targets))
+    return staged
+
+
+def _why_empty(t: Target) -> str:
+    skipped = len(t.report.skipped)
+    return "no captured calls" + (f" ({skipped} unreadable, skipped)" if skipped else "") + " and no traces"
 
 
 SESSION_BATCH = 64  # sessions scanned and written at a time
@@ -195,7 +215,7 @@ SESSION_BATCH = 64  # sessions scanned and written at a time
 
 def _sessions(t: Target, calls: list[CallInfo], native: dict[tuple[Any, ...], Any],
               ends: dict[tuple[str | None, str | None, int | None], SessionOutcome], rows_dir: Path, wire: Path,
-              gate: Gate | None, options: Options) -> tuple[WrittenFile | None, list[WrittenFile]]:
+              gate: Gate | None, options: Options) -> tuple[WrittenFile, list[WrittenFile]]:
     """The run's sessions, a batch at a time: rebuilt, through the gate, written (rows, wire traces)."""
     writer = SessionWriter(t.run, rows_dir, wire, version())
     try:

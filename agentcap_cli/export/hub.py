@@ -95,8 +95,9 @@ def plan_repo(api: HfApi, repo_id: str, staged: Path, files: list[str]) -> RepoP
     return plan
 
 
-def push_repo(api: HfApi, plan: RepoPlan, card: str, message: str, say: Callable[[str], None]) -> RepoResult:
-    """Create the repo (private) when missing, then add its new files and ``card`` as one commit
+def push_repo(api: HfApi, plan: RepoPlan, message: str, say: Callable[[str], None]) -> RepoResult:
+    """Create the repo (private) when missing, then add its new files and its card (the caller has
+    written it to ``plan.staged / "README.md"``, every repo's before the first push) as one commit
     that only adds: files already on the Hub are never re-uploaded or overwritten."""
     created = False
     if not plan.exists:
@@ -106,7 +107,6 @@ def push_repo(api: HfApi, plan: RepoPlan, card: str, message: str, say: Callable
     new, skipped = plan.new, [f for f in plan.files if f in plan.remote]
     if not new:
         return RepoResult(plan.repo_id, created, [], skipped, None)
-    (plan.staged / "README.md").write_text(card, encoding="utf-8")
     ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(plan.staged / f)) for f in new]
     ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(plan.staged / "README.md")))
     say(f"uploading {len(new)} file(s) to {plan.repo_id}")

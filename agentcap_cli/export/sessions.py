@@ -275,16 +275,19 @@ class SessionWriter:
         self.files = FileRows(wire / "data", run)
         self.traces: list[WrittenFile] = []
 
-    def add(self, sessions: list[SessionOut]) -> None:
-        if not sessions:
-            return
+    def _open(self) -> pq.ParquetWriter:
         if self.writer is None:
             self.rows_dir.mkdir(parents=True, exist_ok=True)
             self.writer = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
+        return self.writer
+
+    def add(self, sessions: list[SessionOut]) -> None:
+        if not sessions:
+            return
         rows = [x.row for x in sessions]
         for row in rows:
             self.digest.update(json.dumps(row, default=str, sort_keys=True).encode())
-        self.writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
+        self._open().write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
         self.rows += len(rows)
         for x in sessions:
             data = x.trace.encode()
@@ -292,15 +295,16 @@ class SessionWriter:
             self.traces.append(f)
             self.files.write([file_row(self.run, x.key, str(f.path.relative_to(self.wire)), data, "sts")])
 
-    def close(self) -> tuple[WrittenFile | None, list[WrittenFile]]:
-        """(the sessions parquet, the wire-traces files: its parquet, then the session files)."""
-        if self.writer is None:
-            return None, []
+    def close(self) -> tuple[WrittenFile, list[WrittenFile]]:
+        """(the sessions parquet, the wire-traces files: its parquet, then the session files). A run
+        whose calls make no session (none was answered) still gets its sessions file, with no rows:
+        the ``sessions`` config is in every captures dataset, whatever the data."""
         meta = footer(self.run, None, self.rows, self.version)
         meta[b"agentcap"] = json.dumps({**json.loads(meta[b"agentcap"]), "kind": "sessions"},
                                        ensure_ascii=False).encode()
-        self.writer.add_key_value_metadata(meta)
-        self.writer.close()
+        writer = self._open()
+        writer.add_key_value_metadata(meta)
+        writer.close()
         self.writer = None
         final = self.rows_dir / f"{self.run.run_id}--{self.digest.hexdigest()[:12]}.parquet"
         rows = WrittenFile(final, None, self.rows, put_in_place(self.tmp, final), kind="sessions")
