@@ -1,7 +1,7 @@
 """One mock MCP server's behaviour, independent of any transport: state, dispatch, recording.
 
-Dispatch per ``tools/call``: the handler's function for the tool (``HANDLERS`` / ``tool_<name>``,
-called as ``fn(args, ctx)``) → else the first declarative rule whose ``match`` and ``when`` hold →
+Dispatch per ``tools/call``: arguments with no strict JSON form (NaN, Infinity) → a tool error;
+the handler's function for the tool (``HANDLERS`` / ``tool_<name>``, called as ``fn(args, ctx)``) → else the first declarative rule whose ``match`` and ``when`` hold →
 else, if the tool has rules, a ``no_matching_rule`` tool error, if it has none the fallback
 (``echo``: ``{"ok": true, "tool", "args"}``; ``error``: a tool error). Unknown tools, handler
 crashes and timeouts, rules with ``error``, broken or (``strict``) undefined templates and
@@ -14,18 +14,26 @@ Guarantees:
   journal and roll back on the first failure. A handler works on a copy of the state
   (``ctx.state``, also ``ctx.state.data``) that replaces the state only when it returns; a crash,
   a ``ToolError`` or a timeout leaves the state as it was.
-- **The state is always plain JSON**: templates render to plain JSON, and what a handler leaves
-  is checked (and made plain) before it is kept — ``snapshot()`` and ``write()`` cannot fail.
+- **The state and every result are plain, strict JSON**: templates render to it, and what a handler
+  returns or leaves is made plain (a set becomes a list, an object its ``str()``) on its worker
+  thread, under its deadline; what has no JSON form even so (NaN, a >4300-digit integer, a cycle) is
+  a tool error saying where — so ``snapshot()``, ``write()`` and the call log cannot fail.
+- **A handler cannot take the server down**: whatever it raises — ``SystemExit``,
+  ``KeyboardInterrupt`` and ``GeneratorExit`` included (it runs on a worker thread, where no signal
+  or cancellation of the server arrives) — is its call's tool error.
 - **A stuck handler cannot stop the server**: calls are answered one at a time, a handler runs on
   a worker thread with a deadline (``handler_timeout``, default 30 s) and is abandoned past it
   (its copy of the state is thrown away, whatever it does later). ``snapshot()``, ``records()``,
   ``write()`` and ``reset()`` never wait for a call in progress.
+- **With** :meth:`MockServer.record_to` **a kill -9 loses at most the call in flight**: each call's
+  state and record are written to the ``--out`` directory (:mod:`.outdir`) before it is answered.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 import marshal
 import queue
 import random
@@ -44,8 +52,11 @@ from agentcap_addons.wire.util.jsonio import dumps
 
 from . import state as statelib
 from . import templating
+from .outdir import CALLS, OutDir, OutsideOut
 from .spec import OK, MockSpec, Mutation, Rule, load_spec
 from .state import State
+
+log = logging.getLogger(__name__)
 
 
 class ToolError(Exception):
@@ -135,6 +146,9 @@ class MockServer:
         self._data = threading.Lock()    # state / calls / generation: held only briefly
         self._worker = _Worker(f"mock-{self.spec.name}-handler")
         self._gen = 0
+        self._version = 0     # bumped by every change of the state
+        self._saved = -1      # the version last written to ``out``
+        self.out: OutDir | None = None
         self.reset()
 
     @classmethod
@@ -153,7 +167,10 @@ class MockServer:
             self.calls = []
             self._rng = random.Random(self.spec.fault_seed)
             self._gen += 1
+            self._version += 1
             self._frozen: bytes | None = None  # the state, marshalled, for the next handler's copy
+            if self.out is not None:
+                self._persist(None)
 
     # ------------------------------------------------------------------ calls
 
@@ -164,15 +181,22 @@ class MockServer:
             gen = self._gen
             start = time.perf_counter()
             at = rfc3339_ns()
-            sent = copy.deepcopy(args)  # as the agent sent them, whatever a handler does to its dict
+            sent, not_json = _as_sent(args)  # as the agent sent them, whatever a handler does to its dict
             fault = self._fault(tool)
-            outcome = Outcome(fault, True) if fault is not None else self._dispatch(tool, args, at, gen)
+            if fault is not None:
+                outcome = Outcome(fault, True)
+            elif not_json is not None:
+                outcome = Outcome(f"arguments are not JSON: {not_json}", True)
+            else:
+                outcome = self._dispatch(tool, args, at, gen)
             rec = CallRecord(0, at, self.name, tool, sent, outcome.result, outcome.is_error,
                              round((time.perf_counter() - start) * 1000, 3), fault is not None)
             with self._data:
                 if gen == self._gen:
                     rec.seq = len(self.calls) + 1
                     self.calls.append(rec)
+                    if self.out is not None:
+                        self._persist(rec)
             if self.on_call is not None:
                 self.on_call(rec)
             latency = self._latency(tool)
@@ -203,7 +227,7 @@ class MockServer:
                 return self._rules(tool, rules, {"args": args, "state": self.state, "now": at, "uuid": ident})
         if self.spec.fallback == "error":
             return Outcome(f"no response rule or handler answers {tool}", True)
-        return Outcome({"ok": True, "tool": tool, "args": copy.deepcopy(args)}, False)
+        return Outcome({"ok": True, "tool": tool, "args": templating.plain(args)}, False)
 
     # ------------------------------------------------------------------ handlers
 
@@ -218,30 +242,17 @@ class MockServer:
         # several times faster than a JSON round trip or copy.deepcopy)
         ctx = Context(State(marshal.loads(frozen)), self.name, tool, at, ident, self._rng)
         timeout = self.spec.handler_timeout
-        try:
-            value = self._worker.run(lambda: handler(args, ctx), timeout)
-            result = OK.copy() if value is None else templating.plain(value)
+        try:  # the handler, and making what it returns and leaves plain JSON, under one deadline
+            outcome, new_state = self._worker.run(lambda: _answer(handler, tool, args, ctx, base), timeout)
         except HandlerTimeout:
             return Outcome(f"handler timed out: {tool} did not return within {timeout:g} s (handler_timeout); "
                            "the state is unchanged", True)
-        except ToolError as e:
-            return Outcome(str(e), True)
-        except Exception as e:  # a crash in the mock's own code: still an answer, and recorded
-            return Outcome(f"handler crashed: {type(e).__name__}: {e}{_where(e, handler)}", True)
-        left = ctx.state
-        if isinstance(left, dict) and left == base:  # read only (the usual case): nothing to keep
-            return Outcome(result, False)
-        try:  # what it left, as plain JSON (a tuple becomes a list, a datetime its str() …)
-            new_state = json.loads(json.dumps(left, default=templating.json_default))
-        except (TypeError, ValueError, RecursionError) as e:
-            return Outcome(f"handler error: {tool} left a state with no JSON form ({e}); the state is unchanged", True)
-        if not isinstance(new_state, dict):
-            return Outcome(f"handler error: {tool} left a {type(new_state).__name__} as the state, not a mapping; "
-                           "the state is unchanged", True)
-        with self._data:
-            if gen == self._gen:
-                self.state, self._frozen = new_state, None
-        return Outcome(result, False)
+        if new_state is not None:
+            with self._data:
+                if gen == self._gen:
+                    self.state, self._frozen = new_state, None
+                    self._version += 1
+        return outcome
 
     # ------------------------------------------------------------------ rules
 
@@ -287,6 +298,7 @@ class MockServer:
         finally:
             if undo:
                 self._frozen = None
+                self._version += 1
 
     # ------------------------------------------------------------------ output
 
@@ -298,24 +310,41 @@ class MockServer:
         with self._data:
             return [asdict(c) for c in self.calls]
 
-    def write(self, directory: str | Path) -> None:
+    def write(self, directory: str | Path | OutDir) -> None:
         """``<server>.state.json`` (final state) and this server's lines of ``calls.jsonl``.
 
         Several servers may share one ``mocks/`` directory; each rewrites its own state file and
         ``calls.jsonl`` gets the union, in call time order."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(d / f"{self.name}.state.json", dumps(self.snapshot()))
-        calls_path = d / "calls.jsonl"
-        others = []
-        if calls_path.exists():
-            for line in calls_path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    if rec.get("server") != self.name:
-                        others.append(rec)
-        allrecs = sorted(others + self.records(), key=lambda r: (r["at"], r["server"], r["seq"]))
-        atomic_write_bytes(calls_path, b"".join(dumps(r) + b"\n" for r in allrecs))
+        out = directory if isinstance(directory, OutDir) else OutDir(directory)
+        with self._data:
+            out.write_state(self.name, self.state)
+            out.replace_calls(self.name, [asdict(c) for c in self.calls])
+            self._saved = self._version if out is self.out else self._saved
+        if out is not self.out:
+            out.close()
+
+    def record_to(self, out: OutDir) -> None:
+        """From now on, write each call to ``out`` as it completes (and the state whenever it changed),
+        before the call is answered; this server's lines from an earlier run are dropped now."""
+        out.file(CALLS), out.state_file(self.name)  # OutsideOut now, not at the first call
+        with self._data:
+            self.out = out
+            self._persist(None)
+
+    def _persist(self, rec: CallRecord | None) -> None:
+        """(holding ``_data``) the state if it changed, then the call — or, with no call (a start or a
+        reset), this server's whole log. A failing disk is logged; the next write tries again."""
+        assert self.out is not None
+        try:
+            if self._saved != self._version:
+                self.out.write_state(self.name, self.state)
+                self._saved = self._version
+            if rec is None:
+                self.out.replace_calls(self.name, [asdict(c) for c in self.calls])
+            else:
+                self.out.append(asdict(rec))
+        except (OSError, OutsideOut) as e:
+            log.warning("mock %s: cannot write --out %s: %s", self.name, self.out.root, e)
 
 
 def _path(m: Mutation, tctx: dict[str, Any], strict: bool) -> list[str]:
@@ -338,3 +367,70 @@ def _where(e: BaseException, handler: Callable[..., Any]) -> str:
         return ""
     frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == code.co_filename]
     return f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+
+
+def _as_sent(args: dict[str, Any]) -> tuple[Any, str | None]:
+    """The arguments as recorded (a plain copy) and, when they have no strict JSON form (an agent
+    may send NaN or Infinity), why — the record then keeps them as the strings "NaN", "Infinity"."""
+    try:
+        return templating.plain(args, "args"), None
+    except templating.NoJSONForm as e:
+        why = str(e)
+    try:
+        return json.loads(dumps(args)), why
+    except (TypeError, ValueError, RecursionError):  # in-process callers only: the JSON-RPC parser refuses worse
+        return {}, why
+
+
+def _answer(handler: Callable[..., Any], tool: str, args: dict[str, Any], ctx: Context,
+            base: dict[str, Any]) -> tuple[Outcome, dict[str, Any] | None]:
+    """(on the worker thread) the handler's outcome and the state it leaves (None: unchanged).
+    Never raises: on this thread, whatever a BaseException says came from the mock's own code."""
+    try:
+        value = handler(args, ctx)
+    except ToolError as e:
+        return Outcome(_text(e), True), None
+    except BaseException as e:  # noqa: BLE001 — SystemExit, KeyboardInterrupt, GeneratorExit …: the handler's
+        return Outcome(f"handler crashed: {_describe(e)}{_where(e, handler)}", True), None
+    try:
+        result = OK.copy() if value is None else templating.plain(value, "result")
+    except BaseException as e:  # noqa: BLE001 — NoJSONForm, or a __str__ / __iter__ of the handler's that fails
+        return Outcome(f"handler error: {tool} returned a result with no JSON form: {_why(e)}; "
+                       "the state is unchanged", True), None
+    try:
+        new_state = _left(ctx.state, base)
+    except BaseException as e:  # noqa: BLE001 — as above, in what it left
+        return Outcome(f"handler error: {tool} left a state with no JSON form ({_why(e)}); the state is unchanged",
+                       True), None
+    if new_state is not None and not isinstance(new_state, dict):
+        return Outcome(f"handler error: {tool} left a {type(new_state).__name__} as the state, not a mapping; "
+                       "the state is unchanged", True), None
+    return Outcome(result, False), new_state
+
+
+def _left(left: Any, base: dict[str, Any]) -> Any:
+    """What a handler left as the state, as plain JSON (a tuple becomes a list, a datetime its
+    str() …); None when it is the state it got (read only: the usual case)."""
+    try:
+        if isinstance(left, dict) and left == base:
+            return None
+    except (RecursionError, TypeError, ValueError):  # a cycle, an == of the handler's own that fails
+        pass
+    return templating.plain(left, "state")
+
+
+def _why(e: BaseException) -> str:
+    return _text(e) if isinstance(e, templating.NoJSONForm) else _describe(e)
+
+
+def _describe(e: BaseException) -> str:
+    """``SystemExit: 3``; just the type when there is no message (``GeneratorExit``)."""
+    text = _text(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _text(e: BaseException) -> str:
+    try:
+        return str(e)
+    except BaseException:  # noqa: BLE001 — an exception whose __str__ fails still answers the call
+        return f"(a {type(e).__name__} whose message cannot be shown)"

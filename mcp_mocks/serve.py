@@ -77,7 +77,8 @@ def to_result(result: Any, is_error: bool) -> types.CallToolResult:
             pass
         else:
             return res.model_copy(update={"is_error": True}) if is_error else res
-    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+    # strict JSON (no NaN / Infinity): the engine's results are plain JSON already, this only keeps it so
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, allow_nan=False)
     structured = result if isinstance(result, dict) and not is_error else None
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
                                 structured_content=structured, is_error=is_error)

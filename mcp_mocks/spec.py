@@ -3,13 +3,14 @@
 One reader for both dialects — agenteval's, exactly as its README documents it, and agentcap's
 additions — into one model (:class:`MockSpec`)::
 
-    name: slack
+    name: slack                   # letters, digits, _ and -: it names the files --out writes
     schema: schema.json           # a verbatim tools/list JSON ({"tools": [...]} or a bare list)
     # or: tools: [{name, description, inputSchema}, …]   (inline tools win when both are given)
     handler: handler.py           # optional; handler.py beside mock.yaml is picked up by itself
     seed: {channels: {general: {messages: []}}}
     strict: false                 # true: a template using an undefined name is a tool error
     handler_timeout: 30           # seconds a handler may take before the call is a tool error
+    import_timeout: 10            # seconds handler.py may take to import (checked in a child process)
     fallback: echo                # or "error": what a call to a tool without rules gets
     fault_seed: 0                 # the RNG of `faults`
     faults: {post_message: {latency_ms: 20, error_rate: 0.1}}
@@ -28,10 +29,13 @@ additions — into one model (:class:`MockSpec`)::
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import inspect
 import json
 import os
+import re
+import subprocess
 import sys
 import traceback
 from collections.abc import Callable
@@ -45,11 +49,16 @@ from agentcap_addons.wire.util.yamlfile import ConfigError, Located, check_keys,
 from . import templating
 from .state import OPS
 
-TOP_KEYS = {"name", "schema", "tools", "handler", "seed", "strict", "handler_timeout", "fallback", "responses",
-            "faults", "fault_seed"}
+TOP_KEYS = {"name", "schema", "tools", "handler", "seed", "strict", "handler_timeout", "import_timeout", "fallback",
+            "responses", "faults", "fault_seed"}
 RULE_KEYS = {"match", "when", "mutate", "result", "error"}
 MUTATION_BODY_KEYS = {"path", "value", "by"}
 DEFAULT_HANDLER_TIMEOUT = 30.0
+DEFAULT_IMPORT_TIMEOUT = 10.0
+# a server's name names its files in --out (<name>.state.json): ASCII letters, digits, _ and -, not
+# starting with - (nor a dot: no hidden file, no ..), short enough for any file system
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}", re.ASCII)
+NAME_RULE = "letters, digits, _ and - (ASCII), at most 64, not starting with -"
 OK = {"ok": True}  # what a rule without result, or a handler returning None, answers (as agenteval)
 
 
@@ -128,27 +137,14 @@ def _load_tools(doc: Located, top: dict[str, Any]) -> list[dict[str, Any]]:
     return templating.plain(tools)
 
 
-def _load_handler(doc: Located, top: dict[str, Any], names: list[str]) -> dict[str, Callable[..., Any]]:
+def _load_handler(doc: Located, top: dict[str, Any], names: list[str],
+                  import_timeout: float) -> dict[str, Callable[..., Any]]:
     hp = doc.path.parent / str(top["handler"]) if "handler" in top else doc.path.parent / "handler.py"
     if "handler" not in top and not hp.exists():
         return {}
     if not hp.exists():
         raise doc.error("handler", f"{hp}: file not found")
-    mod_name = f"agentcap_mock_handler_{abs(hash(str(hp.resolve())))}"
-    spec = importlib.util.spec_from_file_location(mod_name, hp)
-    assert spec and spec.loader
-    module: ModuleType = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(hp.parent))
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as e:
-        raise ConfigError(hp, e.lineno, "", f"handler does not import: SyntaxError: {e.msg}") from None
-    except Exception as e:
-        tb = traceback.extract_tb(e.__traceback__)
-        line = next((f.lineno for f in reversed(tb) if f.filename == str(hp)), None)
-        raise ConfigError(hp, line, "", f"handler does not import: {type(e).__name__}: {e}") from None
-    finally:
-        sys.path.remove(str(hp.parent))
+    module = _import_handler(hp, import_timeout)
     registered = getattr(module, "HANDLERS", None) or {}
     if not isinstance(registered, dict):
         raise ConfigError(hp, None, "HANDLERS", "must be a dict of tool name to function")
@@ -165,6 +161,91 @@ def _load_handler(doc: Located, top: dict[str, Any], names: list[str]) -> dict[s
             raise ConfigError(hp, None, key, "is not callable")
         _check_signature(hp, key, fn)
     return handlers
+
+
+def _import_handler(hp: Path, timeout: float) -> ModuleType:
+    """``handler.py`` imported, after a child process showed that its import ends within ``timeout``
+    (a thread cannot stop an import spinning in C with the GIL held; a process can be). Whatever it
+    raises, ``SystemExit`` included, is a :class:`ConfigError` at its line in ``handler.py``."""
+    search = [str(hp.parent), *sys.path]
+    _probe(hp, timeout, search)
+    spec = importlib.util.spec_from_file_location(f"agentcap_mock_handler_{abs(hash(str(hp.resolve())))}", hp)
+    assert spec and spec.loader
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(hp.parent))
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as e:  # noqa: BLE001 — sys.exit() in a handler must not end `agentcap validate` with 0
+        raise _import_error(hp, e) from None
+    finally:
+        sys.path.remove(str(hp.parent))
+    return module
+
+
+# The child: import the handler under faulthandler's watchdog, a C thread that needs no GIL — past the
+# deadline it prints where every thread is (the handler's line among them) and exits 1.
+_PROBE = """\
+import faulthandler, importlib.util, json, os, sys
+path, timeout = sys.argv[1], float(sys.argv[2])
+sys.path[:] = json.loads(sys.argv[3])
+faulthandler.dump_traceback_later(timeout, exit=True)
+spec = importlib.util.spec_from_file_location("agentcap_mock_handler_probe", path)
+try:
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+except BaseException:
+    pass  # the import in the parent says what is wrong, at its line
+os._exit(0)
+"""
+_PROBED: set[tuple[str, str]] = set()  # (handler, sha256) that imported in time: once per process
+
+
+def _probe(hp: Path, timeout: float, search: list[str]) -> None:
+    real = hp.resolve()
+    key = (str(real), hashlib.sha256(real.read_bytes()).hexdigest())
+    if key in _PROBED:
+        return
+    try:
+        child = subprocess.run([sys.executable, "-c", _PROBE, str(real), repr(timeout), json.dumps(search)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               timeout=timeout + 10, start_new_session=True, check=False)
+    except subprocess.TimeoutExpired as e:  # the watchdog itself did not get to run
+        raise _import_timeout(hp, real, e.stderr or b"", timeout) from None
+    except OSError:  # no child process here: the import is tried without a deadline
+        return
+    if child.returncode == 1 and b"Timeout (" in child.stderr:
+        raise _import_timeout(hp, real, child.stderr, timeout)
+    _PROBED.add(key)
+
+
+def _import_timeout(hp: Path, real: Path, dump: bytes, timeout: float) -> ConfigError:
+    """Where the import was when the watchdog fired: the newest frame in handler.py."""
+    frames = re.findall(rb'File "(.*?)", line (\d+)', dump)  # most recent call first
+    line = next((int(n) for f, n in frames if _same_file(os.fsdecode(f), real)), None)
+    return ConfigError(hp, line, "", f"handler does not import within {timeout:g}s (import_timeout)")
+
+
+def _import_error(hp: Path, e: BaseException) -> ConfigError:
+    """``handler.py:LINE: handler does not import: …``, LINE in handler.py itself — where it fails, or
+    the import statement that reached the module failing (a library, a sibling file)."""
+    frames = [f.lineno for f in traceback.extract_tb(e.__traceback__) if _same_file(f.filename, hp)]
+    line = frames[-1] if frames else None
+    if isinstance(e, SyntaxError):
+        if e.filename and _same_file(e.filename, hp):
+            return ConfigError(hp, e.lineno, "", f"handler does not import: {type(e).__name__}: {e.msg}")
+        where = f" in {e.filename}:{e.lineno}" if e.filename else ""
+        return ConfigError(hp, line, "", f"handler does not import: {type(e).__name__}{where}: {e.msg}")
+    try:
+        text = str(e)
+    except BaseException:  # noqa: BLE001 — a message that cannot be shown is not a traceback either
+        text = ""
+    return ConfigError(hp, line, "", f"handler does not import: {type(e).__name__}{': ' + text if text else ''}")
+
+
+def _same_file(name: str, path: Path) -> bool:
+    try:
+        return os.path.realpath(name) == os.path.realpath(path)
+    except (OSError, ValueError):
+        return False
 
 
 def _check_signature(hp: Path, key: str, fn: Callable[..., Any]) -> None:
@@ -251,9 +332,7 @@ def load_spec(target: str | os.PathLike[str]) -> MockSpec:
     if not isinstance(top, dict):
         raise doc.error("", "mock.yaml is a mapping (name, schema or tools, seed, responses …)")
     check_keys(doc, top, "", TOP_KEYS)
-    name = top.get("name") or doc.path.parent.name
-    if not isinstance(name, str):
-        raise doc.error("name", "must be a string")
+    name = _name(doc, top)
     tools = _load_tools(doc, top)
     names = [t["name"] for t in tools]
     fallback = top.get("fallback", "echo")
@@ -283,12 +362,33 @@ def load_spec(target: str | os.PathLike[str]) -> MockSpec:
     strict = top.get("strict", False)
     if not isinstance(strict, bool):
         raise doc.error("strict", "must be true or false")
-    timeout = top.get("handler_timeout", DEFAULT_HANDLER_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
-        raise doc.error("handler_timeout", "must be a number of seconds above 0")
+    timeout = _seconds(doc, top, "handler_timeout", DEFAULT_HANDLER_TIMEOUT)
+    import_timeout = _seconds(doc, top, "import_timeout", DEFAULT_IMPORT_TIMEOUT)
     seed = top.get("seed") or {}
     if not isinstance(seed, dict):
         raise doc.error("seed", "must be a mapping (the initial state)")
     return MockSpec(name=name, path=doc.path, tools=tools, seed=templating.plain(seed), rules=rules,
-                    handlers=_load_handler(doc, top, names), fallback=fallback, faults=faults, fault_seed=fault_seed,
+                    handlers=_load_handler(doc, top, names, import_timeout), fallback=fallback, faults=faults, fault_seed=fault_seed,
                     strict=strict, handler_timeout=float(timeout))
+
+
+def _name(doc: Located, top: dict[str, Any]) -> str:
+    """The server's name: ``name``, or the directory's; it names the files --out writes."""
+    if top.get("name") is None:
+        name = doc.path.resolve().parent.name
+        if not NAME.fullmatch(name):
+            raise doc.error("", f"the directory's name {name!r} is not a server name ({NAME_RULE}): give one "
+                                "with 'name:'")
+        return name
+    name = top["name"]
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "…"
+        raise doc.error("name", f"{shown} is not a server name ({NAME_RULE})")
+    return name
+
+
+def _seconds(doc: Located, top: dict[str, Any], key: str, default: float) -> float:
+    value = top.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
+        raise doc.error(key, "must be a number of seconds above 0")
+    return float(value)

@@ -10,16 +10,21 @@ Undefined names follow agenteval, whose mocks rely on them for optional argument
 (``args.missing.deeper``, ``args.missing + 1``) is an error. With ``strict=True`` every use of an
 undefined name is a :class:`TemplateError`.
 
-Whatever :func:`render` returns is plain JSON (dict with string keys, list, str, int, float, bool,
-None) and shares nothing with the context: a generator or a tuple becomes a list, an undefined a
-``null``, anything else without a JSON form its ``str()`` — so it can be stored in the state as is.
+Whatever :func:`render` returns is plain, strict JSON (dict with string keys, list, str, int, finite
+float, bool, None) and shares nothing with the context: a generator, a set or a tuple becomes a list,
+``bytes`` their UTF-8 text, an undefined a ``null``, a non-string key a string, anything else its
+``str()`` — so it can be stored in the state as is. What no fallback can make JSON (NaN or
+±Infinity, an integer past the interpreter's digit limit, a cycle, nesting deeper than Python can
+walk) is a :class:`NoJSONForm` naming where it is.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -39,6 +44,10 @@ _SCALARS = (str, int, float, bool, type(None))
 
 class TemplateError(InputError):
     pass
+
+
+class NoJSONForm(TemplateError):
+    """A value strict JSON (RFC 8259) cannot hold, even after the fallbacks of :func:`plain`."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -139,17 +148,21 @@ def _run(text: str, fn: Any) -> Any:
         raise TemplateError(f"template {text!r} failed: {type(e).__name__}: {e}") from None
 
 
-def plain(value: Any) -> Any:
-    """``value`` as fresh plain JSON (see the module docstring); a strict undefined inside is a
+def plain(value: Any, what: str = "") -> Any:
+    """``value`` as fresh plain strict JSON (see the module docstring); :class:`NoJSONForm` when it
+    has none, naming where from ``what`` (``result.items.3 is nan``); a strict undefined inside is a
     :class:`TemplateError`."""
     if type(value) in _SCALARS:
-        return value
+        return _scalar(value, what)
     try:
-        return json.loads(json.dumps(value, default=json_default))
+        return json.loads(json.dumps(value, default=json_default, allow_nan=False))
     except TemplateError:
         raise
-    except (TypeError, ValueError):  # keys JSON cannot hold (a tuple), a cycle: the slow path says which
-        return _plain_slow(value, set())
+    except (TypeError, ValueError, RecursionError):  # a tuple key, NaN, a cycle …: the slow path says which
+        try:
+            return _plain_slow(value, set(), what)
+        except RecursionError:
+            raise NoJSONForm(f"{what or 'the value'} is nested too deep for JSON") from None
 
 
 def json_default(o: Any) -> Any:
@@ -167,20 +180,53 @@ def json_default(o: Any) -> Any:
     return str(o)
 
 
-def _plain_slow(value: Any, seen: set[int]) -> Any:
+def _plain_slow(value: Any, seen: set[int], where: str) -> Any:
     if type(value) in _SCALARS:
-        return value
+        return _scalar(value, where)
     if isinstance(value, _SCALARS):  # a subclass (Markup, an IntEnum …) as its plain base type
-        return next(t(value) for t in (bool, str, int, float) if isinstance(value, t))
+        return _scalar(next(t(value) for t in (bool, str, int, float) if isinstance(value, t)), where)
     if id(value) in seen:
-        raise TemplateError("a value refers to itself (a cycle): it has no JSON form")
+        raise NoJSONForm(f"{where or 'the value'} refers to itself (a cycle): it has no JSON form")
     seen = seen | {id(value)}
     if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else json.dumps(k) if isinstance(k, _SCALARS) else str(k): _plain_slow(v, seen)
-                for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            key = _key(k, where)
+            out[key] = _plain_slow(v, seen, f"{where}.{key}" if where else key)
+        return out
     if isinstance(value, (list, tuple)):
-        return [_plain_slow(v, seen) for v in value]
-    return _plain_slow(json_default(value), seen)
+        return [_plain_slow(v, seen, f"{where}.{i}" if where else str(i)) for i, v in enumerate(value)]
+    return _plain_slow(json_default(value), seen, where)
+
+
+def _key(k: Any, where: str) -> str:
+    """A mapping key as JSON's string: a scalar as JSON writes it (``1`` → ``"1"``), bytes as text."""
+    if isinstance(k, str):
+        return str(k)
+    if isinstance(k, _SCALARS):
+        return json.dumps(_plain_slow(k, set(), f"a key of {where}" if where else "a key"))
+    return k.decode("utf-8", "replace") if isinstance(k, (bytes, bytearray)) else str(k)
+
+
+def _scalar(value: Any, where: str) -> Any:
+    """``value`` (str, int, float, bool or None) when strict JSON holds it, else :class:`NoJSONForm`."""
+    if type(value) is float and not math.isfinite(value):
+        raise NoJSONForm(f"{where or 'the value'} is {value!r}: JSON has no NaN or Infinity")
+    if type(value) is int and _too_many_digits(value):
+        raise NoJSONForm(f"{where or 'the value'} is an integer of more than {sys.get_int_max_str_digits()} "
+                         "digits: this Python cannot write it as JSON")
+    return value
+
+
+def _too_many_digits(n: int) -> bool:
+    limit = sys.get_int_max_str_digits()
+    if not limit or n.bit_length() <= 3 * limit:  # 3 bits < one decimal digit: far below the limit
+        return False
+    try:
+        int.__repr__(n)
+    except ValueError:
+        return True
+    return False
 
 
 def _undefined_message(u: Undefined) -> str:

@@ -17,6 +17,7 @@ from rich.table import Table
 from agentcap_addons.wire.util.yamlfile import ConfigError
 from agentcap_cli.console import err_console, out_console
 from mcp_mocks.engine import MockServer
+from mcp_mocks.outdir import OutDir, OutsideOut
 from mcp_mocks.serve import HTTPMock, serve_stdio
 
 
@@ -48,7 +49,8 @@ def mock() -> None:
                    "[env AGENTCAP_MOCK_PORT]")
 @click.option("--stdio", is_flag=True, help="Serve one mock over stdin / stdout instead of HTTP.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_MOCK_OUT",
-              help="On exit, write <server>.state.json and calls.jsonl here.  [env AGENTCAP_MOCK_OUT]")
+              help="Write <server>.state.json and calls.jsonl here, as each call completes (a kill -9 loses "
+                   "at most the call in flight).  [env AGENTCAP_MOCK_OUT]")
 @click.option("-q", "--quiet", is_flag=True, help="No log line per tool call.")
 def serve(dirs: tuple[str, ...], host: str, port: int, stdio: bool, out: Path | None, quiet: bool) -> None:
     """Serve each DIR (holding a mock.yaml) as an MCP server over streamable HTTP (or stdio)."""
@@ -59,6 +61,7 @@ def serve(dirs: tuple[str, ...], host: str, port: int, stdio: bool, out: Path | 
                                              f"{r.duration_ms}ms{' (injected fault)' if r.fault else ''}", err=True)
     if stdio and len(mocks) != 1:
         raise click.BadParameter("--stdio serves exactly one mock", param_hint="'--stdio'")
+    outdir = _record(mocks, out) if out else None
     # the first SIGINT / SIGTERM (or, over stdio, the client closing stdin) stops serving — at most a
     # few seconds, even with a call stuck in a handler — then the state and calls are written;
     # later signals cannot interrupt that
@@ -83,9 +86,23 @@ def serve(dirs: tuple[str, ...], host: str, port: int, stdio: bool, out: Path | 
     finally:
         for s in servers:
             s.stop()
-        if out:
+        if outdir:
             for m in mocks:
-                m.write(out)
+                m.write(outdir)
+            outdir.close()
+
+
+def _record(mocks: list[MockServer], out: Path) -> OutDir:
+    """``--out``, written from the first call on (the state files at once)."""
+    try:
+        outdir = OutDir(out)
+        for m in mocks:
+            m.record_to(outdir)
+    except OutsideOut as e:
+        raise click.BadParameter(str(e), param_hint="'--out'") from None
+    except OSError as e:
+        raise click.BadParameter(f"cannot write {e.filename or out}: {e.strerror}", param_hint="'--out'") from None
+    return outdir
 
 
 def _serve_stdio(mock: MockServer, done: threading.Event) -> None:
