@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
@@ -51,6 +51,11 @@ from agentcap_cli.export.scan import (
 )
 from agentcap_cli.export.scanners import ENGINES, Engine, ScannerError, resolve
 from agentcap_cli.runs.workspace import workspace_root
+
+if TYPE_CHECKING:  # huggingface_hub is imported only when a push runs (start-up time of --out)
+    from huggingface_hub import HfApi
+
+    from agentcap_cli.export.hub import RepoPlan
 
 SHOWN = 40  # finding lines printed; the rest are in each run's scan.json
 STATES = {"blocking": "[red]secret[/]", "redacted": "[yellow]masked[/]", "allowed": "[dim]allowed[/]",
@@ -334,10 +339,10 @@ def _blocked(blocking: list[Finding], err: Console) -> None:
 
 def _push(staged: list[Staged], names: dict[str, str], owner: str, base: str, targets: list[Target],
           gate: Gate | None, lic: License | None, err: Console) -> None:
-    """Read what the Hub has (the cards describe whole repos), scan the cards again, then push."""
+    """Read what the Hub has (the cards describe whole repos), scan the cards again, stage them, then push."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from agentcap_cli.export.hub import gather, hub_api, plan_repo, push_repo
+    from agentcap_cli.export.hub import gather, hub_api, push_repo
 
     api = hub_api()
     if not api.token:
@@ -349,21 +354,8 @@ def _push(staged: list[Staged], names: dict[str, str], owner: str, base: str, ta
     message = f"agentcap export: {len(targets)} run(s) ({', '.join(t.run.run_id for t in targets[:3])}" + \
               (" …)" if len(targets) > 3 else ")")
     try:
-        plans = {s.name: plan_repo(api, names[s.name], s.root, [s.repo_path(f) for f in s.files]) for s in staged}
-        found: list[Finding] = []
-        cards = _scanned({s.name: card_info(s, names[s.name], names, plans[s.name].footers +
-                                            staged_footers(s, set(plans[s.name].new)), lic) for s in staged},
-                         gate, found)
-        finals = {s.name: update(plans[s.name].card, cards[s.name]) for s in staged}
-        if gate is not None:  # the cards as the Hub will get them: the owner's parts too
-            found += [f for s in staged for f in verify_text(finals[s.name], f"{s.name}/README.md", gate.allow)]
-        blocking = [f for f in found if f.state == "blocking"]
-        if blocking:
-            _report([], blocking, err)
-            _blocked(blocking, err)
-        try:  # every card staged before anything is uploaded: a full disk stops the push whole
-            for s in staged:
-                write_card(s.root / "README.md", finals[s.name])
+        try:  # nothing is uploaded before every card is staged: a full disk stops the push whole
+            plans = _plan(api, staged, names, gate, lic, err)
         except OSError as exc:
             _disk_error(exc, staged[0].root.parent, "nothing was uploaded", err)
         for s in staged:
@@ -380,3 +372,26 @@ def _push(staged: list[Staged], names: dict[str, str], owner: str, base: str, ta
     except HfHubHTTPError as exc:
         err.print(f"[red]error:[/] the Hub refused: {exc}", highlight=False)
         sys.exit(1)
+
+
+def _plan(api: HfApi, staged: list[Staged], names: dict[str, str], gate: Gate | None, lic: License | None,
+          err: Console) -> dict[str, RepoPlan]:
+    """Each repo's plan (what the Hub has), its final card made from the whole repo, scanned, and
+    written to the staging dir."""
+    from agentcap_cli.export.hub import plan_repo
+
+    plans = {s.name: plan_repo(api, names[s.name], s.root, [s.repo_path(f) for f in s.files]) for s in staged}
+    found: list[Finding] = []
+    cards = _scanned({s.name: card_info(s, names[s.name], names, plans[s.name].footers +
+                                        staged_footers(s, set(plans[s.name].new)), lic) for s in staged},
+                     gate, found)
+    finals = {s.name: update(plans[s.name].card, cards[s.name]) for s in staged}
+    if gate is not None:  # the cards as the Hub will get them: the owner's parts too
+        found += [f for s in staged for f in verify_text(finals[s.name], f"{s.name}/README.md", gate.allow)]
+    blocking = [f for f in found if f.state == "blocking"]
+    if blocking:
+        _report([], blocking, err)
+        _blocked(blocking, err)
+    for s in staged:
+        write_card(s.root / "README.md", finals[s.name])
+    return plans

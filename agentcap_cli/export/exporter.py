@@ -159,7 +159,7 @@ def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | No
     files): findings and skipped captures go to each target's ``report`` (and its run's scan.json).
 
     A run with calls but none answered (all refused upstream, all in flight when the proxy was
-    killed) gives its calls' rows and a sessions file with no rows; a run with no readable call
+    killed) gives its calls' rows and its sessions' rows (failed-only: no messages); a run with no readable call
     adds nothing to the captures dataset (``Target.calls`` is 0). Raises :class:`NothingToExport`
     when no target has a call or a trace."""
     options = options or Options()
@@ -188,9 +188,10 @@ def stage(targets: list[Target], out: Path, progress: Callable[[int], None] | No
                 traces[t.run.agent] = s
                 s.files += written.files
                 s.runs.append(t)
-        if calls:  # no calls, no sessions (and no sessions file)
+        if calls:  # no calls, no sessions; else every session that made a call has its row
             rows, wired = _sessions(t, calls, native, ends, out / "captures" / "sessions", wire.root, gate, options)
-            captures.files.append(rows)
+            if rows is not None:
+                captures.files.append(rows)
             if wired:
                 wire.files += wired
                 wire.runs.append(t)
@@ -215,7 +216,7 @@ SESSION_BATCH = 64  # sessions scanned and written at a time
 
 def _sessions(t: Target, calls: list[CallInfo], native: dict[tuple[Any, ...], Any],
               ends: dict[tuple[str | None, str | None, int | None], SessionOutcome], rows_dir: Path, wire: Path,
-              gate: Gate | None, options: Options) -> tuple[WrittenFile, list[WrittenFile]]:
+              gate: Gate | None, options: Options) -> tuple[WrittenFile | None, list[WrittenFile]]:
     """The run's sessions, a batch at a time: rebuilt, through the gate, written (rows, wire traces)."""
     writer = SessionWriter(t.run, rows_dir, wire, version())
     try:

@@ -172,7 +172,7 @@ class SessionOut:
 
     key: tuple[Any, ...]
     row: dict[str, Any]
-    trace: str
+    trace: str | None  # None: no call of the session counted (none answered), nothing to show as a trace
     counts: Counts = field(default_factory=Counts)
 
 
@@ -181,7 +181,9 @@ def build(run_dir: Path, run: RunInfo, calls: list[CallInfo], prices: dict[str, 
           ends: dict[tuple[str | None, str | None, int | None], SessionOutcome] | None = None) -> Iterator[SessionOut]:
     """Every session of a run, in the order of their first call, one at a time (memory stays flat:
     only the calls' small records are held, and one session's messages). ``ends``: the run's
-    ``outcomes``, when the caller has read them already."""
+    ``outcomes``, when the caller has read them already. A session none of whose calls counts (all
+    failed, and not ``with_failed``) is a row all the same: no messages, ``n_calls`` 0, its
+    failures in ``n_failed_calls`` — so every session that made a call has its row."""
     ends = outcomes(run_dir) if ends is None else ends
     groups: dict[tuple[Any, ...], list[CallInfo]] = {}
     for c in sorted(calls, key=lambda c: c.seq):
@@ -189,15 +191,13 @@ def build(run_dir: Path, run: RunInfo, calls: list[CallInfo], prices: dict[str, 
     for key, group in groups.items():
         load = loader(run_dir / "captures")  # one session's calls: its memo goes with it
         rebuilt = rebuild(group, load, with_failed)
-        if not rebuilt.calls:
-            continue
         outcome = ends.get(key[1:]) or ends.get((key[1], None, None)) if key[0] == "task" else None
         yield _session(run, key, group, rebuilt, outcome or SessionOutcome(), load, prices or {}, (native or {}).get(key))
 
 
 def _session(run: RunInfo, key: tuple[Any, ...], group: list[CallInfo], rebuilt: RebuiltSession, outcome: SessionOutcome,
              load: Callable[[str], Loaded], prices: dict[str, dict[str, float]], native: Counts | None) -> SessionOut:
-    last = rebuilt.final[-1]
+    last = rebuilt.final[-1] if rebuilt.final else group[-1]  # none counted: the last call says what it was
     messages = rebuilt.messages
     prompt = outcome.prompt or next((m["content"] for m in messages if m["role"] == "user"), None)
     tokens = totals(rebuilt.calls)
@@ -217,7 +217,7 @@ def _session(run: RunInfo, key: tuple[Any, ...], group: list[CallInfo], rebuilt:
         "n_contexts": len(rebuilt.segments), "n_tool_calls": counts.tool_calls, **tokens,
         "cost_usd": outcome.cost_usd if outcome.cost_usd is not None else priced,
         "cost_source": outcome.cost_source if outcome.cost_usd is not None else ("prices" if priced is not None else None),
-        "started_at": rebuilt.calls[0].captured_us, "ended_at": max((c.ended_ms or 0) for c in rebuilt.calls) * 1000,
+        "started_at": (rebuilt.calls or group)[0].captured_us, "ended_at": _ended_us(rebuilt.calls or group),
         "finish_reason": last.finish_reason, "ok": outcome.ok, "aborted_reason": outcome.aborted_reason,
         "passed": outcome.passed, "judge_score": outcome.judge_score,
         "request_ids": [c.request_id for c in rebuilt.calls],
@@ -227,8 +227,14 @@ def _session(run: RunInfo, key: tuple[Any, ...], group: list[CallInfo], rebuilt:
               if (prompt or "").strip() else session_id, "source": "wire", "agent": run.agent, "run_id": run.run_id,
               "task_id": row["task_id"], "cell": row["cell"], "repeat": row["repeat"], "model": last.model,
               "turns": row["turns"], "n_calls": row["n_calls"]}
-    trace = sts_text(header, [m for s in rebuilt.segments for m in stamp(s)])
+    trace = sts_text(header, [m for s in rebuilt.segments for m in stamp(s)]) if rebuilt.calls else None
     return SessionOut(key, row, trace, counts)
+
+
+def _ended_us(calls: list[CallInfo]) -> int | None:
+    """When the last of these calls was done; None when none was (all in flight)."""
+    ends = [c.ended_ms for c in calls if c.ended_ms is not None]
+    return max(ends) * 1000 if ends else None
 
 
 # -- through the gate, then to disk -------------------------------------------------------------
@@ -257,8 +263,9 @@ def gate_texts(sessions: list[SessionOut], gate: Gate, report: Report) -> None:
     for (_, _, container, k), text in zip(leaves, texts):
         container[k] = text
     report.findings += [f for f in found if f.fingerprint not in known or f.state == "blocking"]
-    blobs = [Blob(f"captures → wire trace {s.row['session_id']}.jsonl", s.trace.encode()) for s in sessions]
-    for s, b in zip(sessions, scan_derived(blobs, gate, report)):
+    traced = [s for s in sessions if s.trace is not None]
+    blobs = [Blob(f"captures → wire trace {s.row['session_id']}.jsonl", (s.trace or "").encode()) for s in traced]
+    for s, b in zip(traced, scan_derived(blobs, gate, report)):
         s.trace = b.data.decode()
 
 
@@ -275,36 +282,34 @@ class SessionWriter:
         self.files = FileRows(wire / "data", run)
         self.traces: list[WrittenFile] = []
 
-    def _open(self) -> pq.ParquetWriter:
-        if self.writer is None:
-            self.rows_dir.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
-        return self.writer
-
     def add(self, sessions: list[SessionOut]) -> None:
         if not sessions:
             return
+        if self.writer is None:
+            self.rows_dir.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
         rows = [x.row for x in sessions]
         for row in rows:
             self.digest.update(json.dumps(row, default=str, sort_keys=True).encode())
-        self._open().write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
+        self.writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
         self.rows += len(rows)
         for x in sessions:
+            if x.trace is None:
+                continue
             data = x.trace.encode()
             f = session_file(self.wire / "sessions", self.run, x.key, data, data.count(b"\n"))
             self.traces.append(f)
             self.files.write([file_row(self.run, x.key, str(f.path.relative_to(self.wire)), data, "sts")])
 
-    def close(self) -> tuple[WrittenFile, list[WrittenFile]]:
-        """(the sessions parquet, the wire-traces files: its parquet, then the session files). A run
-        whose calls make no session (none was answered) still gets its sessions file, with no rows:
-        the ``sessions`` config is in every captures dataset, whatever the data."""
+    def close(self) -> tuple[WrittenFile | None, list[WrittenFile]]:
+        """(the sessions parquet, the wire-traces files: its parquet, then the session files)."""
+        if self.writer is None:
+            return None, []
         meta = footer(self.run, None, self.rows, self.version)
         meta[b"agentcap"] = json.dumps({**json.loads(meta[b"agentcap"]), "kind": "sessions"},
                                        ensure_ascii=False).encode()
-        writer = self._open()
-        writer.add_key_value_metadata(meta)
-        writer.close()
+        self.writer.add_key_value_metadata(meta)
+        self.writer.close()
         self.writer = None
         final = self.rows_dir / f"{self.run.run_id}--{self.digest.hexdigest()[:12]}.parquet"
         rows = WrittenFile(final, None, self.rows, put_in_place(self.tmp, final), kind="sessions")
