@@ -14,9 +14,11 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from stat import S_ISDIR, S_ISREG
 from typing import Any
 
+from agentcap_addons.wire.util.confine import Refused, check_relative, files_beneath, read_beneath, stat_beneath
 from agentcap_addons.wire.util.yamlfile import Found, Located, check_keys, did_you_mean
 from agentcap_cli.suite.jsonpath import JSONPathError, check, count, find
 
@@ -50,16 +52,18 @@ class KindDef:
     params: set[str]
     check: Callable[[dict[str, Any], ScenarioOutcome], tuple[bool, str]]
     validate: Callable[[Located, str, dict[str, Any], dict[str, set[str]]], None] | None = None
+    paths: tuple[str, ...] = ()  # params (as written) that name a workspace path: checked to stay in it
 
 
 KINDS: dict[str, KindDef] = {}
 
 
 def register_kind(name: str, params: set[str], check: Callable[[dict[str, Any], ScenarioOutcome], tuple[bool, str]],
-                  validate: Callable[..., None] | None = None, *, force: bool = False) -> None:
+                  validate: Callable[..., None] | None = None, *, force: bool = False,
+                  paths: tuple[str, ...] = ()) -> None:
     if name in KINDS and not force:
         log.warning("assertion kind %r replaces a built-in one (pass force=True to silence this)", name)
-    KINDS[name] = KindDef(params, check, validate)
+    KINDS[name] = KindDef(params, check, validate, paths)
 
 
 def parse_assertions(doc: Located, items: Any, tools: dict[str, set[str]]) -> list[Assertion]:
@@ -81,6 +85,12 @@ def _parse_assertion(doc: Located, key: str, i: int, a: Any, tools: dict[str, se
         raise doc.error(f"{key}.kind", f"unknown assertion kind {a['kind']!r}{did_you_mean(a['kind'], KINDS)}; "
                                        f"known: {', '.join(sorted(KINDS))}")
     check_keys(doc, a, key, kind.params | COMMON)
+    for name in kind.paths:
+        if name in a:
+            try:
+                check_relative(a[name])
+            except Refused as exc:
+                raise doc.error(f"{key}.{name}", f"{a[name]!r} {exc}") from None
     params = normalize(a["kind"], {k: v for k, v in a.items() if k not in COMMON})
     if kind.validate:
         kind.validate(doc, key, params, tools)
@@ -186,8 +196,18 @@ def _tool_called(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
 # -- files ------------------------------------------------------------------------------------------
 
 def _file_exists(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
-    ok = (o.workspace / p["path"]).exists()
-    return ok, f"{p['path']} {'exists' if ok else 'does not exist'}"
+    try:
+        st = stat_beneath(o.workspace, p["path"])
+    except (Refused, OSError) as exc:
+        return False, f"{p['path']} {exc}"
+    if st is not None and not (S_ISREG(st.st_mode) or S_ISDIR(st.st_mode)):
+        return False, f"{p['path']} exists but is not a file or a directory"
+    return st is not None, f"{p['path']} {'exists' if st is not None else 'does not exist'}"
+
+
+def _read(o: ScenarioOutcome, rel: str) -> str:
+    """A workspace file's text, read without following a link out of the workspace (see confine.py)."""
+    return read_beneath(o.workspace, rel).decode("utf-8", "replace")
 
 
 def _found(values: list[Any], text: str, mode: str, ignore_case: bool = False) -> tuple[bool, list[Any], list[Any]]:
@@ -198,28 +218,43 @@ def _found(values: list[Any], text: str, mode: str, ignore_case: bool = False) -
 
 
 def _file_contains(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
-    path = o.workspace / p["path"]
     try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return False, f"{p['path']} cannot be read"
+        text = _read(o, p["path"])
+    except FileNotFoundError:
+        return False, f"{p['path']} does not exist"
+    except (Refused, OSError) as exc:
+        return False, f"{p['path']} cannot be read: {exc}"
     ok, present, missing = _found(p["values"], text, p.get("mode", "all"))
     return ok, f"{p['path']}: found {present}; missing {missing} ({p.get('mode', 'all')})"
 
 
 def _dir_has_new_file(p: dict[str, Any], o: ScenarioOutcome) -> tuple[bool, str]:
-    base = o.workspace / p.get("dir", ".")
-    if not base.is_dir():
-        return False, f"{p.get('dir', '.')} is not a directory"
-    new = [f for f in sorted(base.rglob("*")) if f.is_file() and str(f.relative_to(o.workspace)) not in o.snapshot]
-    if "glob" in p:  # agenteval: a glob relative to the directory
-        new = [f for f in new if fnmatch.fnmatch(str(f.relative_to(base)), p["glob"]) or fnmatch.fnmatch(f.name, p["glob"])]
-    else:
-        new = [f for f in new if re.search(p.get("matches", ".*"), f.name)]
-    wanted = p.get("contents_include") or []
-    new = [f for f in new if all(str(w) in f.read_text(errors="replace") for w in wanted)]
-    return bool(new), f"new files: {[str(f.relative_to(o.workspace)) for f in new][:5]}" + \
-        (f" containing {wanted}" if wanted else "")
+    rel = p.get("dir", ".")
+    try:
+        st = stat_beneath(o.workspace, rel)
+        if st is None or not S_ISDIR(st.st_mode):
+            return False, f"{rel} is not a directory"
+        base = PurePosixPath(*[x for x in rel.split("/") if x not in ("", ".")])
+        new = [f for f in files_beneath(o.workspace, rel) if f not in o.snapshot]
+        if "glob" in p:  # agenteval: a glob relative to the directory
+            new = [f for f in new if fnmatch.fnmatch(str(PurePosixPath(f).relative_to(base)), p["glob"])
+                   or fnmatch.fnmatch(PurePosixPath(f).name, p["glob"])]
+        else:
+            new = [f for f in new if re.search(p.get("matches", ".*"), PurePosixPath(f).name)]
+        wanted = p.get("contents_include") or []
+        if wanted:
+            new = [f for f in new if _has_all(o, f, wanted)]
+    except (Refused, OSError) as exc:
+        return False, f"{rel} cannot be read: {exc}"
+    return bool(new), f"new files: {new[:5]}" + (f" containing {wanted}" if wanted else "")
+
+
+def _has_all(o: ScenarioOutcome, rel: str, wanted: list[Any]) -> bool:
+    try:
+        text = _read(o, rel)
+    except (Refused, OSError):
+        return False  # too big, or gone since the walk: not a file that holds them
+    return all(str(w) in text for w in wanted)
 
 
 # -- output -----------------------------------------------------------------------------------------
@@ -307,17 +342,17 @@ def _v_new_file(doc: Located, key: str, p: dict[str, Any], tools: dict[str, set[
             raise doc.error(f"{key}.matches", f"not a regular expression: {exc}") from None
 
 
-for _name, _params, _check, _validate in [
-    ("mock_state", {"server", "jsonpath", "path", "min_count", "max_count", "equals"}, _mock_state, _v_mock_state),
-    ("tool_called", {"tool", "server", "args", "match", "min_count", "max_count"}, _tool_called, _v_tool_called),
-    ("file_exists", {"path"}, _file_exists, _v_path),
-    ("file_contains", {"path", "values", "contains", "mode"}, _file_contains, _v_contains),
-    ("dir_has_new_file", {"path", "dir", "matches", "contents_include"}, _dir_has_new_file, _v_new_file),
-    ("output_contains", {"values", "text", "mode", "ignore_case"}, _output_contains, _v_text),
-    ("output_matches", {"pattern", "ignore_case"}, _output_matches, _v_regex("pattern")),
-    ("model_calls", {"min_count", "max_count", "max_tokens", "max_seconds", "max_cost_usd"}, _model_calls, None),
+for _name, _params, _check, _validate, _paths in [
+    ("mock_state", {"server", "jsonpath", "path", "min_count", "max_count", "equals"}, _mock_state, _v_mock_state, ()),
+    ("tool_called", {"tool", "server", "args", "match", "min_count", "max_count"}, _tool_called, _v_tool_called, ()),
+    ("file_exists", {"path"}, _file_exists, _v_path, ("path",)),
+    ("file_contains", {"path", "values", "contains", "mode"}, _file_contains, _v_contains, ("path",)),
+    ("dir_has_new_file", {"path", "dir", "matches", "contents_include"}, _dir_has_new_file, _v_new_file, ("path", "dir")),
+    ("output_contains", {"values", "text", "mode", "ignore_case"}, _output_contains, _v_text, ()),
+    ("output_matches", {"pattern", "ignore_case"}, _output_matches, _v_regex("pattern"), ()),
+    ("model_calls", {"min_count", "max_count", "max_tokens", "max_seconds", "max_cost_usd"}, _model_calls, None, ()),
 ]:
-    KINDS[_name] = KindDef(_params, _check, _validate)
+    KINDS[_name] = KindDef(_params, _check, _validate, _paths)
 
 
 def evaluate(assertions: list[Assertion], outcome: ScenarioOutcome) -> list[dict[str, Any]]:

@@ -16,16 +16,19 @@ without a mock are left out (the sandbox reaches nothing else anyway).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentcap_addons.wire.util.confine import confined
 from agentcap_addons.wire.util.yamlfile import Located, check_keys, load, want
 
 AGENTCAP_KEYS = {"servers", "skills", "base_prompt", "base_prompt_file"}
 CAPA_KEYS = {"providers", "clients", "options", "agents", "tools", "rules", "hooks", "plugins", "subagents",
              "security", "env"}
 SKILL_TYPES = ("local", "inline")
+SKILL_ID = re.compile(r"\w[\w.-]{0,127}")
 
 
 @dataclass
@@ -40,17 +43,20 @@ class AgentDef:
     capa: bool = False  # written in capa's dialect: only the servers it declares get a mock
 
 
-def load_agent(cap: Path) -> AgentDef:
+def load_agent(cap: Path, root: Path | None = None) -> AgentDef:
+    """An agent's capabilities; every file it names must resolve inside ``root`` (the project; by
+    default the agent's own directory)."""
     doc = load(cap)
+    root = root or cap.parent
     data = doc.data or {}
     want(doc, data, dict, "", "a mapping (agentcap: servers, skills, base_prompt; or capa's format)")
     check_keys(doc, data, "", AGENTCAP_KEYS | CAPA_KEYS)
     agent = AgentDef(cap.parent.name, cap.parent)
-    agent.base_prompt = _base_prompt(doc, data, cap.parent)
+    agent.base_prompt = _base_prompt(doc, data, cap.parent, root)
     for i, s in enumerate(_list(doc, data, "servers")):
         _server(doc, agent, s, f"servers.{i}")
     for i, s in enumerate(_list(doc, data, "skills")):
-        _skill(doc, agent, s, f"skills.{i}")
+        _skill(doc, agent, s, f"skills.{i}", root)
     for i, t in enumerate(_list(doc, data, "tools")):
         _tool(doc, agent, t, f"tools.{i}")
     options = data.get("options") or {}
@@ -66,9 +72,10 @@ def _list(doc: Located, data: dict[str, Any], key: str) -> list[Any]:
     return want(doc, value, list, key, "a list")
 
 
-def _base_prompt(doc: Located, data: dict[str, Any], base: Path) -> str | None:
+def _base_prompt(doc: Located, data: dict[str, Any], base: Path, root: Path) -> str | None:
     if "base_prompt_file" in data:
-        return _read(doc, base, data["base_prompt_file"], "base_prompt_file")
+        rel = want(doc, data["base_prompt_file"], str, "base_prompt_file", "a file path")
+        return _read(doc, base, root, rel, "base_prompt_file")
     if "base_prompt" in data:
         return want(doc, data["base_prompt"], str, "base_prompt", "text")
     agents = data.get("agents") or {}
@@ -82,14 +89,15 @@ def _base_prompt(doc: Located, data: dict[str, Any], base: Path) -> str | None:
         return want(doc, b.get("content"), str, "agents.base.content", "the instructions text")
     if kind != "local":
         raise doc.error("agents.base.type", f"{kind!r} is not supported here (local or inline)")
-    return _read(doc, base, want(doc, b.get("path"), str, "agents.base.path", "a file path"), "agents.base.path")
+    return _read(doc, base, root, want(doc, b.get("path"), str, "agents.base.path", "a file path"), "agents.base.path")
 
 
-def _read(doc: Located, base: Path, rel: str, key: str) -> str:
-    path = (base / rel).resolve()
-    if not path.is_file():
+def _read(doc: Located, base: Path, root: Path, rel: str, key: str) -> str:
+    path = base / rel
+    if not (path.exists() or path.is_symlink()):
         raise doc.error(key, f"no file {rel!r} (beside {doc.path.name})")
-    return path.read_text()
+    return confined(doc, key, root, path, shown=rel).read_text()
+
 
 
 def _server(doc: Located, agent: AgentDef, s: Any, key: str) -> None:
@@ -105,15 +113,17 @@ def _server(doc: Located, agent: AgentDef, s: Any, key: str) -> None:
     agent.servers.append(sid)
 
 
-def _skill(doc: Located, agent: AgentDef, s: Any, key: str) -> None:
+def _skill(doc: Located, agent: AgentDef, s: Any, key: str, root: Path) -> None:
     if isinstance(s, str) and s:  # agentcap: a skills dir
-        path = (agent.dir / s).resolve()
+        path = agent.dir / s
         if not path.is_dir():
             raise doc.error(key, f"no skills dir {s!r}")
-        agent.skills.append(path)
+        agent.skills.append(confined(doc, key, root, path, tree=True, shown=s))
         return
     want(doc, s, dict, key, "a skills dir, or a capa skill {id, type, def}")
     sid = want(doc, s.get("id"), str, f"{key}.id", "the skill id")
+    if not SKILL_ID.fullmatch(sid):
+        raise doc.error(f"{key}.id", f"{sid!r}: a skill id is a name of letters, digits, _ . and - (it names a directory)")
     kind = s.get("type", "local")
     d = s.get("def") or {}
     want(doc, d, dict, f"{key}.def", "a mapping {path | content, requires}")
@@ -122,10 +132,10 @@ def _skill(doc: Located, agent: AgentDef, s: Any, key: str) -> None:
         agent.inline_skills[sid] = want(doc, d.get("content"), str, f"{key}.def.content", "the SKILL.md text")
     elif kind == "local":
         rel = want(doc, d.get("path"), str, f"{key}.def.path", "the skill's directory")
-        path = (agent.dir / rel).resolve()
+        path = agent.dir / rel
         if not path.is_dir() or not (path / "SKILL.md").is_file():
             raise doc.error(f"{key}.def.path", f"no skill dir with a SKILL.md at {rel!r}")
-        agent.skills.append(path)
+        agent.skills.append(confined(doc, f"{key}.def.path", root, path, tree=True, shown=rel))
     else:  # github / remote skills need the network, which a test run has not got
         raise doc.error(f"{key}.type", f"{kind!r} skills are not supported (one of: {', '.join(SKILL_TYPES)}); "
                                        "vendor the skill into the project and use type: local")

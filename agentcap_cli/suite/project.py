@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from agentcap_addons.wire.api.apibase import checked
+from agentcap_addons.wire.fake.upstream import BUILTIN_SCRIPTS, resolve_script
+from agentcap_addons.wire.util.confine import confined
 from agentcap_addons.wire.util.yamlfile import (
     ConfigError,
     Found,
@@ -49,6 +51,7 @@ JUDGE_BACKENDS = ("chat", "anthropic-api", "claude-cli")
 UPSTREAM_KEYS = {"script", "url", "api_key_env"}
 HARNESS_ALIASES = {"claude": "claude-code"}  # agenteval's provider names → agentcap's agent adapters
 DEFAULT_PROMPT_FILE = "input/prompt.md"
+SCENARIO_ID = re.compile(r"\w[\w.+=,-]{0,127}")
 
 
 @dataclass
@@ -179,14 +182,17 @@ def _upstream(doc: Located, value: Any, key: str, root: Path) -> Upstream:
         raise doc.error(key, "give exactly one of script or url")
     script = None
     if "script" in value:
-        script = (root / value["script"]).resolve()
-        if not script.is_file():
-            from agentcap_cli.harness.modelserver import resolve_script
-
+        script = root / want(doc, value["script"], str, f"{key}.script", "a script file or a built-in script's name")
+        if script.exists() or script.is_symlink():
+            script = confined(doc, f"{key}.script", root, script)
+        else:  # a built-in script's name (a path that is not there is not looked for anywhere else)
             try:
                 script = resolve_script(value["script"])
+                if script.parent != BUILTIN_SCRIPTS:
+                    raise ValueError(value["script"])
             except Exception:
-                raise doc.error(f"{key}.script", f"no script file {value['script']!r}") from None
+                raise doc.error(f"{key}.script", f"no script file {value['script']!r} in the project, "
+                                                 "nor a built-in script of that name") from None
     if "url" in value:
         try:
             checked(str(value["url"]))
@@ -203,10 +209,11 @@ def _judge(doc: Located, value: Any, key: str, base: Path, project: Project) -> 
     if "rubric" in value:  # agenteval: an inline rubric wins over rubric_file
         rubric = want(doc, value["rubric"], str, f"{key}.rubric", "the rubric text")
     elif "rubric_file" in value:
-        path = base / value["rubric_file"]
-        if not path.is_file():
-            raise doc.error(f"{key}.rubric_file", f"no file {value['rubric_file']!r}")
-        rubric = path.read_text()
+        rel = want(doc, value["rubric_file"], str, f"{key}.rubric_file", "a file path")
+        path = base / rel
+        if not (path.exists() or path.is_symlink()):
+            raise doc.error(f"{key}.rubric_file", f"no file {rel!r}")
+        rubric = confined(doc, f"{key}.rubric_file", project.root, path).read_text()
     else:
         raise doc.error(key, "needs a rubric or a rubric_file")
     score = want(doc, value.get("min_score", project.judge_min_score), (int, float), f"{key}.min_score", "a number in 0..1")
@@ -277,7 +284,7 @@ def load_project(root: str | Path, errors: list[ConfigError] | None = None) -> P
     agents, broken = {}, set()
     for cap in sorted((root / "agents").glob("*/capabilities.yaml")):
         try:
-            agents[cap.parent.name] = load_agent(cap)
+            agents[cap.parent.name] = load_agent(cap, root)
         except ConfigError as exc:
             if errors is None:
                 raise
@@ -352,6 +359,9 @@ def _load_scenario(project: Project, path: Path, mocks: _Mocks, broken: Abstract
     sid, agents, provider, prompt, mcp = base.name, ["default"], None, "", []
     with found:
         sid = want(doc, s.get("id", base.name), str, "id", "a name")
+        if not SCENARIO_ID.fullmatch(sid):
+            raise doc.error("id", f"{sid!r}: a scenario id is a name of letters, digits and _ . + = , - "
+                                  "(it names the run's directories), at most 128 of them")
     with found:
         agents = _str_list(doc, s["agent"], "agent") if s.get("agent") else ["default"]
     for i, a in enumerate(agents):
@@ -361,7 +371,7 @@ def _load_scenario(project: Project, path: Path, mocks: _Mocks, broken: Abstract
     with found:
         provider = check_provider(doc, "provider", s["provider"]) if s.get("provider") is not None else None
     with found:
-        prompt = _prompt(doc, s, base)
+        prompt = _prompt(doc, s, base, project.root)
     with found:
         mcp = _str_list(doc, s["mcp"], "mcp") if s.get("mcp") else []
     for a in agents:  # agentcap's capabilities name the mocks they need; capa's are wired to the scenario's
@@ -446,16 +456,16 @@ def _run_settings(doc: Located, run: Any, project: Project, found: Found) -> tup
     return models, repeats, float(timeout), max_turns, turns
 
 
-def _prompt(doc: Located, s: dict[str, Any], base: Path) -> str:
+def _prompt(doc: Located, s: dict[str, Any], base: Path, root: Path) -> str:
     """agenteval: an inline ``prompt`` wins, else ``prompt_file`` (default ``input/prompt.md``)."""
     if "prompt" in s:
         return want(doc, s["prompt"], str, "prompt", "text").strip()
     rel = want(doc, s.get("prompt_file", DEFAULT_PROMPT_FILE), str, "prompt_file", "a file path")
-    pf = base / rel
-    if not pf.is_file():
-        raise doc.error("prompt_file" if "prompt_file" in s else "prompt",
-                        f"no file {rel!r}" if "prompt_file" in s else f"no prompt: give prompt, or prompt_file (default {DEFAULT_PROMPT_FILE})")
-    return pf.read_text().strip()
+    pf, key = base / rel, "prompt_file" if "prompt_file" in s else "prompt"
+    if not (pf.exists() or pf.is_symlink()):
+        raise doc.error(key, f"no file {rel!r}" if "prompt_file" in s
+                        else f"no prompt: give prompt, or prompt_file (default {DEFAULT_PROMPT_FILE})")
+    return confined(doc, key, root, pf).read_text().strip()
 
 
 def _assets(doc: Located, s: dict[str, Any], base: Path, root: Path) -> tuple[list[Path], list[Path]]:
@@ -464,17 +474,19 @@ def _assets(doc: Located, s: dict[str, Any], base: Path, root: Path) -> tuple[li
     or dirs (beside the scenario or in the project), each copied under its own name."""
     value = s.get("assets")
     if value is None:
-        return [], [base / "assets"] if (base / "assets").is_dir() else []
+        d = base / "assets"
+        return [], [confined(doc, "assets", root, d, tree=True)] if d.is_dir() or d.is_symlink() else []
     if isinstance(value, str):
         p = base / value if (base / value).exists() else root / value
         if p.is_dir():
-            return [], [p]
+            return [], [confined(doc, "assets", root, p, tree=True)]
         value = [value]
     items, out = _str_list(doc, value, "assets"), []
     for i, a in enumerate(items):
+        key = f"assets.{i}" if len(items) > 1 or isinstance(s.get("assets"), list) else "assets"
         p = (base / a) if (base / a).exists() else (root / a)
-        if not p.exists():
-            raise doc.error(f"assets.{i}" if len(items) > 1 or isinstance(s.get("assets"), list) else "assets",
-                            f"no file or dir {a!r} (beside the scenario or in the project)")
+        if not (p.exists() or p.is_symlink()):
+            raise doc.error(key, f"no file or dir {a!r} (beside the scenario or in the project)")
+        confined(doc, key, root, p, tree=True)
         out.append(p)
     return out, []

@@ -33,7 +33,9 @@ from rich.progress import (
 from agentcap_addons.wire.api.decode import decode_response
 from agentcap_addons.wire.capture.records import Capture, read_capture
 from agentcap_addons.wire.capture.registry import Attribution
+from agentcap_addons.wire.fake.cassettedir import cell_dirname
 from agentcap_addons.wire.util.clock import rfc3339_ns
+from agentcap_addons.wire.util.confine import copy_tree, files_beneath
 from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.console import err_console
 from agentcap_cli.harness.followup import CONTINUE
@@ -122,7 +124,7 @@ class SuiteRun:
 
     def run_unit(self, u: Unit) -> RepeatResult:
         s, cell = u.scenario, u.cell
-        base = self.run_dir / "cells" / cell / str(u.repeat)
+        base = self.run_dir / "cells" / cell_dirname(cell) / str(u.repeat)
         workspace, home = base / "workspace", base / "home"
         tape = self.cassettes.begin(u) if self.cassettes else None
         snapshot = self._workspace(s, workspace, home)
@@ -165,8 +167,8 @@ class SuiteRun:
             drift=tape.drift.to_dict() if tape is not None and tape.drift is not None else None)
         if tape is not None and self.cassettes is not None:
             record.cassette = self.cassettes.finish(tape, u, caps, judge_calls, self.run_dir, ran.error)
-        (self.run_dir / "results" / cell).mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.run_dir / "results" / cell / f"{u.repeat}.json",
+        (self.run_dir / "results" / cell_dirname(cell)).mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.run_dir / "results" / cell_dirname(cell) / f"{u.repeat}.json",
                            json.dumps(record.to_dict(), indent=2, default=str).encode())
         if not self.keep:
             shutil.rmtree(workspace, ignore_errors=True)
@@ -182,12 +184,11 @@ class SuiteRun:
         """A fresh workspace with the scenario's assets; the files it starts with (for dir_has_new_file)."""
         for d in (workspace, home):
             d.mkdir(parents=True, exist_ok=True)
-        for asset in s.assets:  # agentcap: each file or dir under its own name
-            target = workspace / asset.name
-            shutil.copytree(asset, target) if asset.is_dir() else shutil.copyfile(asset, target)
+        for asset in s.assets:  # agentcap: each file or dir under its own name (checked again: nothing from the host)
+            copy_tree(self.project.root, asset, workspace / asset.name)
         for folder in s.assets_contents:  # agenteval: the assets dir's contents into the workspace root
-            shutil.copytree(folder, workspace, dirs_exist_ok=True)
-        return {str(p.relative_to(workspace)) for p in workspace.rglob("*") if p.is_file()}
+            copy_tree(self.project.root, folder, workspace)
+        return set(files_beneath(workspace))
 
     def _agent_setup(self, u: Unit, base: Path, served: dict[str, HTTPMock]) -> tuple[dict[str, str], list[Path], str | None]:
         """(MCP servers the agent is given, its skill dirs, its base prompt). A capa-format agent gets
