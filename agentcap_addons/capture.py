@@ -8,7 +8,9 @@ ending in one of ``agentcap_paths`` (and WebSocket handshakes to them); everythi
 through untouched. The request record is on disk before the request is forwarded; the response
 record is written when the response ends, the client goes away, the upstream fails or goes
 quiet for ``agentcap_timeout`` seconds, or the proxy shuts down — never a request without one.
-Responses are streamed chunk for chunk (never buffered) while a copy is kept.
+Responses are streamed chunk for chunk (never buffered) while a copy is kept, in memory and, as it
+arrives, in the call's partial file: after a ``kill -9`` the next start on the directory (or
+``agentcap ls`` / ``inspect`` / ``export``) turns it into a ``proxy_killed`` response record.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy import flow as mflow
 
 from agentcap_addons.errorpages import JsonErrors
-from agentcap_addons.keyauth import KeyAuth, attribution_of, error_response
+from agentcap_addons.keyauth import KeyAuth, attribution_of, error_response, is_websocket_handshake
 from agentcap_addons.lifecycle import Lifecycle
 from agentcap_addons.recorder import LiveCall, Recorder
 from agentcap_addons.watchdog import SilentUpstream
-from agentcap_addons.websocket import WebSocketCapture, is_websocket_handshake
+from agentcap_addons.websocket import WebSocketCapture
 from agentcap_addons.wire.capture.policy import DEFAULT_PATHS, path_matches
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,11 @@ class HTTPCapture:
     def captured(self, flow: http.HTTPFlow) -> bool:
         return flow.request.method == "POST" and path_matches(flow.request.path, self.paths)
 
+    def is_call(self, flow: http.HTTPFlow) -> bool:
+        """Whether this flow is recorded: a captured POST, or a WebSocket handshake to a captured
+        path (its messages are, by WebSocketCapture). KeyAuth gives the real key to these only."""
+        return self.captured(flow) or (is_websocket_handshake(flow) and path_matches(flow.request.path, self.paths))
+
     # ------------------------------------------------------------------ hooks
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
@@ -153,6 +160,8 @@ class HTTPCapture:
         call.first_byte_ms = round(flow.response.timestamp_start * 1000 - call.sent_ms, 3)
         call.last_activity = time.monotonic()
         call.teed = True
+        self.recorder.start_partial(call, flow.response.status_code, list(flow.response.headers.items()),
+                                    _stream_hint(flow.response.headers))
         flow.response.stream = call.tee
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -205,4 +214,5 @@ class HTTPCapture:
         )
 
 recorder = Recorder()
-addons = [Lifecycle(), KeyAuth(), JsonErrors(), WebSocketCapture(recorder), SilentUpstream(recorder), HTTPCapture(recorder)]
+_http = HTTPCapture(recorder)
+addons = [Lifecycle(), KeyAuth(_http.is_call), JsonErrors(), WebSocketCapture(recorder), SilentUpstream(recorder), _http]

@@ -8,9 +8,11 @@ through :mod:`agentcap_addons.wire.capture.records`, the one place that knows th
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,11 +22,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from agentcap_addons.wire.api.decode import (
-    body_model,
-    decode_content_encoding,
-    sniff_model,
-)
+from agentcap_addons.wire.capture.partial import data_head, head_frame, response_record
 from agentcap_addons.wire.capture.policy import (
     REQUEST_HEADERS,
     RESPONSE_HEADERS,
@@ -38,13 +36,13 @@ from agentcap_addons.wire.capture.records import (
     CaptureDir,
     body_fields,
     new_request_id,
-    raw_fields,
 )
 from agentcap_addons.wire.capture.registry import Attribution
+from agentcap_addons.wire.capture.repair import DRAIN_WAIT, INSTANCE_LEN, Claim, claim, repair
 from agentcap_addons.wire.util.clock import rfc3339_ns
 from agentcap_addons.wire.util.files import InodePool, create_file
 from agentcap_addons.wire.util.jsonio import dumps
-from agentcap_addons.writer import ProcessWriter
+from agentcap_addons.writer import ProcessWriter, append_file, remove_file
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +66,8 @@ class LiveCall:
     request_file: tuple[Path, bytes] | None = None  # the request record until it is known to be on disk
     request_event: dict[str, Any] = field(default_factory=dict)  # its attribution, for a capture_failed event
     write_error: str | None = None  # why the request record could not be written (the call is refused)
+    partial: Path | None = None  # the partial file the response is appended to as it arrives
+    sink: Callable[..., None] | None = None  # appends one chunk's frame to it
 
     def elapsed_ms(self) -> float:
         return round(time.time() * 1000 - self.sent_ms, 3)
@@ -75,10 +75,12 @@ class LiveCall:
     def tee(self, data: bytes) -> bytes:
         """The ``flow.response.stream`` callable: keep a copy and a time line, pass ``data`` on as is."""
         if data:
-            now = time.time() * 1000 - self.sent_ms
+            now = round(time.time() * 1000 - self.sent_ms, 3)
             self.bufs.append(data)
-            self.chunks.append([round(now, 3), len(data)])
+            self.chunks.append([now, len(data)])
             self.last_activity = time.monotonic()
+            if self.sink is not None:  # on its way to disk before it is on its way to the client
+                self.sink(data_head(now, len(data)), data)
         return data
 
 
@@ -104,6 +106,10 @@ class Recorder:
         self.events_dropped = 0
         self.writer: ProcessWriter | None = ProcessWriter()
         self.inodes = InodePool()
+        # the first 8 hex digits of every request id this proxy hands out, and the name of its lock
+        # in each captures directory it writes to (wire/capture/repair.py)
+        self.instance = secrets.token_hex(INSTANCE_LEN // 2)
+        self._claims: dict[str, Claim] = {}
 
     def set_writer(self, mode: str) -> None:
         """``process``: files are written by a child process (the fast path, see writer.py);
@@ -122,9 +128,11 @@ class Recorder:
         event: dict[str, Any],
         then: Callable[[], None] | None = None,
         inline: bool = False,
+        supersedes: Path | None = None,
     ) -> asyncio.Future | None:
         """Write one record: inline (raises OSError when it cannot be written) or through the writer
-        process (the future resolves to False when the child could not write it)."""
+        process (the future resolves to False when the child could not write it). Once it is on
+        disk, the partial file it ``supersedes`` is removed."""
 
         def written(ok: bool) -> None:
             if then is not None:
@@ -134,9 +142,10 @@ class Recorder:
 
         if self.writer is None or inline:
             self.write_now(path, data)
+            remove_file(supersedes)
             written(True)
             return None
-        return self.writer.write(path, data, written)
+        return self.writer.write(path, data, written, supersedes)
 
     def write_now(self, path: Path, data: bytes) -> None:
         """Write ``path`` here and now. A captures directory that was removed is made again (once);
@@ -145,6 +154,10 @@ class Recorder:
             create_file(path, data, self.inodes)
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
+            old = self._claims.pop(str(path.parent), None)
+            if old is not None:  # its lock file went with the directory: make one anew
+                old.release()
+            self._claim(path.parent, 0.0)
             create_file(path, data, self.inodes)
 
     def retry_request(self, call: LiveCall) -> bool:
@@ -176,9 +189,13 @@ class Recorder:
                    "reason": f"{type(e).__name__}: {e.strerror or e}"})
 
     def shutdown(self) -> None:
-        """Every record handed over is on disk when this returns."""
+        """Every record handed over is on disk when this returns; then the lock files go (a clean
+        stop leaves nothing to repair)."""
         if self.writer is not None:
             self.writer.close()
+        for c in self._claims.values():
+            c.release()
+        self._claims.clear()
 
     def set_events_fd(self, fd: int) -> None:
         """A pipe to announce every capture on (one JSON line per request / response record), so
@@ -204,6 +221,30 @@ class Recorder:
         self.run_id = run_id or None
         self.request_headers = HeaderFilter(REQUEST_HEADERS + tuple(extra_headers))
         self.response_headers = HeaderFilter(RESPONSE_HEADERS + tuple(extra_headers))
+        if self.run_dir is not None and (self.run_dir / "captures").is_dir():  # a proxy started on an old run
+            self._dir(self.run_dir / "captures", DRAIN_WAIT)
+
+    def _dir(self, path: Path, wait: float = 0.0) -> CaptureDir:
+        """The :class:`CaptureDir` of ``path``, claimed for this proxy on first use."""
+        key = str(path)
+        d = self._dirs.get(key)
+        if d is None:
+            d = self._dirs[key] = CaptureDir(path)
+        if key not in self._claims:
+            self._claim(path, wait)
+        return d
+
+    def _claim(self, path: Path, wait: float) -> None:
+        """Lock ``path`` for this proxy (a repair leaves its calls in flight alone), then repair what
+        a killed proxy left there. Until the lock file can be made, this is tried again on every call."""
+        try:
+            c = self._claims[str(path)] = claim(path, self.instance)
+        except OSError as e:
+            log.warning("agentcap: could not lock %s for this proxy (%s: %s)", path, type(e).__name__, e.strerror or e)
+            return
+        if self.writer is not None:
+            self.writer.hold(c.path, c.fd)
+        repair(path, f"the proxy started on it (pid {os.getpid()})", wait)
 
     def _captures_dir(self, attribution: Attribution | None) -> tuple[CaptureDir, str | None]:
         if attribution is not None and attribution.captures_dir:
@@ -214,11 +255,7 @@ class Recorder:
                 self.run_dir = default_run_dir()
             path = self.run_dir / "captures"
             run_id = (attribution.run_id if attribution else None) or self.run_id or self.run_dir.name
-        key = str(path)
-        d = self._dirs.get(key)
-        if d is None:
-            d = self._dirs[key] = CaptureDir(path)
-        return d, run_id
+        return self._dir(path), run_id
 
     def open(
         self,
@@ -231,7 +268,7 @@ class Recorder:
         directory, run_id = self._captures_dir(attribution)
         api = api_kind(flow.request.path)
         call = LiveCall(
-            rid=new_request_id(),
+            rid=new_request_id(self.instance),
             seq=directory.next_seq(),
             directory=directory,
             sent_ms=0.0,
@@ -278,6 +315,28 @@ class Recorder:
             call.request_file = (path, data)
         return call
 
+    def start_partial(self, call: LiveCall, status_code: int | None, headers: list[tuple[str, str]],
+                      stream: bool) -> None:
+        """From the response head on, every chunk is appended to the call's partial file as it passes
+        (before it goes on to the client), so a proxy killed mid-call leaves it on disk."""
+        path = call.directory.partial_path(call.rid)
+        head = head_frame(status_code, self.response_headers(headers), stream, call.sent_ms, call.first_byte_ms)
+        call.partial = path
+        call.sink = functools.partial(self._append, call)
+        self._append(call, head)
+
+    def _append(self, call: LiveCall, *parts: bytes) -> None:
+        assert call.partial is not None
+        try:
+            if self.writer is not None:
+                self.writer.append(call.partial, *parts)
+            else:
+                append_file(call.partial, *parts)
+        except OSError as e:  # the response record still gets every byte; only a kill would lose them
+            call.sink = None
+            log.warning("agentcap: could not append to %s (%s: %s); the rest of this response is kept in memory only",
+                        call.partial, type(e).__name__, e.strerror or e)
+
     def close(
         self,
         call: LiveCall,
@@ -287,37 +346,20 @@ class Recorder:
         stream: bool,
         error: dict[str, str] | None,
     ) -> None:
-        """Write the response record atomically; at most once per call."""
+        """Write the response record atomically (it supersedes the partial file); at most once per call."""
         if call.finished:
             return
         call.finished = True
+        call.sink = None
         self.inflight.pop(call.rid, None)
-        done_ms = call.elapsed_ms()
-        hdrs = self.response_headers(headers)
-        record: dict[str, Any] = {
-            "schema": SCHEMA,
-            "request_id": call.rid,
-            "status_code": status_code,
-            "headers": hdrs,
-            "stream": stream,
-        }
-        if stream:
-            record.update(raw_fields(data))
-        else:
-            record.update(body_fields(decode_content_encoding(data, hdrs.get("content-encoding"))))
-        record["chunks"] = call.chunks
-        record["timings"] = {
-            "sent": round(call.sent_ms, 3),
-            "first_byte": call.first_byte_ms,
-            "done": done_ms,
-        }
-        record["served_model"] = self._served_model(record, data, hdrs, stream)
-        record["error"] = error
+        timings = {"sent": round(call.sent_ms, 3), "first_byte": call.first_byte_ms, "done": call.elapsed_ms()}
+        record = response_record(call.rid, status_code, self.response_headers(headers), stream, data, call.chunks,
+                                 timings, error)
         event = {"event": "response", "request_id": call.rid, "status_code": status_code,
                  "error": error["kind"] if error else None}
         path, data = call.directory.response_path(call.rid), dumps(record)
         try:
-            fut = self._store(path, data, event)
+            fut = self._store(path, data, event, supersedes=call.partial)
         except OSError as e:
             self.response_failed(call, e)
             return
@@ -334,10 +376,5 @@ class Recorder:
         except OSError as e:
             self.response_failed(call, e)
         else:
+            remove_file(call.partial)
             self.emit(event)
-
-    @staticmethod
-    def _served_model(record: dict[str, Any], data: bytes, hdrs: dict[str, str], stream: bool) -> str | None:
-        if stream:
-            return sniff_model(decode_content_encoding(data, hdrs.get("content-encoding"))) or hdrs.get("openai-model")
-        return body_model(record.get("body")) or hdrs.get("openai-model")

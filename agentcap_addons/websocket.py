@@ -23,10 +23,6 @@ from agentcap_addons.wire.capture.policy import path_matches
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "response.done", "error"})
 
 
-def is_websocket_handshake(flow: http.HTTPFlow) -> bool:
-    return flow.request.headers.get("upgrade", "").lower() == "websocket"
-
-
 def _event_type(text: str) -> str | None:
     try:
         obj = json.loads(text)
@@ -69,6 +65,8 @@ class WebSocketCapture:
         text = msg.text if msg.is_text else msg.content.decode("utf-8", "replace")
         if call.first_byte_ms is None:
             call.first_byte_ms = call.elapsed_ms()
+            self.recorder.start_partial(call, flow.response.status_code if flow.response else None,
+                                        list(flow.response.headers.items()) if flow.response else [], True)
         call.tee(f"data: {text}\n\n".encode())
         if _event_type(text) in TERMINAL:
             self._finish(flow, call, None)

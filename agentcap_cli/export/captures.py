@@ -56,6 +56,7 @@ from agentcap_addons.wire.capture.records import (
     request_names,
     resolve_captures_dir,
 )
+from agentcap_addons.wire.capture.repair import repair
 from agentcap_addons.wire.util.clock import parse_rfc3339_ns
 from agentcap_addons.wire.util.jsonio import fast_loads
 from agentcap_cli.export.detectors import fingerprint
@@ -399,6 +400,7 @@ def write_run(captures_dir: Path, run: RunInfo, out_dir: Path, version: str, pro
     workers = workers if workers is not None else (os.cpu_count() or 1)
     report = report if report is not None else Report()
     tracker = ThreadTracker()
+    repair(captures_dir, "agentcap export")  # calls a killed proxy left open get their response record first
     try:
         for block in _batches(resolve_captures_dir(captures_dir), run, row_group, workers, gate, report.skipped):
             report.findings += block.findings

@@ -29,6 +29,7 @@ from agentcap_addons.wire.capture.records import (
     Capture,
     resolve_captures_dir,
 )
+from agentcap_addons.wire.capture.repair import repair
 from agentcap_cli.export.captures import UnreadableCapture, read_checked, readable_order
 from agentcap_cli.runs.record import load_run
 from agentcap_cli.runs.workspace import list_runs
@@ -159,6 +160,7 @@ class RunLevel(Level):
 
     def __init__(self, run_dir: Path) -> None:
         self.dir = resolve_captures_dir(run_dir)
+        repair(self.dir, "agentcap inspect")  # calls a killed proxy left open get their response record
         self.title = f"requests of {run_dir.name if run_dir.name != 'captures' else run_dir.parent.name}"
         self.calls: dict[str, Call] = {}
         self.errors: dict[str, str] = {}

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agentcap_addons.wire.capture.repair import repair
 from agentcap_cli.runs.record import RUN_JSON
 
 
@@ -49,10 +50,13 @@ def count_captures(run_dir: Path) -> int:
 
 
 def list_runs(workspace: Path) -> list[dict[str, Any]]:
-    """One summary per run dir under ``workspace/.agentcap`` (a proxy-only dir has no run.json)."""
+    """One summary per run dir under ``workspace/.agentcap`` (a proxy-only dir has no run.json).
+    Calls a killed proxy left without a response record get one first (wire/capture/repair.py)."""
     home = workspace / ".agentcap"
     rows = []
     for d in sorted(p for p in home.iterdir() if p.is_dir()) if home.is_dir() else []:
+        if (d / "captures").is_dir():
+            repair(d / "captures", "agentcap ls")
         row: dict[str, Any] = {"run_id": d.name, "path": str(d), "captures": count_captures(d)}
         try:
             rec = json.loads((d / RUN_JSON).read_text())

@@ -29,6 +29,8 @@ REQUEST_SUFFIX = ".request.json"
 
 RESPONSE_SUFFIX = ".response.json"
 
+PARTIAL_SUFFIX = ".response.partial"  # the response while it arrives (wire.capture.partial); no reader opens it
+
 ERROR_KINDS = (
     "upstream_unreachable",
     "upstream_reset",
@@ -36,13 +38,16 @@ ERROR_KINDS = (
     "timeout",
     "killed",
     "proxy_shutdown",
+    "proxy_killed",
 )
 
 _RID = re.compile(r"^[0-9a-f]{32}$")
 
-def new_request_id() -> str:
-    """32 lowercase hex digits, unique without coordination between processes."""
-    return uuid.uuid4().hex
+def new_request_id(instance: str = "") -> str:
+    """32 lowercase hex digits, unique without coordination between processes. A recording proxy
+    passes its ``instance`` (8 hex digits) as the prefix, so a repair can tell whose call a
+    request record is (wire.capture.repair)."""
+    return instance + uuid.uuid4().hex[len(instance):]
 
 def body_fields(data: bytes) -> dict[str, Any]:
     """``{"body": parsed}`` for JSON, ``{"body_b64": …}`` for anything else, ``{"body": None}`` if empty."""
@@ -106,6 +111,9 @@ class CaptureDir:
 
     def response_path(self, request_id: str) -> Path:
         return self.path / f"{request_id}{RESPONSE_SUFFIX}"
+
+    def partial_path(self, request_id: str) -> Path:
+        return self.path / f"{request_id}{PARTIAL_SUFFIX}"
 
     def write_request(self, record: dict[str, Any]) -> Path:
         path = self.request_path(record["request_id"])
