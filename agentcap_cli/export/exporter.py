@@ -1,6 +1,7 @@
 """What ``agentcap export`` does, as library functions: targets → staged (and scanned) datasets → out / Hub.
 
-Staged layout (``--out DIR`` is exactly this; ``--push`` stages it in a temp dir and uploads). Each
+Staged layout (``--out DIR`` gets exactly this, staged beside DIR and put in place at the end:
+:mod:`agentcap_cli.export.outdir`; ``--push`` stages it in a temp dir and uploads). Each
 dataset directory is the Hub repo's name without ``OWNER/BASE-``, as the Rust agentcap named them:
 
     DIR/captures/data/<run>--<model>--<digest>.parquet   calls (default config)   → OWNER/BASE-captures
