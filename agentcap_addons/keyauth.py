@@ -1,10 +1,21 @@
 """KeyAuth: per-turn opaque keys → attribution, and the real upstream key injected instead.
 
 With ``agentcap_keys`` set (the CLI's proxies), every request must carry a key registered in that
-directory (``Authorization: Bearer …``, ``x-api-key`` or ``api-key``); the key is removed, the
-attribution is attached to the flow, and the real key from the environment variable named by
-``agentcap_upstream_key_env`` is put back in the same header. Anything else gets a 401 with a
-body that says why. Without ``agentcap_keys`` (power-user mode) headers pass through unchanged.
+directory (``Authorization: Bearer …``, ``x-api-key`` or ``api-key``); the key is removed and the
+attribution is attached to the flow. Anything else gets a 401 with a body that says why. Then:
+
+* a **captured call** (what ``HTTPCapture`` records: a POST to one of ``agentcap_paths``, or a
+  WebSocket handshake to one) gets the real key from the environment variable named by
+  ``agentcap_upstream_key_env``, in the header the client used;
+* a **side endpoint** (a model list, a token count: ``policy.SIDE_ENDPOINTS``) is forwarded with no
+  key at all, so an agent that asks for them gets the upstream's own answer (the scripted and replay
+  upstreams answer without one) and never a paid call without its record;
+* **anything else** (``POST /v1/files``, ``/v1/embeddings``, …) is refused with a 403 in the API's
+  error shape and not forwarded.
+
+Which paths are captured is decided on the normalised path (``policy.normal_path``: case, ``//``,
+``..``, percent-escapes), so no spelling of a model call gets the key without its record. Without
+``agentcap_keys`` (power-user mode) headers pass through unchanged.
 
 Where the real key lives: only in this process's environment and, while the request is on its way
 upstream, in the flow's request headers (mitmproxy serialises them when it sends). As soon as the
@@ -22,10 +33,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 
 from mitmproxy import ctx, exceptions, http
 
-from agentcap_addons.wire.capture.policy import redact_path
+from agentcap_addons.wire.capture.policy import DEFAULT_PATHS, path_matches, redact_path, side_endpoint
 from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, key_digest
 
 log = logging.getLogger(__name__)
@@ -64,8 +76,26 @@ def refusal(message: str) -> http.Response:
     return error_response(401, "authentication_error", "agentcap_unknown_key", message)
 
 
+def is_default_call(flow: http.HTTPFlow) -> bool:
+    """A model call by the default paths: a POST (or a WebSocket handshake) to one of them."""
+    return (flow.request.method == "POST" or is_websocket_handshake(flow)) and path_matches(flow.request.path, DEFAULT_PATHS)
+
+
+def is_websocket_handshake(flow: http.HTTPFlow) -> bool:
+    return flow.request.headers.get("upgrade", "").lower() == "websocket"
+
+
+def not_captured(shown: str) -> http.Response:
+    return error_response(403, "permission_error", "agentcap_not_captured",
+                          f"agentcap capture proxy: {shown} is not a model call agentcap captures, so it was not "
+                          "forwarded (the upstream key goes only with captured calls: POST …/chat/completions, "
+                          "…/completions, …/responses, …/messages and the paths given to agentcap_paths).")
+
+
 class KeyAuth:
-    def __init__(self) -> None:
+    def __init__(self, captured: Callable[[http.HTTPFlow], bool] = is_default_call) -> None:
+        """``captured``: whether the capture addon records ``flow`` (the real key goes with nothing else)."""
+        self.captured = captured
         self.registry: KeyRegistry | None = None
         self.upstream_key: str | None = None
         self._sent_with: dict[str, tuple[str, str]] = {}  # flow id → (header, the client's own value)
@@ -118,6 +148,12 @@ class KeyAuth:
         for name in KEY_HEADERS:
             flow.request.headers.pop(name, None)
         flow.metadata[ATTRIBUTION] = attribution.to_dict()  # plain data: flow files and mitmweb copy it
+        if not self.captured(flow):
+            if not side_endpoint(flow.request.method, flow.request.path):
+                shown = f"{flow.request.method} {redact_path(flow.request.path)}"
+                log.warning("agentcap: refused %s (not a captured call: no upstream key goes with it)", shown)
+                flow.response = not_captured(shown)
+            return  # a side endpoint goes without any key
         if self.upstream_key and header and sent is not None:
             self._sent_with[flow.id] = (header, sent)
             flow.metadata[IN_FLIGHT] = "real key on the flow"

@@ -51,10 +51,34 @@ def load_tasks(path: str | os.PathLike[str]) -> list[Task]:
     return tasks
 
 
+# Agents get the prompt as one argument of their command line (``pi -p PROMPT``, ``codex exec
+# PROMPT``): Linux refuses an exec whose single argument is longer than MAX_ARG_STRLEN (32 pages,
+# NUL included) with E2BIG, and no argument can hold a NUL. Either would fail every turn of the
+# task, after its container started; checked when the file is read instead.
+MAX_PROMPT_BYTES = 32 * 4096 - 1
+
+
+def prompt_problem(text: str) -> str | None:
+    """Why an agent could not be given ``text`` as its prompt, or None."""
+    if "\0" in text:
+        return "holds a NUL byte, which no command line can carry"
+    n = len(text.encode("utf-8", "surrogatepass"))
+    if n > MAX_PROMPT_BYTES:
+        return f"is {n:,} bytes; an agent gets its prompt on its command line, which holds at most {MAX_PROMPT_BYTES:,}"
+    return None
+
+
 def _from_text(p: Path) -> list[Task]:
-    prompts = [line.strip() for line in read_text(p).splitlines()]
-    prompts = [x for x in prompts if x and not x.startswith("#")]
-    return [Task(f"t{i:04d}", prompt) for i, prompt in enumerate(prompts, start=1)]
+    tasks = []
+    for lineno, line in enumerate(read_text(p).splitlines(), start=1):
+        prompt = line.strip()
+        if not prompt or prompt.startswith("#"):
+            continue
+        problem = prompt_problem(prompt)
+        if problem:
+            raise ConfigError(p, lineno, "", f"the prompt {problem}")
+        tasks.append(Task(f"t{len(tasks) + 1:04d}", prompt))
+    return tasks
 
 
 def _from_jsonl(p: Path) -> list[Task]:
@@ -110,6 +134,9 @@ def _task(doc: Located, obj: Any, key: str, position: int, seen: dict[str, int])
     followups = obj.get("followups") or []
     if not isinstance(followups, list) or not all(isinstance(f, str) and f.strip() for f in followups):
         raise doc.error(k("followups"), "must be a list of non-empty strings")
+    for name, text in (("prompt", prompt), *((f"followups.{i}", f) for i, f in enumerate(followups))):
+        if (problem := prompt_problem(text)) is not None:
+            raise doc.error(k(name), f"the prompt {problem}")
     return Task(task_id, prompt.strip(), turns, list(followups))
 
 

@@ -80,11 +80,17 @@ def parse_assertions(doc: Located, items: Any, tools: dict[str, set[str]]) -> li
 def _parse_assertion(doc: Located, key: str, i: int, a: Any, tools: dict[str, set[str]]) -> Assertion:
     if not isinstance(a, dict) or "kind" not in a:
         raise doc.error(key, "an assertion needs a 'kind'")
+    if not isinstance(a["kind"], str):
+        raise doc.error(f"{key}.kind", f"must be the name of a kind, not {type(a['kind']).__name__}")
     kind = KINDS.get(a["kind"])
     if kind is None:
         raise doc.error(f"{key}.kind", f"unknown assertion kind {a['kind']!r}{did_you_mean(a['kind'], KINDS)}; "
                                        f"known: {', '.join(sorted(KINDS))}")
     check_keys(doc, a, key, kind.params | COMMON)
+    for name, value in a.items():
+        expected = PARAM_TYPES.get(name)
+        if expected is not None and not _is(value, expected[0]):
+            raise doc.error(f"{key}.{name}", f"must be {expected[1]}, not {type(value).__name__}")
     for name in kind.paths:
         if name in a:
             try:
@@ -95,6 +101,29 @@ def _parse_assertion(doc: Located, key: str, i: int, a: Any, tools: dict[str, se
     if kind.validate:
         kind.validate(doc, key, params, tools)
     return Assertion(a["kind"], params, str(a.get("name") or f"{a['kind']} #{i + 1}"), bool(a.get("required", True)))
+
+
+_TEXT, _WHOLE, _NUMBER = (str,), (int,), (int, float)
+_SCALARS = (str, int, float, bool)
+# the built-in kinds' params (as written, both dialects) → (accepted types, what the error says);
+# "texts" is a text or a list of scalars
+PARAM_TYPES: dict[str, tuple[Any, str]] = {
+    **{n: (_TEXT, "text") for n in ("kind", "name", "server", "jsonpath", "path", "tool", "match", "mode",
+                                    "dir", "matches", "pattern")},
+    **{n: ("texts", "a text or a list of texts") for n in ("values", "contains", "text", "contents_include")},
+    **{n: (_WHOLE, "a whole number") for n in ("min_count", "max_count", "max_tokens")},
+    **{n: (_NUMBER, "a number") for n in ("max_seconds", "max_cost_usd")},
+    **{n: ((bool,), "true or false") for n in ("required", "ignore_case")},
+    "args": ((dict,), "a mapping of argument names to values"),
+}
+
+
+def _is(value: Any, types: Any) -> bool:
+    if types == "texts":
+        return isinstance(value, _SCALARS) or (isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value))
+    if isinstance(value, bool) and bool not in types:
+        return False
+    return isinstance(value, types)
 
 
 def _need(doc: Located, key: str, params: dict[str, Any], *names: str) -> None:

@@ -36,6 +36,7 @@ from agentcap_addons.wire.util.yamlfile import (
     load,
     want,
 )
+from agentcap_cli.corpus.tasks import prompt_problem
 from agentcap_cli.suite.assertions import Assertion, parse_assertions
 from agentcap_cli.suite.capabilities import AgentDef, check_tools, load_agent
 
@@ -372,6 +373,8 @@ def _load_scenario(project: Project, path: Path, mocks: _Mocks, broken: Abstract
         provider = check_provider(doc, "provider", s["provider"]) if s.get("provider") is not None else None
     with found:
         prompt = _prompt(doc, s, base, project.root)
+        if (problem := prompt_problem(prompt)) is not None:
+            raise doc.error("prompt" if "prompt" in s else "prompt_file", f"the prompt {problem}")
     with found:
         mcp = _str_list(doc, s["mcp"], "mcp") if s.get("mcp") else []
     for a in agents:  # agentcap's capabilities name the mocks they need; capa's are wired to the scenario's

@@ -7,7 +7,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 DEFAULT_PATHS: tuple[str, ...] = (
     "/chat/completions",
@@ -71,18 +71,50 @@ FORBIDDEN_HEADERS = frozenset(
 QUERY_ALLOWLIST = frozenset({"api-version", "beta", "stream", "alt"})
 
 
+# Calls that are not model calls but that agents make to the same base URL: model lists and token
+# counts. In registry mode they are forwarded without any key (a per-turn key is not the upstream's,
+# and the real key goes only with a captured call); everything else that is not captured is refused.
+SIDE_ENDPOINTS: tuple[tuple[str, str], ...] = (
+    ("GET", "*/models"),
+    ("GET", "*/models/*"),
+    ("POST", "*/messages/count_tokens"),
+    ("POST", "*/responses/input_tokens"),
+)
+
+
 def path_only(path: str) -> str:
-    return path.split("?", 1)[0]
+    return path.split("?", 1)[0].split("#", 1)[0]
+
+
+def normal_path(path: str) -> str:
+    """The path as a server that is lenient about it may route it: query and fragment dropped,
+    percent-escapes decoded, lower case, ``;params`` dropped, empty and ``.`` segments removed and
+    ``..`` applied. ``/v1/CHAT//Completions/`` and ``/v1/x/../chat/%63ompletions`` are both
+    ``/v1/chat/completions``: what is captured is decided on this, so no spelling of a model call
+    slips past the capture (and its key)."""
+    segments: list[str] = []
+    for seg in unquote(path_only(path)).lower().split("/"):
+        seg = seg.split(";", 1)[0]
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(seg)
+    return "/" + "/".join(segments)
 
 
 def path_matches(path: str, patterns: Iterable[str]) -> bool:
-    """True when ``path`` (query ignored) ends with one of ``patterns``, or matches a glob one.
+    """True when ``path`` (normalised: :func:`normal_path`) ends with one of ``patterns``, or
+    matches a glob one (both compared in lower case).
 
     Suffix matching lets ``/openai/v1/chat/completions`` and ``/api/v1/chat/completions`` count,
     while ``/v1/messages/count_tokens`` does not.
     """
-    p = path_only(path).rstrip("/")
+    p = normal_path(path)
     for pat in patterns:
+        pat = pat.lower()
         if any(ch in pat for ch in "*?["):
             if fnmatch.fnmatchcase(p, pat):
                 return True
@@ -91,8 +123,14 @@ def path_matches(path: str, patterns: Iterable[str]) -> bool:
     return False
 
 
+def side_endpoint(method: str, path: str) -> bool:
+    """A model list or a token count (:data:`SIDE_ENDPOINTS`)."""
+    p = normal_path(path)
+    return any(method.upper() == m and fnmatch.fnmatchcase(p, pat) for m, pat in SIDE_ENDPOINTS)
+
+
 def api_kind(path: str) -> str:
-    p = path_only(path).rstrip("/")
+    p = normal_path(path)
     if p.endswith("/chat/completions"):
         return API_OPENAI_CHAT
     if p.endswith("/responses"):

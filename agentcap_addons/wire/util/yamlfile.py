@@ -155,7 +155,11 @@ def want(doc: Located, value: Any, types: type | tuple[type, ...], key: str, wha
 def load(path: str | os.PathLike[str]) -> Located:
     p = Path(path)
     text = read_text(p)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (a NUL, a C0 control)
+        line = text[: e.position].count("\n") + 1
+        raise ConfigError(p, line, "", f"not valid YAML: character {e.character!r} is not allowed in YAML") from None
     try:
         node = loader.get_single_node()
         lines: dict[str, int] = {}
