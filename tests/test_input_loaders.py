@@ -113,3 +113,61 @@ def test_a_byte_order_mark_does_not_turn_a_comment_into_a_task(tmp_path):
     tasks = tmp_path / "tasks.txt"
     tasks.write_text("\ufeff# my prompts\nfix the bug\n", encoding="utf-8")
     assert [t.prompt for t in load_tasks(tasks)] == ["fix the bug"]
+
+
+# --------------------------------------------------------------------------- prompts an agent cannot receive
+
+BAD_PROMPTS = {  # what an agent's command line cannot carry → what the error says
+    "a NUL byte": ("fix\0the bug", "NUL"),
+    "over the argument limit": ("x" * (32 * 4096), "command line"),
+    "over the limit in UTF-8 bytes, not characters": ("é" * (16 * 4096), "command line"),
+}
+
+
+def _tasks_file(tmp: Path, form: str, prompt: str) -> Path:
+    import json
+
+    if form == "tasks.txt":
+        f = tmp / "tasks.txt"
+        f.write_text(f"ok\n{prompt}\n", encoding="utf-8")
+    elif form == "tasks.jsonl":
+        f = tmp / "tasks.jsonl"
+        f.write_text(json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"prompt": prompt}) + "\n")
+    elif form == "tasks.yaml followup":
+        f = tmp / "tasks.yaml"
+        f.write_text(f"- prompt: ok\n  followups: [{json.dumps(prompt)}]\n")
+    else:
+        f = tmp / "tasks.yaml"
+        f.write_text(f"- prompt: ok\n- prompt: {json.dumps(prompt)}\n")
+    return f
+
+
+@pytest.mark.parametrize("bad", list(BAD_PROMPTS))
+@pytest.mark.parametrize("form", ["tasks.txt", "tasks.jsonl", "tasks.yaml", "tasks.yaml followup"])
+def test_a_prompt_no_agent_can_receive_is_refused_when_read(tmp_path, form, bad):
+    prompt, says = BAD_PROMPTS[bad]
+    f = _tasks_file(tmp_path, form, prompt)
+    r = cli.agentcap("run", "--agent", "hermes", "--model", "m", "--tasks", str(f), workspace=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and says in r.stderr, r.stderr[-800:]
+    assert f"{f.name}:2" in r.stderr, r.stderr[-800:]
+
+
+@pytest.mark.parametrize("bad", list(BAD_PROMPTS))
+@pytest.mark.parametrize("where", ["prompt", "prompt_file"])
+def test_a_scenario_prompt_no_agent_can_receive_is_a_validate_error(tmp_path, project, where, bad):
+    import json
+
+    prompt, says = BAD_PROMPTS[bad]
+    root = tmp_path / "proj"
+    shutil.copytree(project, root)
+    sc = root / "scenarios/hello-file/scenario.yaml"
+    text = sc.read_text().replace("prompt: Create hello.txt with a friendly greeting.\n", "")
+    if where == "prompt":
+        text = f"prompt: {json.dumps(prompt)}\n" + text
+    else:
+        (sc.parent / "input").mkdir()
+        (sc.parent / "input" / "prompt.md").write_text(prompt, encoding="utf-8")
+    sc.write_text(text)
+    r = cli.agentcap("validate", cwd=root)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and says in r.stderr, r.stderr[-800:]
+    assert f"scenario.yaml:1: {where}: the prompt" in r.stderr, r.stderr[-800:]
