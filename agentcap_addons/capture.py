@@ -30,11 +30,11 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy import flow as mflow
 
 from agentcap_addons.errorpages import JsonErrors
-from agentcap_addons.keyauth import KeyAuth, attribution_of, error_response
+from agentcap_addons.keyauth import KeyAuth, attribution_of, error_response, is_websocket_handshake
 from agentcap_addons.lifecycle import Lifecycle
 from agentcap_addons.recorder import LiveCall, Recorder
 from agentcap_addons.watchdog import SilentUpstream
-from agentcap_addons.websocket import WebSocketCapture, is_websocket_handshake
+from agentcap_addons.websocket import WebSocketCapture
 from agentcap_addons.wire.capture.policy import DEFAULT_PATHS, path_matches
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,11 @@ class HTTPCapture:
 
     def captured(self, flow: http.HTTPFlow) -> bool:
         return flow.request.method == "POST" and path_matches(flow.request.path, self.paths)
+
+    def is_call(self, flow: http.HTTPFlow) -> bool:
+        """Whether this flow is recorded: a captured POST, or a WebSocket handshake to a captured
+        path (its messages are, by WebSocketCapture). KeyAuth gives the real key to these only."""
+        return self.captured(flow) or (is_websocket_handshake(flow) and path_matches(flow.request.path, self.paths))
 
     # ------------------------------------------------------------------ hooks
 
@@ -209,4 +214,5 @@ class HTTPCapture:
         )
 
 recorder = Recorder()
-addons = [Lifecycle(), KeyAuth(), JsonErrors(), WebSocketCapture(recorder), SilentUpstream(recorder), HTTPCapture(recorder)]
+_http = HTTPCapture(recorder)
+addons = [Lifecycle(), KeyAuth(_http.is_call), JsonErrors(), WebSocketCapture(recorder), SilentUpstream(recorder), _http]

@@ -23,10 +23,6 @@ from agentcap_addons.wire.capture.policy import path_matches
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "response.done", "error"})
 
 
-def is_websocket_handshake(flow: http.HTTPFlow) -> bool:
-    return flow.request.headers.get("upgrade", "").lower() == "websocket"
-
-
 def _event_type(text: str) -> str | None:
     try:
         obj = json.loads(text)
