@@ -124,3 +124,15 @@ def test_anything_else_is_refused_and_never_forwarded(gate, method, path, header
     error = json.loads(body)["error"]
     assert error["code"] == "agentcap_not_captured" and error["type"] == "permission_error"
     assert REAL_KEY not in body.decode() and KEY not in body.decode()
+
+
+def test_a_path_added_to_agentcap_paths_is_captured_with_the_key_and_the_rest_refused(upstream, tmp_path):
+    """The gate asks the capture addon, so it follows ``agentcap_paths`` (here only ``/embeddings``)."""
+    KeyRegistry(tmp_path / "keys").register(KEY, Attribution(run_id="r"))
+    with start_proxy(upstream.url, tmp_path / "run", keys_dir=tmp_path / "keys", upstream_key_env="REAL_KEY",
+                     env={**os.environ, "REAL_KEY": REAL_KEY}, sets={"agentcap_paths": "/embeddings"}) as p:
+        g = Gate(p, upstream)
+        status, _, received, added = _send(g, "POST", "/json/v1/Embeddings", "authorization")
+        assert added == 1 and _holds_real_key(received), (status, received)
+        status, _, received, added = _send(g, "POST", "/json/v1/chat/completions", "authorization")
+        assert status == 403 and received == [] and added == 0
