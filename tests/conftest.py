@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from agentcap_cli.harness.proxy import ProxyProcess, start_proxy
+from tests.support import cli
 from tests.support.fakehub import FakeHub
 from tests.support.upstream import Upstream
 
@@ -94,3 +95,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("podman") is not None and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def init_project(tmp_path_factory):
+    """The project ``agentcap init`` writes (copy it before changing it)."""
+    root = tmp_path_factory.mktemp("init") / "proj"
+    r = cli.agentcap("init", str(root), cwd=root.parent)
+    assert r.returncode == 0, r.stderr
+    return root

@@ -28,14 +28,6 @@ from tests.support import cli
 MARKER = "HOST-SECRET-7f3a9c"
 
 
-@pytest.fixture(scope="module")
-def init_project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("init") / "proj"
-    r = cli.agentcap("init", str(root), cwd=root.parent)
-    assert r.returncode == 0, r.stderr
-    return root
-
-
 @pytest.fixture
 def host(tmp_path) -> Path:
     """Files of the "host": outside the project, holding the marker."""

@@ -43,11 +43,8 @@ HOSTILE: dict[str, tuple[Callable[[str], str], str]] = {
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("init") / "proj"
-    r = cli.agentcap("init", str(root), cwd=root.parent)
-    assert r.returncode == 0, r.stderr
-    return root
+def project(init_project) -> Path:
+    return init_project
 
 
 INPUTS = {  # file of the `agentcap init` project → the command that reads it
