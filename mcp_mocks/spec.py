@@ -167,18 +167,18 @@ def _import_handler(hp: Path, timeout: float) -> ModuleType:
     """``handler.py`` imported, after a child process showed that its import ends within ``timeout``
     (a thread cannot stop an import spinning in C with the GIL held; a process can be). Whatever it
     raises, ``SystemExit`` included, is a :class:`ConfigError` at its line in ``handler.py``."""
-    search = [str(hp.parent), *sys.path]
-    _probe(hp, timeout, search)
+    here = str(hp.parent.resolve())  # absolute: a relative entry would follow the working directory
+    _probe(hp, timeout, [here, *sys.path])
     spec = importlib.util.spec_from_file_location(f"agentcap_mock_handler_{abs(hash(str(hp.resolve())))}", hp)
     assert spec and spec.loader
     module: ModuleType = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(hp.parent))
+    sys.path.insert(0, here)
     try:
         spec.loader.exec_module(module)
     except BaseException as e:  # noqa: BLE001 — sys.exit() in a handler must not end `agentcap validate` with 0
         raise _import_error(hp, e) from None
     finally:
-        sys.path.remove(str(hp.parent))
+        sys.path.remove(here)
     return module
 
 
@@ -207,7 +207,7 @@ def _probe(hp: Path, timeout: float, search: list[str]) -> None:
     try:
         child = subprocess.run([sys.executable, "-c", _PROBE, str(real), repr(timeout), json.dumps(search)],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               timeout=timeout + 10, start_new_session=True, check=False)
+                               timeout=timeout + 10, check=False)
     except subprocess.TimeoutExpired as e:  # the watchdog itself did not get to run
         raise _import_timeout(hp, real, e.stderr or b"", timeout) from None
     except OSError:  # no child process here: the import is tried without a deadline
