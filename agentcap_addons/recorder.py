@@ -79,7 +79,7 @@ class LiveCall:
             self.bufs.append(data)
             self.chunks.append([now, len(data)])
             self.last_activity = time.monotonic()
-            if self.sink is not None:  # on its way to disk before it is on its way to the client
+            if self.sink is not None:  # to the partial file (through the writer process, end of this loop turn)
                 self.sink(data_head(now, len(data)), data)
         return data
 

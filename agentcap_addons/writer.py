@@ -13,18 +13,10 @@ Safety: the child writes every file atomically (temporary file + rename) and, wh
 writes what was pending itself and carries on inline.
 
 It also keeps the partial files (``<rid>.response.partial``, wire/capture/partial.py): every chunk
-of a response is appended as it passes, so a ``kill -9`` of the proxy leaves what its clients got.
-Appends are not acknowledged; the child gathers the appends of one read into one ``write`` per file,
-and an append still in its buffer when the response record supersedes the partial file is never
-written at all (a short call costs no partial file then).
-
-Protocol (proxy → writer): frames of ``!cQII`` (op, id, path length, data length), path (UTF-8), data.
-Ops: ``C`` create the file (acknowledged); ``R`` the same, then remove the file named after a NUL in
-the path field (a response record superseding its partial file; acknowledged); ``A`` append to the
-file (id 0, not acknowledged); ``L`` hold a shared ``flock`` on the file until the child exits (the
-proxy's lock file, wire/capture/repair.py: a repair waits for the child's last files; the locks
-the proxy holds when it starts the child are inherited instead).
-Writer → proxy: the ids written, as ASCII decimal lines (``-id`` when the file could not be written).
+of a response is handed over as it passes, before it goes on to the client, on a pipe of its own
+that the child reads whenever it wakes but never waits on — one non-blocking ``write`` for the
+proxy, no wake-up of the child — so a ``kill -9`` of the proxy leaves what its clients got. What the
+child does with them, and the protocol: agentcap_addons/writer_child.py.
 """
 
 from __future__ import annotations
@@ -33,19 +25,18 @@ import asyncio
 import fcntl
 import logging
 import os
-import struct
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from agentcap_addons.wire.util.files import create_file
+from agentcap_addons.writer_child import APPEND, CREATE, HEAD, LOCK, REPLACE, WAKE, serve
+
+__all__ = ["ProcessWriter", "append_file", "create_superseding", "remove_file", "serve"]
 
 log = logging.getLogger(__name__)
 
-_HEAD = struct.Struct("!cQII")
-CREATE, REPLACE, APPEND, LOCK = b"C", b"R", b"A", b"L"
-_MAX_OPEN = 256  # append fds the child keeps open
 _F_SETPIPE_SZ = 1031
 
 
@@ -54,119 +45,6 @@ def _grow_pipe(fd: int) -> None:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, 1 << 20)
     except OSError:
         pass  # not Linux, or over the per-user limit: the default size works, just with more wake-ups
-
-
-# --------------------------------------------------------------------------- the child process
-
-
-def hold(path: str) -> int | None:
-    """A shared ``flock`` on ``path``, kept by holding the fd (None when the file is gone already)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-class _Child:
-    """The child's state: partial files open for appending, appends not yet written, held locks."""
-
-    def __init__(self) -> None:
-        self.fds: dict[str, int] = {}
-        self.appends: dict[str, list[bytes]] = {}
-        self.locks: list[int] = []
-        self.failed: set[str] = set()
-
-    def frame(self, op: bytes, fid: int, path: str, data: bytes) -> bytes | None:
-        """Do one frame; the acknowledgement line, if it has one."""
-        if op == APPEND:
-            self.appends.setdefault(path, []).append(data)
-            return None
-        if op == LOCK:
-            fd = hold(path)
-            if fd is not None:
-                self.locks.append(fd)
-            return None
-        path, _, supersedes = path.partition("\0")
-        try:
-            create_file(Path(path), data)
-        except OSError as e:
-            sys.stderr.write(f"agentcap writer: could not write {path}: {e}\n")
-            return b"-%d\n" % fid
-        if op == REPLACE and supersedes:
-            self.drop(supersedes)
-        return b"%d\n" % fid
-
-    def drop(self, path: str) -> None:
-        """The partial file ``path`` is superseded: forget its appends, close it, remove it."""
-        self.appends.pop(path, None)
-        fd = self.fds.pop(path, None)
-        if fd is not None:
-            os.close(fd)
-        self.failed.discard(path)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            sys.stderr.write(f"agentcap writer: could not remove {path}: {e}\n")
-
-    def flush(self) -> None:
-        """Write the appends gathered so far: one ``write`` per file."""
-        for path, parts in self.appends.items():
-            try:
-                fd = self.fds.get(path)
-                if fd is None:
-                    if len(self.fds) >= _MAX_OPEN:
-                        for old in self.fds.values():
-                            os.close(old)
-                        self.fds.clear()
-                    fd = self.fds[path] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                view = memoryview(b"".join(parts))
-                while view:
-                    view = view[os.write(fd, view) :]
-            except OSError as e:
-                if path not in self.failed:  # once per file: the response record still gets every byte
-                    self.failed.add(path)
-                    sys.stderr.write(f"agentcap writer: could not append to {path}: {e}\n")
-        self.appends.clear()
-
-
-def serve(inp: int = 0, out: int = 1) -> None:
-    """Read frames from ``inp`` until EOF, do each, acknowledge on ``out``."""
-    buf = bytearray()
-    ack_ok = True
-    child = _Child()
-    while True:
-        chunk = os.read(inp, 1 << 20)
-        if not chunk:
-            break
-        buf += chunk
-        done: list[bytes] = []
-        pos = 0
-        while len(buf) - pos >= _HEAD.size:
-            op, fid, plen, dlen = _HEAD.unpack_from(buf, pos)
-            end = pos + _HEAD.size + plen + dlen
-            if len(buf) < end:
-                break
-            start = pos + _HEAD.size
-            path = bytes(buf[start : start + plen]).decode("utf-8")
-            ack = child.frame(op, fid, path, bytes(buf[start + plen : end]))
-            if ack is not None:
-                done.append(ack)
-            pos = end
-        del buf[:pos]
-        child.flush()
-        if done and ack_ok:
-            try:
-                os.write(out, b"".join(done))
-            except OSError:
-                ack_ok = False  # the proxy is gone: keep writing what it sent, stop acknowledging
 
 
 # --------------------------------------------------------------------------- the proxy's side
@@ -223,6 +101,71 @@ class _Pending:
         self.complete(True)
 
 
+class _Outbox:
+    """One pipe to the child, never blocking the event loop: bytes go out at once when the pipe
+    takes them, else wait here and go out as it drains (``on_full`` is told when they start to wait)."""
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop, on_dead: Callable[[], None],
+                 on_full: Callable[[], None] | None = None) -> None:
+        self.fd, self.loop, self.on_dead, self.on_full = fd, loop, on_dead, on_full
+        self.buf = bytearray()
+        self.waiting = False
+        _grow_pipe(fd)
+        os.set_blocking(fd, False)
+
+    def send(self, *parts: bytes) -> None:
+        if self.waiting:
+            for part in parts:
+                self.buf += part
+            return
+        try:
+            n = os.writev(self.fd, parts)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self.on_dead()
+            return
+        if n < sum(map(len, parts)):
+            self.buf += b"".join(parts)[n:]
+            self.waiting = True
+            self.loop.add_writer(self.fd, self._drain)
+            if self.on_full is not None:
+                self.on_full()
+
+    def _drain(self) -> None:
+        try:
+            del self.buf[: os.write(self.fd, self.buf)]
+        except BlockingIOError:
+            return
+        except OSError:
+            self.on_dead()
+            return
+        if not self.buf:
+            self.detach()
+        elif self.on_full is not None:  # full again: the child must read once more
+            self.on_full()
+
+    def detach(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            try:
+                self.loop.remove_writer(self.fd)
+            except (ValueError, OSError, RuntimeError):
+                pass
+
+    def finish(self) -> None:
+        """Write what waits, blocking (the caller closes the pipe then)."""
+        self.detach()
+        view = memoryview(bytes(self.buf))
+        self.buf.clear()
+        try:
+            os.set_blocking(self.fd, True)
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError:
+            pass
+
+
 class ProcessWriter:
     """Hands files to the writer process without ever blocking the event loop.
 
@@ -235,12 +178,12 @@ class ProcessWriter:
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._out = bytearray()
+        self._records: _Outbox | None = None
+        self._appends: _Outbox | None = None
         self._next_id = 1
         self._pending: dict[int, _Pending] = {}
         self._acks = b""
         self._held: list[tuple[Path, int]] = []  # lock files the child holds too (wire/capture/repair.py)
-        self._writing_blocked = False
         self.failed = False
         self.closed = False
 
@@ -248,24 +191,29 @@ class ProcessWriter:
     def _start(self, loop: asyncio.AbstractEventLoop) -> bool:
         if self.failed or self.closed:
             return False
+        r, w = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", "from agentcap_addons.writer import serve; serve()"],
+                [sys.executable, "-c", f"from agentcap_addons.writer_child import serve; serve(0, 1, {r})"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env={**os.environ, "PYTHONPATH": _package_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
                 start_new_session=True,  # a Ctrl-C meant for the proxy must not kill it mid-write
-                pass_fds=[fd for _, fd in self._held],  # it holds the proxy's locks from its first instant
+                pass_fds=[r, *(fd for _, fd in self._held)],  # and it holds the proxy's locks from its first instant
             )
         except OSError as e:
+            os.close(w)
             log.warning("agentcap: writer process unavailable (%s); writing inline", e)
             self.failed = True
             return False
+        finally:
+            os.close(r)
         assert self._proc.stdin and self._proc.stdout
-        for fd in (self._proc.stdin.fileno(), self._proc.stdout.fileno()):
-            _grow_pipe(fd)
-            os.set_blocking(fd, False)
         self._loop = loop
+        self._records = _Outbox(self._proc.stdin.fileno(), loop, self._child_died)
+        self._appends = _Outbox(w, loop, self._child_died, self._wake)
+        _grow_pipe(self._proc.stdout.fileno())
+        os.set_blocking(self._proc.stdout.fileno(), False)
         loop.add_reader(self._proc.stdout.fileno(), self._read_acks)
         return True
 
@@ -278,13 +226,13 @@ class ProcessWriter:
         return not (self.failed or self.closed or (self._proc is None and not self._start(loop))
                     or self._loop is not loop)
 
-    def _send(self, op: bytes, fid: int, path: bytes, *data: bytes) -> None:
-        self._out += _HEAD.pack(op, fid, len(path), sum(map(len, data)))
-        self._out += path
-        for part in data:
-            self._out += part
-        if not self._writing_blocked:
-            self._flush_out()
+    def _send(self, op: bytes, fid: int, path: bytes, data: bytes = b"") -> None:
+        assert self._records is not None
+        self._records.send(HEAD.pack(op, fid, len(path), len(data)), path, data)
+
+    def _wake(self) -> None:
+        """The appends pipe is full: have the child read it (it never waits on that pipe)."""
+        self._send(WAKE, 0, b"")
 
     def write(self, path: Path, data: bytes, then: Callable[[bool], None] | None = None,
               supersedes: Path | None = None) -> asyncio.Future | None:
@@ -299,50 +247,30 @@ class ProcessWriter:
         self._next_id += 1
         fut = self._loop.create_future()
         self._pending[fid] = _Pending(path, data, fut, then, supersedes)
-        p = str(path).encode("utf-8")
+        p = bytes(path)
         if supersedes is None:
             self._send(CREATE, fid, p, data)
         else:
-            self._send(REPLACE, fid, p + b"\0" + str(supersedes).encode("utf-8"), data)
+            self._send(REPLACE, fid, p + b"\0" + bytes(supersedes), data)
         return fut
 
     def append(self, path: Path, *parts: bytes) -> None:
-        """Append ``parts`` to ``path`` (a partial file), in order with every other frame. Not
-        acknowledged: the frame is in the pipe (or, the pipe full, in this process) when this returns.
-        Raises OSError only when it is written here (no writer process)."""
+        """Append ``parts`` to ``path`` (a partial file): in the child's pipe when this returns
+        (unless that is full: then as soon as it drains). Not acknowledged. Raises OSError only when
+        it is written here (no writer process)."""
         if not self._running():
             append_file(path, *parts)
             return
-        self._send(APPEND, 0, str(path).encode("utf-8"), *parts)
+        assert self._appends is not None
+        p = bytes(path)
+        self._appends.send(HEAD.pack(APPEND, 0, len(p), sum(map(len, parts))), p, *parts)
 
     def hold(self, path: Path, fd: int) -> None:
         """Have the child hold the proxy's lock on ``path`` (open as ``fd``) too, until it exits: a
         child started later inherits ``fd``; a running one opens ``path`` before its next frame."""
         self._held.append((path, fd))
         if self._proc is not None and not self.failed and not self.closed:
-            self._send(LOCK, 0, str(path).encode("utf-8"))
-
-    def _flush_out(self) -> None:
-        assert self._proc and self._proc.stdin and self._loop
-        fd = self._proc.stdin.fileno()
-        try:
-            while self._out:
-                n = os.write(fd, self._out)
-                del self._out[:n]
-        except BlockingIOError:
-            if not self._writing_blocked:
-                self._writing_blocked = True
-                self._loop.add_writer(fd, self._on_writable)
-            return
-        except OSError:
-            self._child_died()
-            return
-        if self._writing_blocked:
-            self._writing_blocked = False
-            self._loop.remove_writer(fd)
-
-    def _on_writable(self) -> None:
-        self._flush_out()
+            self._send(LOCK, 0, bytes(path))
 
     def _read_acks(self) -> None:
         assert self._proc and self._proc.stdout
@@ -370,20 +298,22 @@ class ProcessWriter:
         self.failed = True
         log.error("agentcap: the capture writer process ended; writing captures inline from now on")
         self._detach()
+        if self._appends is not None:
+            os.close(self._appends.fd)
         for entry in list(self._pending.values()):
             entry.write_inline()
         self._pending.clear()
 
     def _detach(self) -> None:
-        if self._proc is None or self._loop is None or self._proc.stdout is None or self._proc.stdin is None:
+        if self._proc is None or self._loop is None or self._proc.stdout is None:
             return
         try:
             self._loop.remove_reader(self._proc.stdout.fileno())
-            if self._writing_blocked:
-                self._loop.remove_writer(self._proc.stdin.fileno())
         except (ValueError, OSError, RuntimeError):
             pass
-        self._writing_blocked = False
+        for box in (self._records, self._appends):
+            if box is not None:
+                box.detach()
 
     def close(self, timeout: float = 60.0) -> None:
         """Send what is buffered, let the child finish every file, and resolve every future.
@@ -393,15 +323,14 @@ class ProcessWriter:
             return
         proc = self._proc
         self._detach()
-        assert proc.stdin and proc.stdout
-        os.set_blocking(proc.stdin.fileno(), True)
+        assert proc.stdin and proc.stdout and self._records and self._appends
+        self._records.finish()
         try:
-            if self._out:
-                proc.stdin.write(bytes(self._out))
-                self._out.clear()
-            proc.stdin.close()
+            proc.stdin.close()  # the child then reads the appends pipe to its end
         except OSError:
             pass
+        self._appends.finish()
+        os.close(self._appends.fd)
         os.set_blocking(proc.stdout.fileno(), True)
         rest = self._acks + proc.stdout.read()
         try:

@@ -15,6 +15,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,12 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from agentcap_addons.wire.capture.records import iter_captures
+from agentcap_addons.wire.capture.partial import FRAME, data_head, head_frame
+from agentcap_addons.wire.capture.records import CaptureDir, iter_captures, new_request_id
+from agentcap_addons.wire.capture.repair import Repaired, repair
+from agentcap_addons.wire.util.clock import rfc3339_ns
+from agentcap_addons.wire.util.jsonio import dumps
+from agentcap_addons.writer_child import APPEND, CREATE, HEAD, REPLACE
 from agentcap_cli.harness.proxy import CaptureEvents, proxy_argv
 from agentcap_cli.inspect.data import RunLevel
 from tests.support.cli import agentcap, background, start
@@ -218,7 +224,7 @@ def assert_repaired(run_dir: Path, got: bytes, form: str, point: str) -> dict:
     assert len(killed) == 1
     resp = killed[0].response
     held = killed[0].response_bytes()
-    assert held.startswith(got) and len(held) >= len(got)
+    assert held.startswith(got) and len(held) >= len(got), resp
     if point == "mid":
         assert resp["status_code"] == 200 and resp["stream"] is (form == "sse")
         assert ("raw" in resp) if form == "sse" else ("body_b64" in resp)  # the fields a normal record uses
@@ -281,7 +287,6 @@ def test_a_live_proxy_s_call_in_flight_is_never_repaired(up, tmp_path):
         [killed] = [c for c in caps if c.response is not None]
         [in_flight] = [c for c in caps if c.response is None]
         assert killed.response["error"]["kind"] == "proxy_killed" and killed.response_bytes().startswith(got)
-        assert (run_dir / "captures" / f"{in_flight.request_id}.response.partial").exists()
         up.release.set()
         live_client.join()
         assert live_client.error is None and bytes(live_client.got) == body_of("sse")
@@ -289,3 +294,103 @@ def test_a_live_proxy_s_call_in_flight_is_never_repaired(up, tmp_path):
     assert finished.response["error"] is None and finished.response_bytes() == body_of("sse")
     assert [p.name for p in (run_dir / "captures").iterdir() if not p.name.endswith(".json")] == []
 
+
+
+# --------------------------------------------------------------------------- the parts, without a proxy
+
+
+def orphan(d: Path, instance: str = "") -> str:
+    """A request record with no response record, as a killed proxy leaves it."""
+    rid = new_request_id(instance)
+    d.mkdir(parents=True, exist_ok=True)
+    CaptureDir(d).write_request({"schema": 1, "request_id": rid, "seq": 1, "captured_at": rfc3339_ns(),
+                                 "method": "POST", "path": "/v1/chat/completions", "api": "openai-chat",
+                                 "body": {"model": "m"}})
+    return rid
+
+
+@pytest.mark.parametrize("cut", [0, 1, FRAME.size, FRAME.size + 3])
+def test_repair_keeps_the_whole_frames_of_a_partial_file(tmp_path, cut):
+    """A partial file whose last frame was cut short (the writer died mid-write too) gives the bytes
+    of the whole frames before it; a second repair finds nothing to do."""
+    d = tmp_path / "captures"
+    rid = orphan(d)
+    events = chat_sse_events(2)
+    frames = head_frame(200, {"content-type": "text/event-stream"}, True, 1.0e12, 2.5)
+    frames += b"".join(data_head(3.0 + i, len(e)) + e for i, e in enumerate(events))
+    tail = data_head(9.0, 100) + b"x" * 50  # a frame that never finished
+    CaptureDir(d).partial_path(rid).write_bytes(frames + tail[:cut] if cut else frames)
+    assert repair(d, "a test").repaired == [rid]
+    [cap] = list(iter_captures(d))
+    assert cap.response_bytes() == b"".join(events)
+    assert cap.response["chunks"] == [[3.0 + i, len(e)] for i, e in enumerate(events)]
+    assert cap.response["served_model"] == "test-model" and cap.response["timings"]["done"] == 2.0 + len(events)
+    assert sorted(p.name for p in d.iterdir()) == [f"{rid}.request.json", f"{rid}.response.json"]
+    assert repair(d, "a test") == Repaired()
+
+
+def test_the_writer_process_appends_and_a_response_record_supersedes_the_partial_file(tmp_path):
+    """Appends come on a pipe of their own, which the writer reads before the records it woke for:
+    a response record never overtakes the chunks before it, a superseded partial file is never
+    written, and what waits is written when the proxy's pipes close."""
+    def frame(op: bytes, path: str, data: bytes = b"") -> bytes:
+        return HEAD.pack(op, 1 if op in (CREATE, REPLACE) else 0, len(path.encode()), len(data)) + path.encode() + data
+
+    kept, gone = tmp_path / "kept.partial", tmp_path / "gone.partial"
+    appends = frame(APPEND, str(kept), b"ab") + frame(APPEND, str(gone), b"12") + frame(APPEND, str(kept), b"cd")
+    r, w = os.pipe()
+    try:
+        with background([sys.executable, "-c", f"from agentcap_addons.writer_child import serve; serve(0, 1, {r})"],
+                        stdin=subprocess.PIPE, text=False, pass_fds=(r,)) as proc:
+            os.close(r)
+            r = -1
+            os.write(w, appends)  # before the record that supersedes one of them
+            proc.stdin.write(frame(REPLACE, f"{tmp_path / 'record.json'}\0{gone}", b"{}"))
+            proc.stdin.flush()
+            assert proc.stdout.readline() == b"1\n"  # only the record is acknowledged
+            os.write(w, frame(APPEND, str(gone), b"late") + frame(APPEND, str(kept), b"ef"))
+            os.close(w)
+            w = -1
+            proc.communicate(timeout=30)  # the records pipe closes: what waits is written
+    finally:
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
+    assert kept.read_bytes() == b"abcdef" and not gone.exists() and (tmp_path / "record.json").read_bytes() == b"{}"
+
+
+CLAIM_AND_DIE = """
+import os, subprocess, sys
+from pathlib import Path
+from agentcap_addons.wire.capture.repair import claim
+c = claim(Path(sys.argv[1]), sys.argv[2])
+subprocess.Popen([sys.executable, "-c", "from agentcap_addons.writer import serve; serve()"], stdin=0,
+                 stdout=subprocess.DEVNULL, pass_fds=[c.fd], start_new_session=True)
+os._exit(0)  # as under kill -9: the lock file stays, no release
+"""
+
+
+def test_a_dead_proxy_s_writer_still_writing_is_waited_for(tmp_path):
+    """The proxy is gone but its writer process (which holds the lock too) still has a response
+    record to write: a repair leaves the call alone while the writer lives, and once it has ended
+    the writer's own record is what the call keeps."""
+    d = tmp_path / "captures"
+    instance = "abcdef01"
+    rid = orphan(d, instance)
+    r, w = os.pipe()
+    try:
+        subprocess.run([sys.executable, "-c", CLAIM_AND_DIE, str(d), instance], stdin=r, check=True, timeout=60)
+        os.close(r)
+        r = -1
+        assert repair(d, "a test", wait=0) == Repaired(live=[rid])
+        record = dumps({"schema": 1, "request_id": rid, "status_code": 200, "error": None})
+        path = f"{d / (rid + '.response.json')}\0{CaptureDir(d).partial_path(rid)}".encode()
+        os.write(w, HEAD.pack(REPLACE, 1, len(path), len(record)) + path + record)
+    finally:
+        os.close(w)  # the writer drains and exits
+        if r >= 0:
+            os.close(r)
+    assert repair(d, "a test", wait=60) == Repaired(cleaned=1)  # its lock file, once the writer let go
+    [cap] = list(iter_captures(d))
+    assert cap.response["error"] is None
+    assert sorted(p.name for p in d.iterdir()) == [f"{rid}.request.json", f"{rid}.response.json"]

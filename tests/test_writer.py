@@ -13,7 +13,8 @@ import sys
 import httpx
 
 from agentcap_addons.wire.util.files import InodePool, create_file
-from agentcap_addons.writer import _HEAD, CREATE, ProcessWriter
+from agentcap_addons.writer import ProcessWriter
+from agentcap_addons.writer_child import CREATE, HEAD
 from agentcap_cli.harness.proxy import start_proxy
 from tests.support.cli import background
 
@@ -60,7 +61,7 @@ def test_serve_handles_split_frames_and_reports_failures(tmp_path):
     for fid, path in [(1, tmp_path / "a"), (2, tmp_path / "missing-dir" / "b"), (3, tmp_path / "c")]:
         p = str(path).encode()
         data = b"data-%d" % fid
-        frames += _HEAD.pack(CREATE, fid, len(p), len(data)) + p + data
+        frames += HEAD.pack(CREATE, fid, len(p), len(data)) + p + data
     with background([sys.executable, "-c", "from agentcap_addons.writer import serve; serve()"],
                     stdin=subprocess.PIPE, text=False) as proc:
         for i in range(0, len(frames), 7):  # arrive in small pieces

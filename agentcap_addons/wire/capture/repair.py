@@ -180,7 +180,7 @@ def _list(d: Path) -> _Listing:
     out = _Listing()
     try:
         entries = list(os.scandir(d))
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # no such directory (yet), or not one we may read: nothing to repair
         return out
     for e in entries:
         name = e.name
@@ -209,7 +209,8 @@ def repair(directory: str | os.PathLike[str], by: str, wait: float = DRAIN_WAIT)
         by_instance.setdefault(rid[:INSTANCE_LEN], []).append(rid)
     for instance in sorted(set(by_instance) | listing.locks):
         rids = by_instance.get(instance, [])
-        lock = _take(lock_path(d, instance), wait) if instance in listing.locks else _NO_LOCK
+        # no lock file: a proxy from before the lock files, or one whose lock a repair removed
+        lock = _take(lock_path(d, instance), wait if rids else 0.0) if instance in listing.locks else _NO_LOCK
         if lock is None:  # a live proxy's calls
             out.live += rids
             continue
@@ -217,10 +218,10 @@ def repair(directory: str | os.PathLike[str], by: str, wait: float = DRAIN_WAIT)
             for rid in rids:
                 if _repair_one(d, rid, by):
                     out.repaired.append(rid)
-            if lock is not _NO_LOCK:
+            if lock != _NO_LOCK:
                 out.cleaned += _unlink(lock_path(d, instance))
         finally:
-            if lock is not _NO_LOCK:
+            if lock != _NO_LOCK:
                 os.close(lock)
     if out.repaired:
         log.warning("agentcap: %s: %d call(s) of a proxy that was killed got a proxy_killed response record",
@@ -238,6 +239,8 @@ def _take(path: Path, wait: float) -> int | None:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return _NO_LOCK
+    except OSError:  # cannot tell whether its proxy lives: leave its calls alone
+        return None
     deadline = time.monotonic() + wait
     try:
         while True:
@@ -285,9 +288,24 @@ def _unlink(path: Path) -> int:
 
 
 def _repair_one(d: Path, rid: str, by: str) -> bool:
-    """Write ``rid``'s response record from its partial file; False when one appeared meanwhile."""
-    partial_path = d / f"{rid}{PARTIAL_SUFFIX}"
-    part = read_partial(partial_path)
+    """Write ``rid``'s response record from its partial file; False when one appeared meanwhile, or
+    when it cannot be written here (a read-only copy of a run, a full disk: read as it is, repaired
+    another time)."""
+    path = d / f"{rid}{RESPONSE_SUFFIX}"
+    try:
+        made = create_new(path, dumps(_killed_record(d, rid, by)))
+        if made:
+            _unlink(d / f"{rid}{PARTIAL_SUFFIX}")
+        return made
+    except OSError as e:
+        log.warning("agentcap: %s: could not write a response record (%s: %s)", path, type(e).__name__,
+                    e.strerror or e)
+        return False
+
+
+def _killed_record(d: Path, rid: str, by: str) -> dict:
+    """The ``proxy_killed`` response record of ``rid``: what its partial file holds."""
+    part = read_partial(d / f"{rid}{PARTIAL_SUFFIX}")
     head = part.head or {}
     sent = head.get("sent")
     if not isinstance(sent, (int, float)):
@@ -296,17 +314,11 @@ def _repair_one(d: Path, rid: str, by: str) -> bool:
     error = {"kind": "proxy_killed",
              "message": f"the proxy ended during the call (kill -9 or a crash); {len(part.data)} bytes had "
                         f"arrived; response record written by {by} at {rfc3339_ns()}"}
-    record = response_record(rid, head.get("status_code"), head.get("headers") or {}, bool(head.get("stream")),
-                             part.data, part.chunks, {"sent": sent, "first_byte": head.get("first_byte"),
-                                                      "done": last}, error)
-    try:
-        made = create_new(d / f"{rid}{RESPONSE_SUFFIX}", dumps(record))
-    except OSError as e:  # a read-only copy of a run, a full disk: read it as it is, repair it another time
-        log.warning("agentcap: %s: could not write a response record (%s)", d / f"{rid}{RESPONSE_SUFFIX}",
-                    f"{type(e).__name__}: {e.strerror or e}")
-        return False
-    _unlink(partial_path)
-    return made
+    timings = {"sent": sent, "first_byte": head.get("first_byte"), "done": last}
+    status, headers = head.get("status_code"), head.get("headers")
+    return response_record(rid, status if isinstance(status, int) else None,
+                           headers if isinstance(headers, dict) else {}, head.get("stream") is True,
+                           part.data, part.chunks, timings, error)
 
 
 def _sent_of_request(path: Path) -> float | None:
