@@ -1,8 +1,8 @@
 """One mock MCP server's behaviour, independent of any transport: state, dispatch, recording.
 
 Dispatch per ``tools/call``: arguments with no strict JSON form (NaN, Infinity) → a tool error;
-the handler's function for the tool (``HANDLERS`` / ``tool_<name>``, called as ``fn(args, ctx)``) → else the first declarative rule whose ``match`` and ``when`` hold →
-else, if the tool has rules, a ``no_matching_rule`` tool error, if it has none the fallback
+else the handler's function for the tool (``HANDLERS`` / ``tool_<name>``, called as
+``fn(args, ctx)``) → else the first declarative rule whose ``match`` and ``when`` hold → else, if the tool has rules, a ``no_matching_rule`` tool error, if it has none the fallback
 (``echo``: ``{"ok": true, "tool", "args"}``; ``error``: a tool error). Unknown tools, handler
 crashes and timeouts, rules with ``error``, broken or (``strict``) undefined templates and
 impossible state paths all answer as MCP tool errors (``isError: true``) — and every call is
@@ -397,22 +397,22 @@ def _answer(handler: Callable[..., Any], tool: str, args: dict[str, Any], ctx: C
     except BaseException as e:  # noqa: BLE001 — NoJSONForm, or a __str__ / __iter__ of the handler's that fails
         return Outcome(f"handler error: {tool} returned a result with no JSON form: {_why(e)}; "
                        "the state is unchanged", True), None
+    if not isinstance(ctx.state, dict):  # ctx.state = something else
+        return Outcome(f"handler error: {tool} left a {type(ctx.state).__name__} as the state, not a mapping; "
+                       "the state is unchanged", True), None
     try:
         new_state = _left(ctx.state, base)
     except BaseException as e:  # noqa: BLE001 — as above, in what it left
         return Outcome(f"handler error: {tool} left a state with no JSON form ({_why(e)}); the state is unchanged",
                        True), None
-    if new_state is not None and not isinstance(new_state, dict):
-        return Outcome(f"handler error: {tool} left a {type(new_state).__name__} as the state, not a mapping; "
-                       "the state is unchanged", True), None
     return Outcome(result, False), new_state
 
 
-def _left(left: Any, base: dict[str, Any]) -> Any:
+def _left(left: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
     """What a handler left as the state, as plain JSON (a tuple becomes a list, a datetime its
     str() …); None when it is the state it got (read only: the usual case)."""
     try:
-        if isinstance(left, dict) and left == base:
+        if left == base:
             return None
     except (RecursionError, TypeError, ValueError):  # a cycle, an == of the handler's own that fails
         pass

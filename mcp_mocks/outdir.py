@@ -8,8 +8,10 @@ Guarantees:
   ``write(2)`` on an ``O_APPEND`` descriptor, so a reader (or a process killed at any moment) sees
   whole lines, never two servers' lines mixed.
 - **A state file is never partial**: a temporary file in the same directory, then ``os.replace``.
-- **Durable in batches**: what was written reaches the disk (``fsync``, the directory too) after at
-  most ``every`` calls or ``within_s`` seconds, and at :meth:`close` — a power cut loses at most that.
+- **Durable in batches**: what was written reaches the disk (``fsync``, the directory too) within
+  ``within_s`` seconds, sooner once ``every`` calls are waiting, and at :meth:`close` — a power cut
+  loses at most that. The fsyncs run on a helper thread (started by the first :meth:`append`), never
+  in a call's time; a one-off :meth:`MockServer.write` syncs at :meth:`close`.
 - **Confined**: every file is resolved (symlinks followed) and refused unless it is in the directory.
 
 One process writes one directory: :meth:`replace_calls` swaps the file, and only this object's
@@ -50,7 +52,10 @@ class OutDir:
         self._fd: int | None = None
         self._unsynced: set[Path] = set()  # state files replaced since the last fsync
         self._pending = 0                  # lines appended since the last fsync
-        self._timer: threading.Timer | None = None
+        self._syncer: threading.Thread | None = None
+        self._kick = threading.Event()     # something is waiting to be synced
+        self._full = threading.Event()     # ``every`` lines are: do not wait out the window
+        self._closed = False
 
     def file(self, name: str) -> Path:
         """``name`` in the directory, after symlinks; :class:`OutsideOut` if that leaves it."""
@@ -80,10 +85,12 @@ class OutDir:
             while view:
                 view = view[os.write(fd, view):]
             self._pending += 1
+            if self._syncer is None:
+                self._syncer = threading.Thread(target=self._sync_loop, name="mock-out-fsync", daemon=True)
+                self._syncer.start()
             if self._pending >= self.every:
-                self._sync_locked()
-            else:
-                self._schedule()
+                self._full.set()
+            self._schedule()
 
     def replace_calls(self, server: str, records: list[dict[str, Any]]) -> None:
         """``server``'s lines become ``records``; other servers' lines are kept; all in call time order
@@ -102,12 +109,29 @@ class OutDir:
     # ------------------------------------------------------------------ durability
 
     def sync(self) -> None:
+        """Everything written so far, on the disk."""
         with self._lock:
-            self._sync_locked()
+            fd = os.dup(self._fd) if self._fd is not None and self._pending else None
+            paths, self._unsynced, self._pending = self._unsynced, set(), 0
+        try:  # outside the lock: appends go on meanwhile
+            if fd is not None:
+                os.fsync(fd)
+            for path in paths:
+                _fsync_path(path)
+            if fd is not None or paths:
+                _fsync_path(self.root)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def close(self) -> None:
+        self._closed = True
+        self._kick.set()
+        self._full.set()
+        if self._syncer is not None:
+            self._syncer.join(10)
+        self.sync()
         with self._lock:
-            self._sync_locked()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -118,28 +142,19 @@ class OutDir:
         return self._fd
 
     def _schedule(self) -> None:
-        if self._timer is None:
-            self._timer = threading.Timer(self.within_s, self._on_timer)
-            self._timer.daemon = True
-            self._timer.start()
+        if self._syncer is not None:
+            self._kick.set()
 
-    def _on_timer(self) -> None:
-        try:
-            self.sync()
-        except OSError as e:  # a full or vanished disk: the next write says so to its caller
-            log.warning("mock --out %s: fsync failed: %s", self.root, e)
-
-    def _sync_locked(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._fd is not None and self._pending:
-            os.fsync(self._fd)
-        for path in self._unsynced:
-            _fsync_path(path)
-        if self._pending or self._unsynced:
-            _fsync_path(self.root)
-        self._pending, self._unsynced = 0, set()
+    def _sync_loop(self) -> None:
+        while not self._closed:
+            self._kick.wait()
+            self._full.wait(self.within_s)  # the batch window
+            self._kick.clear()
+            self._full.clear()
+            try:
+                self.sync()
+            except OSError as e:  # a full or vanished disk: the next write says so to its caller
+                log.warning("mock --out %s: fsync failed: %s", self.root, e)
 
 
 def _fsync_path(path: Path) -> None:

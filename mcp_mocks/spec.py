@@ -134,7 +134,7 @@ def _load_tools(doc: Located, top: dict[str, Any]) -> list[dict[str, Any]]:
             raise doc.error(f"{key}.{i}" if key == "tools" else key, f"tool {t['name']!r} is listed twice")
         names.add(t["name"])
         t.setdefault("inputSchema", {"type": "object"})
-    return templating.plain(tools)
+    return _plain(doc, key, tools)
 
 
 def _load_handler(doc: Located, top: dict[str, Any], names: list[str],
@@ -196,25 +196,30 @@ except BaseException:
     pass  # the import in the parent says what is wrong, at its line
 os._exit(0)
 """
-_PROBED: set[tuple[str, str]] = set()  # (handler, sha256) that imported in time: once per process
+_PROBED: dict[tuple[str, str, float], ConfigError | None] = {}  # (handler, sha256, timeout) → its probe's end
 
 
 def _probe(hp: Path, timeout: float, search: list[str]) -> None:
     real = hp.resolve()
-    key = (str(real), hashlib.sha256(real.read_bytes()).hexdigest())
-    if key in _PROBED:
-        return
+    key = (str(real), hashlib.sha256(real.read_bytes()).hexdigest(), timeout)
+    if key not in _PROBED:
+        _PROBED[key] = _probe_child(hp, real, timeout, search)
+    if _PROBED[key] is not None:
+        raise _PROBED[key]
+
+
+def _probe_child(hp: Path, real: Path, timeout: float, search: list[str]) -> ConfigError | None:
     try:
         child = subprocess.run([sys.executable, "-c", _PROBE, str(real), repr(timeout), json.dumps(search)],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                timeout=timeout + 10, check=False)
     except subprocess.TimeoutExpired as e:  # the watchdog itself did not get to run
-        raise _import_timeout(hp, real, e.stderr or b"", timeout) from None
+        return _import_timeout(hp, real, e.stderr or b"", timeout)
     except OSError:  # no child process here: the import is tried without a deadline
-        return
+        return None
     if child.returncode == 1 and b"Timeout (" in child.stderr:
-        raise _import_timeout(hp, real, child.stderr, timeout)
-    _PROBED.add(key)
+        return _import_timeout(hp, real, child.stderr, timeout)
+    return None
 
 
 def _import_timeout(hp: Path, real: Path, dump: bytes, timeout: float) -> ConfigError:
@@ -288,7 +293,7 @@ def _mutation(doc: Located, mk: str, m: Any) -> Mutation:
             templating.check(val)
         except templating.TemplateError as e:
             raise doc.error(f"{bk}.{part}", str(e)) from None
-    return Mutation(op, segs, templating.plain(body.get("value", body.get("by"))))
+    return Mutation(op, segs, _plain(doc, bk, body.get("value", body.get("by"))))
 
 
 def _rules(doc: Located, key: str, raw: Any) -> list[Rule]:
@@ -321,8 +326,9 @@ def _rules(doc: Located, key: str, raw: Any) -> list[Rule]:
                 templating.check(val)
             except templating.TemplateError as e:
                 raise doc.error(f"{rk}.{part}", str(e)) from None
-        result = templating.plain(r["result"]) if "result" in r else dict(OK)
-        out.append(Rule(templating.plain(match), muts, result, templating.plain(r.get("error")), "error" in r, when))
+        result = _plain(doc, f"{rk}.result", r["result"]) if "result" in r else dict(OK)
+        out.append(Rule(_plain(doc, f"{rk}.match", match), muts, result, _plain(doc, f"{rk}.error", r.get("error")),
+                        "error" in r, when))
     return out
 
 
@@ -367,7 +373,7 @@ def load_spec(target: str | os.PathLike[str]) -> MockSpec:
     seed = top.get("seed") or {}
     if not isinstance(seed, dict):
         raise doc.error("seed", "must be a mapping (the initial state)")
-    return MockSpec(name=name, path=doc.path, tools=tools, seed=templating.plain(seed), rules=rules,
+    return MockSpec(name=name, path=doc.path, tools=tools, seed=_plain(doc, "seed", seed), rules=rules,
                     handlers=_load_handler(doc, top, names, import_timeout), fallback=fallback, faults=faults, fault_seed=fault_seed,
                     strict=strict, handler_timeout=float(timeout))
 
@@ -392,3 +398,11 @@ def _seconds(doc: Located, top: dict[str, Any], key: str, default: float) -> flo
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
         raise doc.error(key, "must be a number of seconds above 0")
     return float(value)
+
+
+def _plain(doc: Located, key: str, value: Any) -> Any:
+    """``value`` as plain strict JSON; a YAML ``.nan`` / ``.inf`` in it is an error at ``key``."""
+    try:
+        return templating.plain(value)
+    except templating.NoJSONForm as e:
+        raise doc.error(key, f"has no JSON form: {e}") from None

@@ -168,6 +168,23 @@ def test_a_template_yielding_nan_or_infinity_is_a_tool_error(results_mock, tmp_p
     assert res.is_error and "JSON has no NaN or Infinity" in res.content[0].text
 
 
+YAML_PLACES = {  # where a mock.yaml may hold a YAML number JSON has not; the line and key it is refused at
+    "seed": ("seed: {{x: [{c}]}}\n", 3, "seed"),
+    "result": ("responses:\n  t: {{result: {{v: {c}}}}}\n", 4, "responses.t.result"),
+    "match": ("responses:\n  t:\n    - match: {{v: {c}}}\n", 5, "responses.t.0.match"),
+    "error": ("responses:\n  t: {{error: {c}}}\n", 4, "responses.t.error"),
+    "mutation": ("responses:\n  t:\n    mutate: [set: {{path: x, value: {c}}}]\n", 5, "responses.t.mutate.0.set"),
+}
+
+
+@pytest.mark.parametrize("const", [".nan", ".inf", "-.inf", ".NaN", "+.Inf"])
+@pytest.mark.parametrize("place", list(YAML_PLACES))
+def test_a_yaml_nan_or_infinity_in_mock_yaml_is_an_error_at_its_line(tmp_path, place, const):
+    text, line, key = YAML_PLACES[place]
+    d = make(tmp_path, "name: m\ntools: [{name: t}]\n" + text.format(c=const))
+    assert_rejected(d, f"mock.yaml:{line}: {key}: has no JSON form: ")
+
+
 def _rpc(client: httpx.Client, url: str, body: str, session: str | None = None) -> httpx.Response:
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json",
                "mcp-protocol-version": "2025-06-18"}
@@ -442,7 +459,7 @@ def test_kill_9_of_mock_serve_loses_no_completed_call(tmp_path):
     lines = jsonl(out / "calls.jsonl")
     assert [r["tool"] for r in lines if r["server"] == "other"] == ["kept"]  # another server's lines stay
     mine = [r for r in lines if r["server"] in urls]
-    assert sorted((r["server"], r["tool"], r["is_error"]) for r in mine) == sorted(done)  # every call, once
+    assert sorted((r["server"], r["tool"], r.get("is_error")) for r in mine) == sorted(done)  # every call, once
     for name in urls:
         assert [r["seq"] for r in mine if r["server"] == name] == list(range(1, 21))
         assert strict_json((out / f"{name}.state.json").read_text()) == live[name]  # the state after the last call
