@@ -4,7 +4,7 @@ calls of every server sharing the directory) and ``<server>.state.json`` (each s
 Guarantees:
 
 - **kill -9 loses at most the call in flight.** A call's state file and then its line are written
-  before its answer goes back (:meth:`MockServer.call` calls :meth:`append` first); the line is one
+  before its answer goes back (by :meth:`MockServer.call`, holding the server's lock); the line is one
   ``write(2)`` on an ``O_APPEND`` descriptor, so a reader (or a process killed at any moment) sees
   whole lines, never two servers' lines mixed.
 - **A state file is never partial**: a temporary file in the same directory, then ``os.replace``.

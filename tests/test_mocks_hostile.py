@@ -85,10 +85,14 @@ VALUES = textwrap.dedent('''
 
     def tool_keep(args, ctx):  # the same values left in the state
         ctx.state["kept"] = {"v": value(args["kind"])}
+
+
+    def tool_replace(args, ctx):  # a state that is no mapping at all
+        ctx.state = {"none": None, "list": [1], "int": 5, "str": "s", "tuple": ()}[args["kind"]]
     ''')
 RESULTS_YAML = """
     name: results
-    tools: [{name: give}, {name: keep}, {name: rule}, {name: echo}]
+    tools: [{name: give}, {name: keep}, {name: replace}, {name: rule}, {name: echo}]
     seed: {kept: null}
     responses:
       rule: {result: {v: "{{ args.x | float }}"}}
@@ -158,6 +162,15 @@ def test_a_state_left_with_no_json_form_is_a_tool_error_and_the_state_unchanged(
         assert res.is_error and "left a state with no JSON form" in res.content[0].text and mock.snapshot() == before
     else:
         assert not res.is_error and mock.snapshot()["kept"] == {"v": FALLBACK[kind]}
+
+
+@pytest.mark.parametrize("kind", ["none", "list", "int", "str", "tuple"])
+def test_a_handler_replacing_the_state_with_no_mapping_is_a_tool_error(results_mock, tmp_path, kind):
+    mock, server = results_mock
+    before = mock.snapshot()
+    res = asyncio.run(_one(server.url, "replace", {"kind": kind}))
+    _answered_and_logged(mock, tmp_path, res)
+    assert res.is_error and "as the state, not a mapping" in res.content[0].text and mock.snapshot() == before
 
 
 @pytest.mark.parametrize("x", ["nan", "inf", "-inf", "1e999"])
