@@ -2,9 +2,9 @@
 
 Dispatch per ``tools/call``: arguments with no strict JSON form (NaN, Infinity) → a tool error;
 else the handler's function for the tool (``HANDLERS`` / ``tool_<name>``, called as
-``fn(args, ctx)``) → else the first declarative rule whose ``match`` and ``when`` hold → else, if the tool has rules, a ``no_matching_rule`` tool error, if it has none the fallback
-(``echo``: ``{"ok": true, "tool", "args"}``; ``error``: a tool error). Unknown tools, handler
-crashes and timeouts, rules with ``error``, broken or (``strict``) undefined templates and
+``fn(args, ctx)``) → else the first declarative rule whose ``match`` and ``when`` hold → else, if
+the tool has rules, a ``no_matching_rule`` tool error, if it has none the fallback (``echo``:
+``{"ok": true, "tool", "args"}``; ``error``: a tool error). Unknown tools, handler crashes and timeouts, rules with ``error``, broken or (``strict``) undefined templates and
 impossible state paths all answer as MCP tool errors (``isError: true``) — and every call is
 recorded, errors included.
 
@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from agentcap_addons.wire.util.clock import rfc3339_ns
-from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_addons.wire.util.jsonio import dumps
 
 from . import state as statelib

@@ -204,8 +204,9 @@ def _probe(hp: Path, timeout: float, search: list[str]) -> None:
     key = (str(real), hashlib.sha256(real.read_bytes()).hexdigest(), timeout)
     if key not in _PROBED:
         _PROBED[key] = _probe_child(hp, real, timeout, search)
-    if _PROBED[key] is not None:
-        raise _PROBED[key]
+    failed = _PROBED[key]
+    if failed is not None:
+        raise failed
 
 
 def _probe_child(hp: Path, real: Path, timeout: float, search: list[str]) -> ConfigError | None:

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import textwrap
 from pathlib import Path
 
@@ -216,8 +215,8 @@ def test_nan_an_agent_sends_never_reaches_mcp_text_and_the_record_stays_json(res
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
         session = init.headers["mcp-session-id"]
         _rpc(client, server.url, '{"jsonrpc": "2.0", "method": "notifications/initialized"}', session)
-        got = _rpc(client, server.url, '{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "%s", '
-                                       '"arguments": {"kind": "set", "where": "top", "x": %s}}}' % (tool, const), session)
+        call = '{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "TOOL", "arguments": {"x": CONST}}}'
+        got = _rpc(client, server.url, call.replace("TOOL", tool).replace("CONST", const), session)
     body = strict_json(got.text)  # the whole answer is strict JSON
     assert body["result"]["isError"] and "arguments are not JSON" in body["result"]["content"][0]["text"]
     mock.write(tmp_path)
