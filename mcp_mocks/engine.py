@@ -4,8 +4,9 @@ Dispatch per ``tools/call``: arguments with no strict JSON form (NaN, Infinity) 
 else the handler's function for the tool (``HANDLERS`` / ``tool_<name>``, called as
 ``fn(args, ctx)``) → else the first declarative rule whose ``match`` and ``when`` hold → else, if
 the tool has rules, a ``no_matching_rule`` tool error, if it has none the fallback (``echo``:
-``{"ok": true, "tool", "args"}``; ``error``: a tool error). Unknown tools, handler crashes and timeouts, rules with ``error``, broken or (``strict``) undefined templates and
-impossible state paths all answer as MCP tool errors (``isError: true``) — and every call is
+``{"ok": true, "tool", "args"}``; ``error``: a tool error). Unknown tools, handler crashes and
+timeouts, rules with ``error``, broken or (``strict``) undefined templates and impossible state
+paths all answer as MCP tool errors (``isError: true``) — and every call is
 recorded, errors included.
 
 Guarantees:
