@@ -110,3 +110,13 @@ def test_policy_paths_api_headers_urls():
                         ("X-Stainless-Lang", "js"), ("X-Secret-Thing", "s")], ["user-agent", "x-stainless-*", "authorization"])
     assert h == {"user-agent": "ua", "x-stainless-lang": "js"}
     assert redact_url("https://u:p@h/v1/x?key=SECRET&api-version=2") == "https://h/v1/x?key=REDACTED&api-version=2"
+
+
+@pytest.mark.parametrize("value", [10**5000, [10**5000], {"a": [{"b": 10**5000}]}, {float("nan"): 1}],
+                         ids=["int", "in a list", "nested", "NaN key"])
+def test_dumps_refuses_what_json_cannot_hold_once_never_looping(value):
+    """A value with no JSON form raises ValueError at once (it used to recurse until RecursionError)."""
+    from agentcap_addons.wire.util.jsonio import dumps
+
+    with pytest.raises(ValueError):
+        dumps(value)

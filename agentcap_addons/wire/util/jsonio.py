@@ -29,8 +29,8 @@ def dumps(obj: Any) -> bytes:
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:
         return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
-    except ValueError:  # a non-finite float
-        return dumps(_finite(obj))
+    except ValueError:  # a non-finite float; anything else (an int over 4,300 digits) raises, once
+        return json.dumps(_finite(obj), ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 def _finite(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
