@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from agentcap_cli.commands.inspect import hub_level, resolve
 from agentcap_cli.export.captures import RunInfo, write_run
-from agentcap_cli.inspect.app import InspectApp, fuzzy
+from agentcap_cli.inspect.app import InspectApp
+from agentcap_cli.inspect.query import fuzzy
 from agentcap_cli.main import cli
 from tests.support.fakehub import FakeHub, Repo
 from tests.support.runs import make_run
@@ -59,7 +60,10 @@ async def test_workspace_drill_down_preview_and_walk_back(workspace):
         await pilot.pause()
         rows = table_rows(app)
         assert [r[1] for r in rows] == ["-.1", "-.2", "-.3"]  # task.call position (no task: power-user captures)
-        assert [r[3] for r in rows] == ["model-a", "model-a", "model-b"] and rows[1][7].startswith("+")
+        assert [r[4] for r in rows] == ["model-a", "model-a", "model-b"]
+        # three conversations with no task: each its own thread, none "+0 msgs" of the one before
+        assert [r[2] for r in rows] == ["1", "2", "3"] and [r[8] for r in rows] == [
+            "1 msgs (first)", "1 msgs (new thread)", "1 msgs (new thread)"]
         preview = text_of(app, "#preview")
         assert "── first user prompt ──" in preview and "task for model-a" in preview
         assert "→ bash(" in preview and "ls -la" in preview  # the decoded tool call of the response
@@ -87,8 +91,8 @@ async def test_filter_is_fuzzy_smart_case_and_highlighted(workspace):
         await pilot.pause()
         await pilot.press("m", "d", "l", "b")  # fuzzy: m…d…l…b matches "model-b" only
         await pilot.pause()
-        assert [r[3] for r in table_rows(app)] == ["model-b"] and "filter: mdlb" in text_of(app, "#filter")
-        cell = app.query_one("#table").get_row_at(0)[3]
+        assert [r[4] for r in table_rows(app)] == ["model-b"] and "filter: mdlb" in text_of(app, "#filter")
+        cell = app.query_one("#table").get_row_at(0)[4]
         assert any("reverse" in str(span.style) for span in cell.spans)  # matched letters highlighted
         await pilot.press("backspace", "backspace", "backspace", "backspace", "M")  # capital: case-sensitive
         await pilot.pause()
@@ -104,7 +108,7 @@ async def test_parquet_file_rows_and_preview(parquet):
     async with app.run_test(size=(200, 50)) as pilot:
         await pilot.pause()
         rows = table_rows(app)
-        assert [r[1] for r in rows] == ["-.1", "-.2"] and rows[0][7] == "1"  # one tool call
+        assert [r[1] for r in rows] == ["-.1", "-.2"] and rows[0][8] == "1"  # one tool call
         assert "→ bash(" in text_of(app, "#preview")
         await pilot.press("enter")
         await pilot.pause()
@@ -124,7 +128,7 @@ async def test_hub_dataset_footers_by_ranged_reads(parquet):
             app = InspectApp(level)
             async with app.run_test(size=(200, 50)) as pilot:
                 await pilot.pause()
-                assert [r[1:] for r in table_rows(app)] == [["pi-scripted-1", "pi", "model-a", "2"]]
+                assert [r[1:] for r in table_rows(app)] == [["captures", "pi-scripted-1", "pi", "model-a", "2"]]
                 await pilot.press("enter")  # now (only now) the file is downloaded
                 await pilot.pause()
                 assert [r[1] for r in table_rows(app)] == ["-.1", "-.2"]

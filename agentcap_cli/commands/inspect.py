@@ -64,6 +64,23 @@ def footers(paths: list[str], read: Any) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def dataset_file(rel: str) -> bool:
+    """A file of a dataset (path inside it) that the inspector opens: ``data/*.parquet`` (captures),
+    ``sessions/*.parquet`` (the sessions config), ``sessions/**/*.jsonl`` (trace files)."""
+    parts = rel.split("/")
+    return len(parts) >= 2 and (parts[0] in ("data", "sessions") and len(parts) == 2 and rel.endswith(".parquet")
+                                or parts[0] == "sessions" and rel.endswith(".jsonl"))
+
+
+def dataset_files(paths: list[str], read: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(path, footer) of a dataset's files: captures and sessions parquet (a table of trace files —
+    a traces dataset's ``files`` config — is left out: its session files are listed), and trace
+    files (footer ``{}``)."""
+    parquet = footers([p for p in paths if p.endswith(".parquet")], read)
+    return [(p, f) for p, f in parquet if f.get("kind") in (None, "sessions")] + \
+        [(p, {}) for p in paths if p.endswith(".jsonl")]
+
+
 def hub_level(repo: str) -> Any:
     from huggingface_hub import HfFileSystem, hf_hub_download
 
@@ -77,7 +94,8 @@ def hub_level(repo: str) -> Any:
         with fs.open(path, "rb") as f:  # ranged reads: only the footer comes over the wire
             return read_footer(f)
 
-    files = footers(sorted(fs.glob(f"datasets/{repo}/data/*.parquet")), footer)
+    root = f"datasets/{repo}/"
+    files = dataset_files([p for p in fs.find(root) if dataset_file(p.removeprefix(root))], footer)
 
     def opener(path: str) -> str:  # download a file only when it is entered
         return hf_hub_download(repo, path.split(f"datasets/{repo}/", 1)[1], repo_type="dataset", endpoint=endpoint)
@@ -85,12 +103,19 @@ def hub_level(repo: str) -> Any:
     return DatasetLevel(f"hf://datasets/{repo}", files, opener)
 
 
+def hub_names(repo: str) -> list[str]:
+    """The Hub datasets ``OWNER/NAME`` may mean, in the order tried: the name as given, then the
+    captures dataset of an export pushed as ``--push OWNER/NAME`` (``OWNER/NAME-captures``) — for any
+    name, one that ends in ``-captures`` too (``--push my-org/my-captures`` publishes
+    ``my-org/my-captures-captures``)."""
+    return [repo, f"{repo}-captures"]
+
+
 def hub_dataset(target: str, repo: str) -> Any:
-    """The Hub dataset ``repo``, or — given an export's ``OWNER/BASE`` — its captures dataset
-    ``OWNER/BASE-captures`` (the name ``agentcap export --push OWNER/BASE`` publishes under)."""
-    names = [repo] if repo.endswith("-captures") else [repo, f"{repo}-captures"]
+    """The first of :func:`hub_names` that lists files the inspector opens, or BadParameter naming
+    what each said."""
     problems = []
-    for name in names:
+    for name in hub_names(repo):
         try:
             level = hub_level(name)
         except Exception as exc:
@@ -98,8 +123,27 @@ def hub_dataset(target: str, repo: str) -> Any:
             continue
         if level.files:
             return level
-        problems.append(f"{name}: no data/*.parquet")
+        problems.append(f"{name}: no data/*.parquet, sessions/*.parquet or sessions/**/*.jsonl")
     raise click.BadParameter(f"{target}: cannot list the Hub dataset ({'; '.join(problems)})", param_hint="TARGET")
+
+
+def local_files(p: Path) -> list[str]:
+    """A dataset dir's files: the dir's own, else those of its layout (:func:`dataset_file`), else
+    those of the datasets of an ``export --out`` dir (captures/, <agent>-traces/, wire-traces/)."""
+    own = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix in (".parquet", ".jsonl"))
+    if own:
+        return own
+    for roots in ([p], sorted(d for d in p.iterdir() if d.is_dir())):
+        found = sorted(str(f) for root in roots for sub in ("data", "sessions") if (root / sub).is_dir()
+                       for f in (root / sub).rglob("*") if f.is_file() and dataset_file(f.relative_to(root).as_posix()))
+        if found:
+            return found
+    return []
+
+
+def is_captures_dir(p: Path) -> bool:
+    """A run's captures/ (not the captures dataset of an export --out dir: it has data/)."""
+    return p.name == "captures" and p.is_dir() and not (p / "data").is_dir()
 
 
 def resolve(target: str | None, workspace: Path) -> Any:
@@ -107,9 +151,10 @@ def resolve(target: str | None, workspace: Path) -> Any:
     from agentcap_cli.export.captures import read_footer
     from agentcap_cli.inspect.data import (
         DatasetLevel,
-        ParquetLevel,
         RunLevel,
+        TraceLevel,
         WorkspaceLevel,
+        parquet_level,
     )
 
     if target is None:
@@ -117,19 +162,19 @@ def resolve(target: str | None, workspace: Path) -> Any:
     p = Path(target)
     if p.is_file() and p.suffix == ".parquet":
         try:
-            return ParquetLevel(str(p), p.name)
+            return parquet_level(str(p), p.name)
         except Exception as exc:
             raise click.BadParameter(f"{target}: not a readable parquet file ({exc})", param_hint="TARGET") from None
+    if p.is_file() and p.suffix == ".jsonl":
+        return TraceLevel(p, p.name)
     if p.is_dir():
         if (p / ".agentcap").is_dir():
             return WorkspaceLevel(p)
-        # a dataset dir, its data/, or an `export --out` dir (its captures dataset)
-        parquets = sorted(p.glob("*.parquet")) or sorted(p.glob("data/*.parquet")) or \
-            sorted(p.glob("captures/data/*.parquet"))
-        if parquets:
-            return DatasetLevel(str(p), footers([str(f) for f in parquets], read_footer), lambda name: name)
-        if (p / "captures").is_dir() or p.name == "captures":
+        if is_captures_dir(p) or is_captures_dir(p / "captures"):
             return RunLevel(p)
+        files = dataset_files(local_files(p), read_footer)
+        if files:
+            return DatasetLevel(str(p), files, lambda name: name)
         raise click.BadParameter(f"{target}: no runs, captures or parquet files there", param_hint="TARGET")
     if (workspace / ".agentcap" / target / "captures").is_dir():
         return RunLevel(workspace / ".agentcap" / target)
@@ -146,11 +191,13 @@ def resolve(target: str | None, workspace: Path) -> Any:
 @click.option("--workspace", type=click.Path(file_okay=False, path_type=Path), envvar="AGENTCAP_WORKSPACE",
               help="Where runs and run ids are looked up (default: cwd).  [env AGENTCAP_WORKSPACE]")
 def inspect(target: str | None, as_json: bool, workspace: Path | None) -> None:
-    """Browse TARGET: the workspace (default), a run dir or run id, a .parquet file or a dir of them,
-    hf://datasets/OWNER/NAME (or OWNER/NAME; an export's OWNER/BASE opens OWNER/BASE-captures),
-    or a request-id prefix (printed, not browsed).
+    """Browse TARGET: the workspace (default), a run dir or run id, a .parquet or .jsonl trace file
+    or a dataset dir (or an export --out dir), hf://datasets/OWNER/NAME (or OWNER/NAME; when that
+    has no files, OWNER/NAME-captures: an export pushed as OWNER/NAME), or a request-id prefix
+    (printed, not browsed).
 
-    Enter drills in (runs → requests → messages), Esc walks back, typing filters, q quits.
+    Enter drills in (runs → requests → messages; sessions → messages), Esc walks back, typing
+    filters (task:ID, repeat:N, thread:ID; text also searches message bodies), q quits.
     """
     ws = workspace or workspace_root()
     if target and HEX.match(target) and not Path(target).exists() \

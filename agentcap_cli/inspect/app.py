@@ -1,8 +1,8 @@
-"""The ``agentcap inspect`` terminal app (textual): levels as a table, a live preview, fuzzy filter.
+"""The ``agentcap inspect`` terminal app (textual): levels as a table, a live preview, a filter.
 
 Keys: ↑/↓/PgUp/PgDn move, Enter drills in, Esc clears the filter or walks back (quits at the top),
-typing filters the rows (fuzzy, smart case: case-sensitive only when the filter has a capital),
-Backspace edits the filter, q or Ctrl-C quits (q types into a filter that is not empty).
+typing filters the rows (what a filter means: :mod:`agentcap_cli.inspect.query`), Backspace edits
+the filter, q or Ctrl-C quits (q types into a filter that is not empty).
 """
 
 from __future__ import annotations
@@ -17,24 +17,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
 from agentcap_cli.inspect.data import Level, Row
+from agentcap_cli.inspect.query import BodySearcher, fuzzy, parse
 
 STYLES = {"header": "bold cyan", "text": "", "tool": "bold magenta", "meta": "dim", "error": "bold red"}
 LOOKAHEAD = 50
-
-
-def fuzzy(query: str, text: str) -> list[int] | None:
-    """Positions in ``text`` matching ``query`` as a subsequence (smart case), or None."""
-    if not query:
-        return []
-    hay = text if any(c.isupper() for c in query) else text.lower()
-    positions, start = [], 0
-    for ch in query:
-        i = hay.find(ch, start)
-        if i < 0:
-            return None
-        positions.append(i)
-        start = i + 1
-    return positions
 
 
 def highlighted(row: Row, positions: list[int]) -> list[Text]:
@@ -57,6 +43,7 @@ class Frame:
         self.rows: list[Row] = []
         self.source: Iterator[list[Row]] | None = level.chunks()
         self.cursor = 0
+        self.bodies = BodySearcher(level.body_hits)
 
     def more(self) -> bool:
         if self.source is None:
@@ -123,17 +110,24 @@ class InspectApp(App):
         table.add_columns(*frame.level.columns)
         self.shown = []
         rows = []
+        query = parse(self.filter, {r.fields["task"] for r in frame.rows if "task" in r.fields})
+        hits = frame.bodies.hits(query)
         for row in frame.rows:
-            pos = fuzzy(self.filter, row.search)
-            if pos is None:
+            if not query.keeps(row.fields):
+                continue
+            pos = fuzzy(query.text, row.search)
+            if pos is None and row.key not in hits:
                 continue
             self.shown.append(row)
-            rows.append(highlighted(row, pos) if self.filter else row.cells)
+            rows.append(highlighted(row, pos or []) if self.filter else row.cells)
         table.add_rows(rows)
         crumbs = " › ".join(f.level.title for f in self.stack)
         self.query_one("#title", Static).update(Text(f"{crumbs}   ({len(self.shown)} rows"
                                                      f"{'+' if frame.source else ''})", style="bold"))
-        self.query_one("#filter", Static).update(Text(f"filter: {self.filter}" if self.filter else "type to filter"))
+        said = f"filter: {self.filter}" + (f"   ({' '.join(f'{k}:{v}' for k, v in query.fields)})"
+                                           if query.fields and ":" not in self.filter else "")
+        self.query_one("#filter", Static).update(Text(said if self.filter else "type to filter (task:ID, repeat:N; "
+                                                                                "text also searches the bodies)"))
         if self.shown:
             table.move_cursor(row=min(cursor, len(self.shown) - 1))
             self.preview(min(cursor, len(self.shown) - 1))
