@@ -152,8 +152,9 @@ class MockServer:
         self.reset()
 
     @classmethod
-    def load(cls, target: str | Path) -> MockServer:
-        return cls(load_spec(target))
+    def load(cls, target: str | Path, root: str | Path | None = None) -> MockServer:
+        """``root``: where the files the mock names must be (see :func:`load_spec`)."""
+        return cls(load_spec(target, root))
 
     @property
     def name(self) -> str:

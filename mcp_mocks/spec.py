@@ -44,6 +44,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from agentcap_addons.wire.util.confine import confined
 from agentcap_addons.wire.util.yamlfile import ConfigError, Located, check_keys, load
 
 from . import templating
@@ -109,11 +110,13 @@ def resolve(target: str | os.PathLike[str]) -> Path:
     return p / "mock.yaml" if p.is_dir() else p
 
 
-def _load_tools(doc: Located, top: dict[str, Any]) -> list[dict[str, Any]]:
+def _load_tools(doc: Located, top: dict[str, Any], root: Path) -> list[dict[str, Any]]:
     if "schema" not in top and "tools" not in top:
         raise doc.error("", "give the tools: 'schema' (a tools/list JSON file) or inline 'tools'")
     if "tools" not in top:  # as agenteval: when both are given, the inline tools win
         sp = doc.path.parent / str(top["schema"])
+        if sp.exists() or sp.is_symlink():
+            sp = confined(doc, "schema", root, sp, shown=str(top["schema"]))
         try:
             data = json.loads(sp.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -138,12 +141,13 @@ def _load_tools(doc: Located, top: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _load_handler(doc: Located, top: dict[str, Any], names: list[str],
-                  import_timeout: float) -> dict[str, Callable[..., Any]]:
+                  import_timeout: float, root: Path) -> dict[str, Callable[..., Any]]:
     hp = doc.path.parent / str(top["handler"]) if "handler" in top else doc.path.parent / "handler.py"
     if "handler" not in top and not hp.exists():
         return {}
-    if not hp.exists():
+    if not (hp.exists() or hp.is_symlink()):
         raise doc.error("handler", f"{hp}: file not found")
+    hp = confined(doc, "handler", root, hp, shown=str(top.get("handler", "handler.py")))
     module = _import_handler(hp, import_timeout)
     registered = getattr(module, "HANDLERS", None) or {}
     if not isinstance(registered, dict):
@@ -333,14 +337,17 @@ def _rules(doc: Located, key: str, raw: Any) -> list[Rule]:
     return out
 
 
-def load_spec(target: str | os.PathLike[str]) -> MockSpec:
+def load_spec(target: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> MockSpec:
+    """The mock of ``target`` (a mock dir or its mock.yaml). The files it names (schema, handler)
+    must resolve inside ``root``: the project it belongs to, by default the mock's own directory."""
     doc = load(resolve(target))
+    root = Path(root) if root is not None else doc.path.parent
     top = doc.data
     if not isinstance(top, dict):
         raise doc.error("", "mock.yaml is a mapping (name, schema or tools, seed, responses …)")
     check_keys(doc, top, "", TOP_KEYS)
     name = _name(doc, top)
-    tools = _load_tools(doc, top)
+    tools = _load_tools(doc, top, root)
     names = [t["name"] for t in tools]
     fallback = top.get("fallback", "echo")
     if fallback not in ("echo", "error"):
@@ -375,7 +382,7 @@ def load_spec(target: str | os.PathLike[str]) -> MockSpec:
     if not isinstance(seed, dict):
         raise doc.error("seed", "must be a mapping (the initial state)")
     return MockSpec(name=name, path=doc.path, tools=tools, seed=_plain(doc, "seed", seed), rules=rules,
-                    handlers=_load_handler(doc, top, names, import_timeout), fallback=fallback, faults=faults, fault_seed=fault_seed,
+                    handlers=_load_handler(doc, top, names, import_timeout, root), fallback=fallback, faults=faults, fault_seed=fault_seed,
                     strict=strict, handler_timeout=float(timeout))
 
 

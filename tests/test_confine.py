@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -361,3 +362,29 @@ def test_the_same_assertions_pass_on_what_the_agent_really_wrote(tmp_path):
     (ws / "b" / "link.txt").symlink_to("../a/out.txt")
     results = {r["kind"]: r for r in _evaluate(ws, "b/link.txt")}
     assert results["file_exists"]["passed"] and results["file_contains"]["passed"], results
+
+
+MOCK_KEYS = {"schema": "tools.json", "handler": "handler.py"}
+
+
+@pytest.mark.parametrize("form", [f for f in FORMS if "inside" not in f])
+@pytest.mark.parametrize("key", list(MOCK_KEYS))
+def test_a_mock_cannot_name_a_host_file(tmp_path, init_project, host, key, form):
+    """A mock's schema and handler are project files too (as from ``validate``; standalone
+    ``agentcap mock`` confines them to the mock's own directory)."""
+    root = tmp_path / "proj"
+    shutil.copytree(init_project, root)
+    mock = root / "mcp" / "m"
+    mock.mkdir(parents=True)
+    (mock / "tools.json").write_text(json.dumps({"tools": [{"name": "ping", "inputSchema": {"type": "object"}}]}))
+    (mock / "handler.py").write_text("def tool_ping(args, ctx):\n    return {'ok': True}\n")
+    for f in (host / "secret.md", host / "dir" / "secret.md"):  # the host file is a valid one of its kind
+        f.write_text((mock / MOCK_KEYS[key]).read_text() + f"# {MARKER}\n" * (key == "handler"))
+    name = FORMS[form](mock, host, False)
+    (mock / "mock.yaml").write_text(yaml.safe_dump({"name": "m", "schema": "tools.json", key: name}))
+    _edit(root, SCENARIO, lambda d: d.update(mcp=["m"]))
+    for args in (["validate"], ["mock", "tools", str(mock)]):
+        r = cli.agentcap(*args, cwd=root)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr[-800:])
+        assert "mock.yaml:" in r.stderr and f": {key}:" in r.stderr and "is outside" in r.stderr, (args, r.stderr[-800:])
+        assert MARKER not in r.stdout + r.stderr

@@ -133,12 +133,10 @@ def _answered_and_logged(mock: MockServer, out: Path, res) -> str:
     return text
 
 
-@pytest.mark.parametrize("where", list(WHERE))
-@pytest.mark.parametrize("kind", list(NO_FORM) + list(FALLBACK))
+@pytest.mark.parametrize(("kind", "where"),  # (an unhashable value cannot be a dict key in Python: not generated)
+                         [(k, w) for w in WHERE for k in [*NO_FORM, *FALLBACK] if not (w == "key" and k in UNHASHABLE)])
 def test_a_handler_result_with_no_json_form_is_a_tool_error_and_the_log_stays_json(results_mock, tmp_path, kind, where):
     mock, server = results_mock
-    if where == "key" and kind in UNHASHABLE:
-        pytest.skip("not a dict key in Python")
     res = asyncio.run(_one(server.url, "give", {"kind": kind, "where": where}))
     text = _answered_and_logged(mock, tmp_path, res)
     if kind in NO_FORM:

@@ -317,7 +317,7 @@ class _Mocks:
 
         if d not in self.tools:
             try:
-                self.tools[d] = {t["name"] for t in MockServer.load(d).spec.tools}
+                self.tools[d] = {t["name"] for t in MockServer.load(d, self.project.root).spec.tools}
             except ConfigError:
                 raise
             except Exception as exc:

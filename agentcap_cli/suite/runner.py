@@ -129,7 +129,7 @@ class SuiteRun:
         tape = self.cassettes.begin(u) if self.cassettes else None
         snapshot = self._workspace(s, workspace, home)
         started = time.monotonic()
-        mocks = {name: MockServer.load(s.mock_dirs[name]) for name in s.mcp}
+        mocks = {name: MockServer.load(s.mock_dirs[name], self.project.root) for name in s.mcp}
         served = {name: HTTPMock(m).start() for name, m in mocks.items()}
         try:
             if self._plugin(u) is not None:
