@@ -135,7 +135,7 @@ def added(prev: list[Message] | None, now: list[Message], first: str = "first") 
     same = len(prev) <= len(now) and all(a.role == b.role and a.content == b.content for a, b in zip(prev, now))
     new = now[len(prev):] if same else now
     tools = [m.name or m.tool_call_id or "tool" for m in new if m.role == "tool"]
-    names = {c.id: c.name for m in prev for c in m.tool_calls}
+    names = {c.id: c.name for m in now for c in m.tool_calls}  # the call answered is in the history sent
     answered = [names.get(m.tool_call_id or "", m.name or "tool") for m in new if m.role == "tool"] if tools else []
     text = f"+{len(new)} msgs" + ("" if same else " (history rewritten)")
     return text + (f" ← {', '.join(answered)}" if answered else "")
