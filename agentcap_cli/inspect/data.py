@@ -370,7 +370,7 @@ class MessagesLevel(Level):
 
     def body_hits(self, text: str, case: bool, within: set[str] | None) -> set[str]:
         out = set()
-        for i, (m, lines) in enumerate(self.items, start=1):
+        for i, (_, lines) in enumerate(self.items, start=1):
             if (within is None or str(i) in within) and contains("\n".join(t for _, t in lines), text, case):
                 out.add(str(i))
         return out
