@@ -32,7 +32,8 @@ from agentcap_cli.export.sessions import SCHEMA as SESSION_SCHEMA
 
 BEGIN, END = "<!-- agentcap:begin -->", "<!-- agentcap:end -->"
 LOG_BEGIN, LOG_END = "<!-- agentcap:exports:begin -->", "<!-- agentcap:exports:end -->"
-OWN_CONFIGS = {"default", "sessions", "files"}
+OWN_CONFIGS = {"default", "sessions", "files"}  # files: a config of traces datasets before (it never loaded)
+SESSION_FILES, TRACE_FILES = "sessions/**/*.jsonl", "data/*.parquet"
 SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
 
@@ -89,7 +90,7 @@ SESSION_FIELDS = {
 FILE_FIELDS = {
     "run_id": "the run (join key with the captures dataset)", "task_id": "the task (join key, with run_id)",
     "agent": "agent CLI", "path": "file path inside the agent's state dir (wire traces: in this dataset)",
-    "format": "jsonl | json | markdown | sqlite | sts | …", "size": "bytes",
+    "format": "jsonl | json | markdown | sqlite | pi (a session file agentcap wrote; sts before) | …", "size": "bytes",
     "text": "the file as text when it is UTF-8, else null", "data": "the file, byte for byte",
     "repeat": "test-suite repeat, else null",
 }
@@ -156,9 +157,9 @@ def _configs(info: CardInfo) -> list[dict[str, Any]]:
 
     if info.kind == "captures":
         return [cfg("default", "data/*.parquet"), cfg("sessions", "sessions/*.parquet")]  # whatever the data
-    if info.session_files:
-        return [cfg("default", "sessions/**/*.jsonl"), cfg("files", "data/*.parquet")]
-    return [cfg("default", "data/*.parquet")]
+    if info.session_files:  # one format per dataset: datasets reads all its configs with one builder (JSON here)
+        return [cfg("default", SESSION_FILES)]
+    return [cfg("default", TRACE_FILES)]
 
 
 def _front_matter(info: CardInfo, existing: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -211,8 +212,15 @@ def _load(info: CardInfo, config: str | None) -> str:
         args = ", ".join([json.dumps(info.repo), *([f'"{config}"'] if config else []), 'split="train"'])
         return f"load_dataset({args})"
     path = next(c["data_files"][0]["path"] for c in _configs(info) if c["config_name"] == (config or "default"))
+    return _load_files(info, path)
+
+
+def _load_files(info: CardInfo, path: str) -> str:
+    """The ``load_dataset`` call for files of the dataset by a pattern (for the trace files that are
+    no config: a dataset of session files is read with the JSON builder, these are parquet)."""
+    where = info.repo.rstrip("/") + "/" + path if info.local else f"hf://datasets/{info.repo}/{path}"
     builder = "json" if path.endswith(".jsonl") else "parquet"
-    return f'load_dataset("{builder}", data_files={json.dumps(info.repo.rstrip("/") + "/" + path)}, split="train")'
+    return f'load_dataset("{builder}", data_files={json.dumps(where)}, split="train")'
 
 
 def _provenance(info: CardInfo) -> list[str]:
@@ -277,8 +285,8 @@ def _captures_body(info: CardInfo) -> list[str]:
 def _traces_body(info: CardInfo) -> list[str]:
     if info.kind == "wire-traces":
         what = ("Every task session rebuilt from the model calls on the wire (what the model saw, whatever the agent "
-                "recorded), as [Session Trace Simple Format](https://huggingface.co/docs/hub/session-traces-format) "
-                "files the Hub's trace viewer renders: `sessions/<run>/<task>--<digest>.jsonl`, harness `agentcap`.")
+                "recorded), with the tools it was offered: `sessions/<run>/<task>--<digest>.jsonl`, in Pi's session "
+                f"format with `harness: agentcap` ({PI_ROUTE}).")
     elif info.native and info.agents == ["hermes"]:
         what = ("hermes' sessions in its own `hermes sessions export` JSONL (a session per line), made from its "
                 "state.db — a format the Hub reads: `sessions/<run>/<task>--<digest>.jsonl`.")
@@ -286,20 +294,39 @@ def _traces_body(info: CardInfo) -> list[str]:
         what = ("The agents' session files as they wrote them (the Hub detects Claude Code, Codex and Pi sessions): "
                 "`sessions/<run>/<task>--<digest>.jsonl`.")
     else:
-        what = ("The agents' native traces converted to the [Session Trace Simple Format]"
-                "(https://huggingface.co/docs/hub/session-traces-format), which the Hub's trace viewer renders: "
-                "`sessions/<run>/<task>--<digest>.jsonl`; the original files are in the `files` config.")
-    parts = ["## Configs", "", f"- `default`: {what}" if info.session_files else "",
-             "- `files`: one row per file (`data/*.parquet`): the trace files byte for byte." if info.session_files
-             else "- `default`: one row per native trace file (`data/*.parquet`), byte for byte.", "",
-             "## Load it", "", "```python", "from datasets import load_dataset", "",
-             f"files = {_load(info, 'files' if info.session_files else None)}",
-             *([f"sessions = {_load(info, None)}  # a row per session: datasets reads agent traces with "
-                "`pip install teich`"] if info.session_files else []), "```", ""]
-    if info.captures_repo:
-        parts += [f"Pairs with the captures dataset `{info.captures_repo}`: join on `run_id` and `task_id`.", ""]
-    parts += ["## Fields (`files`)" if info.session_files else "## Fields", "", _table(FILE_SCHEMA, FILE_FIELDS), ""]
-    return parts
+        what = ("The agents' native traces converted to Pi's session format with a `harness` field (the agent's "
+                f"name; {PI_ROUTE}): `sessions/<run>/<task>--<digest>.jsonl`; the original files are in `data/`.")
+    return [*_traces_configs(info, what), *_traces_load(info),
+            *([f"Pairs with the captures dataset `{info.captures_repo}`: join on `run_id` and `task_id`.", ""]
+              if info.captures_repo else []),
+            "## Fields of the trace files (`data/*.parquet`)", "", _table(FILE_SCHEMA, FILE_FIELDS), ""]
+
+
+PI_ROUTE = ("the Hub's trace viewer renders it, see [Session Traces Format]"
+            "(https://huggingface.co/docs/hub/session-traces-format); `datasets` reads it with every tool call")
+
+
+def _traces_configs(info: CardInfo, what: str) -> list[str]:
+    if not info.session_files:
+        return ["## Configs", "", f"- `default`: one row per native trace file (`{TRACE_FILES}`), byte for byte.", ""]
+    return ["## Configs", "", f"- `default`: {what}", "",
+            f"The trace files themselves, one row per file byte for byte, are parquet files in `{TRACE_FILES}` — not "
+            "a config: `datasets` reads every config of a dataset with one builder, here the one for the session "
+            "files. Load them by their files, as below.", ""]
+
+
+def _traces_load(info: CardInfo) -> list[str]:
+    if not info.session_files:
+        return ["## Load it", "", "```python", "from datasets import load_dataset", "",
+                f"files = {_load(info, None)}", "```", ""]
+    return ["## Load it", "", "```python", "# pip install datasets teich  (datasets reads agent session files with teich)",
+            "from datasets import load_dataset", "",
+            f"sessions = {_load(info, None)}  # a row per session: harness, messages with their tool calls, tools",
+            f"files = {_load_files(info, TRACE_FILES)}  # the trace files, byte for byte", "```", "",
+            "A row of `sessions` holds the conversation as `messages` (OpenAI chat shape, `tool_calls` with their "
+            "arguments as objects, tool results with their `tool_call_id`), the `tools` (Pi's session reader adds "
+            "Pi's built-in tools to those the agent was offered; the exact list is in the file's "
+            "`teich-available-tools` entry, in `trace`) and the file itself as `trace`.", ""]
 
 
 def _log_line(info: CardInfo) -> str:

@@ -1,6 +1,7 @@
 """Sessions from a run's captures: the ``sessions`` config of the captures dataset (one parquet row
 per task session, messages in the OpenAI chat shape) and the wire-derived session traces (one
-Session Trace Simple Format file per session, for the Hub's trace viewer).
+session file per session in Pi's format with ``harness: agentcap``, for the Hub's trace viewer
+and ``datasets`` + ``teich``: :func:`agentcap_cli.sessions.schema.session_text`).
 
 A session is a task (a suite run: a cell's repeat); captures with no task (a proxy run) give one
 session per conversation thread. Messages are rebuilt by :func:`agentcap_addons.wire.api.sessions.rebuild`
@@ -54,7 +55,7 @@ from agentcap_cli.export.scan import (
     scan_texts,
 )
 from agentcap_cli.runs.record import RUN_JSON
-from agentcap_cli.sessions.schema import Counts, compare, sts_text
+from agentcap_cli.sessions.schema import Counts, compare, session_text
 
 _TOOL_CALL = pa.struct([("id", pa.string()), ("type", pa.string()),
                         ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
@@ -75,6 +76,7 @@ SCHEMA = pa.schema([
 ])
 MESSAGE_KEYS = ("role", "content", "reasoning_content", "tool_calls", "tool_call_id", "name")
 WIRE_HARNESS = "agentcap"
+SESSION_FORMAT = "pi"  # the ``format`` of a session file agentcap writes, as a files row (earlier exports: sts)
 
 
 @dataclass
@@ -205,13 +207,14 @@ def _session(run: RunInfo, key: tuple[Any, ...], group: list[CallInfo], rebuilt:
                     tokens["completion_tokens"])
     priced = cost(rebuilt.calls, prices) if prices else None
     session_id = f"{run.run_id}/{key_name(key)}"
+    tools = load(last.request_id).tools
     row = {
         "session_id": session_id, "run_id": run.run_id, "task_id": key[1] if key[0] == "task" else None,
         "cell": key[2] if key[0] == "task" else None, "repeat": key[3] if key[0] == "task" else None,
         "thread_id": last.thread_id, "agent": run.agent, "provider": run.provider, "label": run.label,
         "model": last.model, "served_model": last.served_model, "api": last.api, "prompt": prompt,
         "messages": [{k: m.get(k) for k in MESSAGE_KEYS} for m in messages],
-        "tools": json.dumps(load(last.request_id).tools, ensure_ascii=False),
+        "tools": json.dumps(tools, ensure_ascii=False),
         "turns": len({c.turn for c in rebuilt.calls}), "n_calls": len(rebuilt.calls),
         "n_failed_calls": sum(not c.ok for c in group), "n_threads": rebuilt.threads,
         "n_contexts": len(rebuilt.segments), "n_tool_calls": counts.tool_calls, **tokens,
@@ -227,7 +230,7 @@ def _session(run: RunInfo, key: tuple[Any, ...], group: list[CallInfo], rebuilt:
               if (prompt or "").strip() else session_id, "source": "wire", "agent": run.agent, "run_id": run.run_id,
               "task_id": row["task_id"], "cell": row["cell"], "repeat": row["repeat"], "model": last.model,
               "turns": row["turns"], "n_calls": row["n_calls"]}
-    trace = sts_text(header, [m for s in rebuilt.segments for m in stamp(s)]) if rebuilt.calls else None
+    trace = session_text(header, [m for s in rebuilt.segments for m in stamp(s)], tools) if rebuilt.calls else None
     return SessionOut(key, row, trace, counts)
 
 
@@ -299,7 +302,7 @@ class SessionWriter:
             data = x.trace.encode()
             f = session_file(self.wire / "sessions", self.run, x.key, data, data.count(b"\n"))
             self.traces.append(f)
-            self.files.write([file_row(self.run, x.key, str(f.path.relative_to(self.wire)), data, "sts")])
+            self.files.write([file_row(self.run, x.key, str(f.path.relative_to(self.wire)), data, SESSION_FORMAT)])
 
     def close(self) -> tuple[WrittenFile | None, list[WrittenFile]]:
         """(the sessions parquet, the wire-traces files: its parquet, then the session files)."""

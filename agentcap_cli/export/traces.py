@@ -4,12 +4,16 @@ renders, and every native trace file as a parquet row.
 Layout (``DIR`` = the dataset's directory):
 
     DIR/sessions/<run>/<task>--<digest>.jsonl   one session file per task session (the default config)
-    DIR/data/<run>--<digest>.parquet             one row per native trace file (config "files")
+    DIR/data/<run>--<digest>.parquet             one row per native trace file (not a config: ``datasets``
+                                                 reads a dataset with one builder, here JSON; load these
+                                                 by their files, as the card says)
 
 Claude Code, Codex and Pi sessions are published as the agents wrote them, hermes' as its own
 ``sessions export`` JSONL made from its state.db (the Hub reads those four formats); the other
 agents' traces (opencode's SQLite, qwen-code's chat JSONL, mini-swe-agent's trajectories, aider's
-markdown history) are converted to the Session Trace Simple Format.
+markdown history) are converted to Pi's session format with a ``harness`` field (the agent's name),
+the route the Hub's docs give other harnesses, which ``datasets`` + ``teich`` read with their tool
+calls (:func:`agentcap_cli.sessions.schema.session_text`).
 A suite run's traces (``cells/<cell>/<repeat>/traces``) are tasks ``<cell>`` with their repeat.
 Every byte goes through the gate first (:func:`.scan.scan_blobs`): under ``--redact`` the parquet,
 the raw session files and the converted ones all hold the masked copy.
@@ -25,7 +29,7 @@ from agentcap_cli.export.captures import RunInfo, WrittenFile
 from agentcap_cli.export.files import SCHEMA, FileRows, file_row, key_name, session_file  # noqa: F401 (SCHEMA: re-exported)
 from agentcap_cli.export.scan import UNREADABLE, Blob, Finding, Gate, Report, scan_blobs, scan_derived
 from agentcap_cli.sessions.native import HUB_NATIVE, hub_native_files, read_native
-from agentcap_cli.sessions.schema import Counts, NativeSession, sts_text
+from agentcap_cli.sessions.schema import Counts, NativeSession, session_text
 from agentcap_cli.sessions.stores import hermes_export
 
 BATCH_BYTES = 64 << 20
@@ -145,13 +149,14 @@ def write_traces(run_dir: Path, run: RunInfo, dataset: Path, version: str, gate:
 
 def _converted(t: TaskTrace, native: NativeSession, run: RunInfo, dataset: Path, gate: Gate | None,
                report: Report) -> WrittenFile:
-    """A native trace in the Session Trace Simple Format."""
+    """A native trace as a session file in Pi's format, harness the agent's name (the tools it was
+    offered are not in these traces: the wire traces have them)."""
     first = next((m["content"].strip() for m in native.messages if m["role"] == "user" and m["content"].strip()), "")
     header = {"harness": native.harness, "id": native.id or f"{run.run_id}/{key_name(t.key)}",
               "name": native.title or (first.splitlines()[0][:120] if first else None), "source": "native",
               "agent": run.agent, "run_id": run.run_id, "task_id": t.task_id, "repeat": t.repeat,
               "native_files": native.files}
-    return _derived(t, sts_text(header, native.messages).encode(), "(as a session file)", run, dataset, gate, report,
+    return _derived(t, session_text(header, native.messages).encode(), "(as a session file)", run, dataset, gate, report,
                     native.files[0] if native.files else "")
 
 
