@@ -3,7 +3,9 @@
 create → start → wait (bounded by the turn's timeout) → kill on timeout → remove, always, also on
 Ctrl-C or an exception. Every container carries agentcap labels (run, task, turn) so that one left
 behind by a killed orchestrator is found and removed by ``remove_containers`` / ``agentcap sandbox
-prune``. Paths are mounted at the same place inside as outside, the network is ``none`` (see
+prune``. A mount goes where its ``target`` says (the same path as on the host when it names none);
+the container's own files — the entry script, stdout / stderr, the forwarders' sockets — are at fixed
+paths under ``/agentcap``, so its environment names no host path. The network is ``none`` (see
 bridge.py), stdin is closed and stdout / stderr go straight to the session files.
 """
 
@@ -15,7 +17,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .images import LABEL
 from .podman import Podman, SandboxError
@@ -24,6 +26,8 @@ log = logging.getLogger("agentcap.sandbox")
 
 ENTRY = Path(__file__).with_name("entry.sh")
 ENTRY_IN_CONTAINER = "/agentcap/entry.sh"
+STDOUT_IN, STDERR_IN = "/agentcap/io/stdout", "/agentcap/io/stderr"
+SOCKETS_IN = PurePosixPath("/agentcap/sockets")  # the n-th socket dir at SOCKETS_IN/n
 #: returncode reported for a turn killed at its timeout (as `timeout(1)` does)
 TIMEOUT_RC = 124
 
@@ -43,7 +47,7 @@ class Mount:
 class ContainerSpec:
     image: str
     command: list[str]
-    workdir: Path
+    workdir: PurePosixPath | Path  # as the container sees it
     stdout: Path
     stderr: Path
     env: dict[str, str] = field(default_factory=dict)
@@ -69,12 +73,13 @@ def run_container(podman: Podman, spec: ContainerSpec) -> ContainerResult:
     spec.stdout.parent.mkdir(parents=True, exist_ok=True)
     for path in (spec.stdout, spec.stderr):
         path.touch()
-    mounts = [Mount(ENTRY, read_only=True, target=ENTRY_IN_CONTAINER), Mount(spec.stdout), Mount(spec.stderr),
-              *spec.mounts]
-    sockets = {path.parent for path in spec.forwards.values()}
-    mounts += [Mount(d) for d in sorted(sockets)]
-    env = {**spec.env, "AGENTCAP_STDOUT": str(spec.stdout), "AGENTCAP_STDERR": str(spec.stderr),
-           "AGENTCAP_FORWARDS": " ".join(f"{port}={sock}" for port, sock in spec.forwards.items())}
+    mounts = [Mount(ENTRY, read_only=True, target=ENTRY_IN_CONTAINER), Mount(spec.stdout, target=STDOUT_IN),
+              Mount(spec.stderr, target=STDERR_IN), *spec.mounts]
+    sockets = {d: SOCKETS_IN / str(n) for n, d in enumerate(sorted({p.parent for p in spec.forwards.values()}))}
+    mounts += [Mount(d, target=str(target)) for d, target in sockets.items()]
+    env = {**spec.env, "AGENTCAP_STDOUT": STDOUT_IN, "AGENTCAP_STDERR": STDERR_IN,
+           "AGENTCAP_FORWARDS": " ".join(f"{port}={sockets[sock.parent] / sock.name}"
+                                         for port, sock in spec.forwards.items())}
     started = time.monotonic()
     timed_out = False
     try:

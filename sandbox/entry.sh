@@ -1,7 +1,7 @@
 #!/bin/bash
 # The first process of every agentcap container (bind-mounted read-only, so editing it rebuilds nothing).
-#   AGENTCAP_STDOUT / AGENTCAP_STDERR  files (same path inside and out) that get the agent's output
-#   AGENTCAP_FORWARDS                  "PORT=SOCKET …": a socat per endpoint on 127.0.0.1:PORT → SOCKET
+#   AGENTCAP_STDOUT / AGENTCAP_STDERR  files (/agentcap/io/…) that get the agent's output
+#   AGENTCAP_FORWARDS                  "PORT=SOCKET …": a socat per endpoint on 127.0.0.1:PORT → SOCKET (/agentcap/sockets/…)
 #   AGENTCAP_PATH_PREPEND              dirs of tools (mounted read-only) put first on PATH
 # The container has no network but its loopback; these forwarders are its only way out.
 set -u

@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -41,6 +42,7 @@ from agentcap_cli.export.exporter import (
     stage,
     staged_footers,
 )
+from agentcap_cli.export.hostpaths import DETECTOR, HostPaths
 from agentcap_cli.export.outdir import OutDir
 from agentcap_cli.export.scan import (
     ALLOW_FILE,
@@ -206,8 +208,9 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
     the Hub's trace viewer renders).
 
     Everything that would be published is scanned for secrets first (after decoding base64 and
-    content-encodings and joining streamed text); any finding blocks a push, unless allowlisted
-    or masked with --redact. Exit 0 when done, 1 when the scan or the Hub refused, 2 on bad input.
+    content-encodings and joining streamed text), and for absolute paths of this machine (the home,
+    the workspace, the run dirs, the cwd); any finding blocks a push, unless allowlisted or (a
+    secret) masked with --redact. Exit 0 when done, 1 when the scan or the Hub refused, 2 on bad input.
     """
     err = Console(stderr=True)
     if (out_dir is None) == (push is None):
@@ -227,10 +230,12 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
     gate = None if no_scan else _gate(ws, allow_file, redact, leave_out)
     engines = _engines(scanners, no_scan)
     if no_scan:
-        err.print("[yellow]warning:[/] secret scan skipped (--no-scan): nothing checks these files for keys")
+        err.print("[yellow]warning:[/] secret scan skipped (--no-scan): nothing checks these files for keys "
+                  "or host paths")
 
+    hosts = None if gate is None else _host_paths(targets, ws)
     if out_dir is not None:
-        _to_dir(targets, out_dir, err, gate, options, engines, lic)
+        _to_dir(targets, out_dir, err, gate, options, engines, lic, hosts)
         return
     try:
         work = Path(tempfile.mkdtemp(prefix="agentcap-export-"))
@@ -243,10 +248,13 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
             _disk_error(exc, work, "nothing was uploaded", err)
         names = repo_names(owner, base, staged)
         card_findings: list[Finding] = []
-        _scanned({s.name: card_info(s, names[s.name], names, staged_footers(s), lic) for s in staged}, gate,
-                 card_findings)
+        cards = _scanned({s.name: card_info(s, names[s.name], names, staged_footers(s), lic) for s in staged}, gate,
+                         card_findings)
         blocking = _report(targets, card_findings, err)
         _checks(targets, err)
+        if gate is not None and hosts is not None:
+            blocking += _host_report(_host_findings(hosts, staged, {k: update(None, c) for k, c in cards.items()},
+                                                    gate), err)
         if blocking:
             _blocked(blocking, err)
         left = _egress(staged, gate, err) if gate is not None else []
@@ -255,13 +263,13 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
         if dry_run:
             _dry_run(staged, names, owner, base, err)
             return
-        _push(staged, names, owner, base, targets, gate, lic, err)
+        _push(staged, names, owner, base, targets, gate, lic, err, hosts)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _to_dir(targets: list[Target], out_dir: Path, err: Console, gate: Gate | None, options: Options,
-            engines: list[Engine], lic: License | None) -> None:
+            engines: list[Engine], lic: License | None, hosts: HostPaths | None = None) -> None:
     """``--out``: staged beside ``out_dir``, cards and all, then put in place at once
     (:mod:`agentcap_cli.export.outdir`): a failure or Ctrl-C before that leaves ``out_dir`` as it was."""
     out = OutDir(out_dir, lambda line: err.print(line, highlight=False))
@@ -277,9 +285,17 @@ def _to_dir(targets: list[Target], out_dir: Path, err: Console, gate: Gate | Non
             if blocking:
                 err.print(f"[yellow]warning:[/] {len(blocking)} possible secret(s) in what was exported to {out_dir} "
                           "(--redact masks them; a push would be refused)")
+            texts = {}
             for s in staged:
                 card = s.root / "README.md"
-                write_card(card, update(card.read_text(encoding="utf-8") if card.exists() else None, cards[s.name]))
+                texts[s.name] = update(card.read_text(encoding="utf-8") if card.exists() else None, cards[s.name])
+                write_card(card, texts[s.name])
+            if gate is not None and hosts is not None:
+                # a local card names its own directory (its load_dataset snippet): that path is the card's
+                left = _host_report(_host_findings(hosts, staged, texts, gate, exempt=names.values()), err)
+                if left:
+                    err.print(f"[yellow]warning:[/] {len(left)} absolute host path(s) in what was exported to "
+                              f"{out_dir} (a push would be refused)")
             if gate is not None and gate.redact:
                 left = _egress(staged, gate, err)
                 if left:
@@ -331,14 +347,51 @@ def _egress(staged: list[Staged], gate: Gate, err: Console) -> list[Finding]:
 
 
 def _blocked(blocking: list[Finding], err: Console) -> None:
-    err.print(f"[red]push blocked:[/] {len(blocking)} possible secret(s), "
-              f"{len({f.fingerprint for f in blocking})} distinct — nothing was uploaded. Remove them, publish "
-              f"masked copies with --redact, or add false positives' fingerprints to {ALLOW_FILE}")
+    paths = [f for f in blocking if f.detector.startswith(DETECTOR)]
+    secrets = [f for f in blocking if not f.detector.startswith(DETECTOR)]
+    if secrets:
+        err.print(f"[red]push blocked:[/] {len(secrets)} possible secret(s), "
+                  f"{len({f.fingerprint for f in secrets})} distinct — nothing was uploaded. Remove them, publish "
+                  f"masked copies with --redact, or add false positives' fingerprints to {ALLOW_FILE}")
+    if paths:
+        err.print(f"[red]push blocked:[/] {len(paths)} absolute host path(s) in what would be published "
+                  f"({', '.join(sorted({f.secret for f in paths}))}) — nothing was uploaded. Remove them from the "
+                  f"runs, or add the fingerprints of paths meant to be published to {ALLOW_FILE}")
     sys.exit(1)
 
 
+def _host_paths(targets: list[Target], workspace: Path) -> HostPaths:
+    """This machine's paths an export of ``targets`` must not publish (:mod:`agentcap_cli.export.hostpaths`)."""
+    home = os.environ.get("HOME")
+    dirs = [d for t in targets for d in (t.run_dir, t.run_dir.parent / t.run.run_id)]
+    return HostPaths.of(Path(home) if home else Path("/"), Path.cwd(), workspace, dirs, [t.run.run_id for t in targets])
+
+
+def _host_findings(hosts: HostPaths, staged: list[Staged], cards: dict[str, str], gate: Gate,
+                   exempt: Iterable[str] = ()) -> list[Finding]:
+    """Host paths in the new files of each staged dataset and in its card as it will be written."""
+    found: list[Finding] = []
+    for s in staged:
+        hosts.check_files([f.path for f in s.files if f.new], s.root, gate, found)
+        if s.name in cards:
+            hosts.check_bytes(cards[s.name].encode("utf-8"), f"{s.name}/README.md", gate, found, exempt)
+    return found
+
+
+def _host_report(found: list[Finding], err: Console) -> list[Finding]:
+    """Print the host paths found (what blocks first); return those that block."""
+    found = sorted(found, key=lambda f: f.state != "blocking")
+    for f in found[:SHOWN]:
+        state = "[red]blocking[/]" if f.state == "blocking" else STATES[f.state]
+        err.print(f"{state} {escape(str(f))}  [dim]fingerprint {f.fingerprint[:16]}[/]", highlight=False,
+                  soft_wrap=True)
+    if len(found) > SHOWN:
+        err.print(f"… and {len(found) - SHOWN} more host path(s)")
+    return [f for f in found if f.state == "blocking"]
+
+
 def _push(staged: list[Staged], names: dict[str, str], owner: str, base: str, targets: list[Target],
-          gate: Gate | None, lic: License | None, err: Console) -> None:
+          gate: Gate | None, lic: License | None, err: Console, hosts: HostPaths | None = None) -> None:
     """Read what the Hub has (the cards describe whole repos), scan the cards again, stage them, then push."""
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -355,7 +408,7 @@ def _push(staged: list[Staged], names: dict[str, str], owner: str, base: str, ta
               (" …)" if len(targets) > 3 else ")")
     try:
         try:  # nothing is uploaded before every card is staged: a full disk stops the push whole
-            plans = _plan(api, staged, names, gate, lic, err)
+            plans = _plan(api, staged, names, gate, lic, err, hosts)
         except OSError as exc:
             _disk_error(exc, staged[0].root.parent, "nothing was uploaded", err)
         for s in staged:
@@ -375,7 +428,7 @@ def _push(staged: list[Staged], names: dict[str, str], owner: str, base: str, ta
 
 
 def _plan(api: HfApi, staged: list[Staged], names: dict[str, str], gate: Gate | None, lic: License | None,
-          err: Console) -> dict[str, RepoPlan]:
+          err: Console, hosts: HostPaths | None = None) -> dict[str, RepoPlan]:
     """Each repo's plan (what the Hub has), its final card made from the whole repo, scanned, and
     written to the staging dir."""
     from agentcap_cli.export.hub import plan_repo
@@ -391,6 +444,12 @@ def _plan(api: HfApi, staged: list[Staged], names: dict[str, str], gate: Gate | 
     blocking = [f for f in found if f.state == "blocking"]
     if blocking:
         _report([], blocking, err)
+    if gate is not None and hosts is not None:
+        paths: list[Finding] = []
+        for s in staged:
+            hosts.check_bytes(finals[s.name].encode("utf-8"), f"{s.name}/README.md", gate, paths)
+        blocking += _host_report(paths, err)
+    if blocking:
         _blocked(blocking, err)
     for s in staged:
         write_card(s.root / "README.md", finals[s.name])

@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
@@ -197,9 +198,25 @@ class WrittenFile:
     kind: str = "calls"  # calls | sessions (parquet rows) | files (trace files as rows) | session (a session file)
 
 
+def published_upstream(upstream: str | None) -> str | None:
+    """The run's upstream as footers and cards name it: a model script by its file name
+    (``script:/home/me/proj/scripts/x.yaml`` → ``script:x.yaml``), a URL by its scheme, host and port
+    (no user, path or query); anything else (``embedded:scripted``, ``cassettes``) as it is."""
+    if not upstream:
+        return upstream
+    kind, sep, rest = upstream.partition(":")
+    if sep and kind == "script":
+        return f"script:{PurePath(rest).name}"
+    if "://" in upstream:
+        u = urlsplit(upstream)
+        return f"{u.scheme}://{u.netloc.rpartition('@')[2]}"
+    return upstream
+
+
 def footer(run: RunInfo, model: str | None, rows: int, version: str) -> dict[bytes, bytes]:
     meta = {"schema": EXPORT_SCHEMA, "agentcap_version": version, "run_id": run.run_id, "agent": run.agent,
-            "model": model, "provider": run.provider, "label": run.label, "upstream": run.upstream,
+            "model": model, "provider": run.provider, "label": run.label,
+            "upstream": published_upstream(run.upstream),
             "started_at": run.started_at, "rows": rows, "tasks": run.tasks,
             "exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     return {FOOTER_KEY: json.dumps(meta, ensure_ascii=False).encode()}

@@ -27,8 +27,8 @@ class Aider(Agent):
                # one edit format for every model: the reply names a file, then its whole content
                "--edit-format", "whole", "--no-git", "--yes-always", "--no-pretty", "--map-tokens", "0",
                "--no-check-update", "--analytics-disable", "--no-show-model-warnings",
-               "--no-show-release-notes", "--chat-history-file", str(t.home / HISTORY),
-               "--input-history-file", str(t.home / ".aider" / "input.history")]
+               "--no-show-release-notes", "--chat-history-file", t.inside(t.home / HISTORY),
+               "--input-history-file", t.inside(t.home / ".aider" / "input.history")]
         if t.base_prompt:
             cmd += ["--read", self.instructions_file or "CONVENTIONS.md"]
         if t.turn > 1:

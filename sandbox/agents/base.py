@@ -11,26 +11,46 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from ..images import ImageSpec
 
 AGENTS_DIR = Path(__file__).parent
+#: where the container sees the turn's dirs: fixed paths, so no host path (the user's home, the run
+#: dir and its run id) reaches the agent, its prompts or its traces
+WORKSPACE_IN = PurePosixPath("/workspace")
+HOME_IN = PurePosixPath("/home/agent")
+SKILLS_IN = PurePosixPath("/agentcap/skills")
+
+
+def fixed_targets(root: PurePosixPath, dirs: Sequence[Path]) -> list[PurePosixPath]:
+    """Container paths for ``dirs`` under ``root``: each by its name, a repeated name numbered
+    (``name-2``), so they are the same in every run wherever the dirs are on the host."""
+    seen: dict[str, int] = {}
+    out = []
+    for d in dirs:
+        n = seen[d.name] = seen.get(d.name, 0) + 1
+        out.append(root / (d.name if n == 1 else f"{d.name}-{n}"))
+    return out
 
 
 @dataclass
 class TurnInput:
-    """One turn, as the adapter needs it. URLs are as the container sees them."""
+    """One turn, as the adapter needs it. URLs are as the container sees them; ``workspace``,
+    ``home`` and ``skills`` are the host's dirs (what the adapter writes and reads), mounted at fixed
+    container paths: what the agent is told (a command line, an env var, a config naming a file)
+    goes through :meth:`inside`."""
 
     prompt: str
     turn: int  # 1-based
     base_url: str  # the capture proxy's root, e.g. http://127.0.0.1:41234 (no /v1)
     api_key: str  # the per-turn key (never the real upstream key)
     model: str
-    workspace: Path  # the agent's working directory (same path inside and out)
-    home: Path  # the agent's state dir, HOME inside the container (sessions survive across turns)
+    workspace: Path  # the agent's working directory, /workspace inside
+    home: Path  # the agent's state dir, HOME (/home/agent) inside (sessions survive across turns)
     session_id: str | None = None  # from the previous turn, for agents that resume by id
     provider: str = "agentcap"  # the provider name written into the agent's own config
     mcp_servers: dict[str, str] = field(default_factory=dict)  # name → streamable HTTP URL
@@ -41,6 +61,20 @@ class TurnInput:
     @property
     def v1(self) -> str:
         return self.base_url.rstrip("/") + "/v1"
+
+    def mounts(self) -> dict[Path, PurePosixPath]:
+        """Host dir → where the container sees it: the workspace, the home, each skill."""
+        return {self.workspace: WORKSPACE_IN, self.home: HOME_IN,
+                **dict(zip(self.skills, fixed_targets(SKILLS_IN, self.skills)))}
+
+    def inside(self, path: Path) -> str:
+        """The container's path for ``path``, a host path in one of the :meth:`mounts` (the deepest
+        that holds it)."""
+        holding = [(src, target) for src, target in self.mounts().items() if path.is_relative_to(src)]
+        if not holding:
+            raise ValueError(f"{path} is in no dir the container mounts")
+        src, target = max(holding, key=lambda m: len(m[0].parts))
+        return str(target / path.relative_to(src))
 
 
 @dataclass

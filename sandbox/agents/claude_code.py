@@ -36,7 +36,7 @@ class ClaudeCode(Agent):
 
     def command(self, t: TurnInput) -> list[str]:
         cmd = ["claude", "-p", "--output-format", "json", "--model", t.model, "--dangerously-skip-permissions",
-               "--mcp-config", str(t.home / MCP_CONFIG), "--strict-mcp-config"]
+               "--mcp-config", t.inside(t.home / MCP_CONFIG), "--strict-mcp-config"]
         if t.max_turns:
             cmd += ["--max-turns", str(t.max_turns)]
         if t.turn > 1 and t.session_id:

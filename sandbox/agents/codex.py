@@ -51,7 +51,7 @@ class Codex(Agent):
         return ["codex", "exec", *opts, t.prompt]
 
     def env(self, t: TurnInput) -> dict[str, str]:
-        return {KEY_ENV: t.api_key, "CODEX_HOME": str(t.home / ".codex")}
+        return {KEY_ENV: t.api_key, "CODEX_HOME": t.inside(t.home / ".codex")}
 
     def parse(self, stdout: str, stderr: str, t: TurnInput) -> TurnOutput:
         session, reply = t.session_id, None

@@ -28,7 +28,7 @@ class MiniSweAgent(Agent):
     def command(self, t: TurnInput) -> list[str]:
         prompt = t.prompt if not t.base_prompt else f"{t.base_prompt}\n\n{t.prompt}"
         return ["mini", "-y", "--exit-immediately", "-m", f"openai/{t.model}", "-l", "0", "-t", prompt,
-                "-o", str(self._trajectory(t))]
+                "-o", t.inside(self._trajectory(t))]
 
     def env(self, t: TurnInput) -> dict[str, str]:
         return {"OPENAI_BASE_URL": t.v1, "OPENAI_API_KEY": t.api_key, "MSWEA_CONFIGURED": "true",

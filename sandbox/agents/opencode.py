@@ -43,7 +43,7 @@ class OpenCode(Agent):
         return [*cmd, t.prompt]
 
     def env(self, t: TurnInput) -> dict[str, str]:
-        return {"OPENCODE_CONFIG": str(self.config_path(t)), "OPENCODE_DISABLE_AUTOUPDATE": "1",
+        return {"OPENCODE_CONFIG": t.inside(self.config_path(t)), "OPENCODE_DISABLE_AUTOUPDATE": "1",
                 "OPENCODE_DISABLE_SHARE": "1"}
 
     def parse(self, stdout: str, stderr: str, t: TurnInput) -> TurnOutput:

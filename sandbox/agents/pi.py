@@ -29,7 +29,7 @@ class Pi(Agent):
         if t.turn > 1 and t.session_id:
             cmd += ["--session", t.session_id]
         for skill in t.skills:
-            cmd += ["--skill", str(skill)]
+            cmd += ["--skill", t.inside(skill)]
         return [*cmd, "-p", t.prompt]
 
     def env(self, t: TurnInput) -> dict[str, str]:
