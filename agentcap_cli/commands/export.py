@@ -356,7 +356,8 @@ def _blocked(blocking: list[Finding], err: Console) -> None:
     if paths:
         err.print(f"[red]push blocked:[/] {len(paths)} absolute host path(s) in what would be published "
                   f"({', '.join(sorted({f.secret for f in paths}))}) — nothing was uploaded. Remove them from the "
-                  f"runs, or add the fingerprints of paths meant to be published to {ALLOW_FILE}")
+                  f"runs, or add the fingerprints of paths meant to be published to {ALLOW_FILE}", highlight=False,
+                  soft_wrap=True)
     sys.exit(1)
 
 
