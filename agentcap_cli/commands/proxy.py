@@ -18,14 +18,15 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from agentcap_addons.wire.api.apibase import agent_env, checked, split_api_base, split_origin
+from agentcap_addons.wire.api.apibase import agent_env, checked, shown, split_api_base, split_origin
 from agentcap_addons.wire.capture.records import REQUEST_SUFFIX
 from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, new_key
 from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.console import err_console, out_console
 from agentcap_cli.harness.calllog import line_for_event
 from agentcap_cli.harness.proxy import ProxyProcess, ProxyStartError, start_proxy
-from agentcap_cli.harness.services import UpstreamUnreachable, check_reachable
+from agentcap_cli.harness.services import UpstreamUnreachable, check_reachable, provider_of
+from agentcap_cli.runs.record import RUN_JSON, RunFile, RunRecord, load_run
 from agentcap_cli.runs.workspace import new_run_dir
 from mcp_mocks.threaded import bind
 
@@ -114,7 +115,9 @@ def proxy(upstream: tuple[str, str], host: str, port: int, run_dir: Path | None,
             shutil.rmtree(keys_dir, ignore_errors=True)
         err.print(f"[red]error:[/] {e}")
         raise SystemExit(1) from None
+    run_file = None
     try:
+        run_file = _run_file(run_dir, origin + root, err)
         _announce(p, origin, root, run_dir, key, env_file, as_json)
         _log_calls(p, run_dir / "captures", None if quiet else err)
     except KeyboardInterrupt:
@@ -125,10 +128,36 @@ def proxy(upstream: tuple[str, str], host: str, port: int, run_dir: Path | None,
         p.close()
         if keys_dir:
             shutil.rmtree(keys_dir, ignore_errors=True)
+        if run_file is not None:
+            run_file.finish("done" if code in CLEAN_EXITS else "failed")
     n = sum(1 for f in (run_dir / "captures").glob(f"*{REQUEST_SUFFIX}")) if (run_dir / "captures").is_dir() else 0
     err.print(f"agentcap proxy stopped: {n} capture(s) in {run_dir / 'captures'}")
-    if code not in (0, None, -2, 130, -15):
+    if code not in CLEAN_EXITS:
         raise SystemExit(1)
+
+
+CLEAN_EXITS = (0, None, -2, 130, -15)  # the proxy's exit on a stop (Ctrl-C, SIGTERM)
+
+
+def _run_file(run_dir: Path, upstream: str, err: Console) -> RunFile | None:
+    """run.json for this proxy (kind ``proxy``, the upstream, started now), written atomically once
+    it listens; a directory that was a proxy's before keeps its first start. Another run's record
+    (a corpus or suite run the captures are added to) or one that does not parse is left as it is."""
+    path = run_dir / RUN_JSON
+    if not path.exists():
+        run_file = RunFile(run_dir, RunRecord.proxy(run_dir.name, shown(upstream), provider_of(upstream)))
+    else:
+        try:
+            record = load_run(run_dir)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            err.print(f"[yellow]warning:[/] {escape(str(path))}: not a run record ({escape(str(exc))}) — left as it is")
+            return None
+        if record.kind != "proxy":
+            return None
+        record.upstream, record.status, record.finished_at = shown(upstream), "running", None
+        run_file = RunFile(run_dir, record)
+    run_file.save()
+    return run_file
 
 
 def port_free(host: str, port: int) -> bool:

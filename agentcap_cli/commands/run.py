@@ -152,6 +152,8 @@ def _resume_plan(ctx: click.Context, resume: str) -> tuple[Plan, str | None]:
     win) and its upstream."""
     run_dir = _resume_dir(resume, "--resume")
     record = load_run(run_dir)
+    if record.kind == "proxy":
+        raise click.BadParameter(f"{run_dir.name} is a proxy run: it has no tasks to resume", param_hint="--resume")
     if record.replay_of:
         raise click.BadParameter(f"{run_dir.name} is a replay of {record.replay_of}: replay that run again "
                                  "instead", param_hint="--resume")

@@ -2,11 +2,13 @@
 wire-derived traces dataset.
 
 A card is seeded whole on the first export. Later exports touch only what is agentcap's: the
-section between its markers is replaced, the export log gains a line, and in the front matter the
-keys agentcap derives (``configs`` entries it owns, ``size_categories``, and ``license`` when
-``--license`` is given) are set while the owner's other keys and edits stay. What the card says
-about the data (agents, models, hosts, runs, counts) comes from the footers of **every** parquet
-file in the dataset, not only the newest export's.
+section between its markers is replaced, the export log gains a line when the export added files,
+and in the front matter the keys agentcap derives (``configs`` entries it owns, ``size_categories``,
+and ``license`` when ``--license`` is given) are set line by line (:mod:`.frontmatter`: the owner's
+comments, key order and other keys stay byte for byte). An export that adds nothing leaves the
+card byte for byte as it was. What the card says about the data (how its runs were made, agents,
+models, hosts, runs, counts) comes from the footers of **every** parquet file in the dataset, not
+only the newest export's.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-import yaml
 
 from agentcap_addons.wire.api.sessions import FINISH_REASONS
 from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.export.captures import SCHEMA as CAPTURE_SCHEMA
 from agentcap_cli.export.files import SCHEMA as FILE_SCHEMA
+from agentcap_cli.export.frontmatter import DROP, block, dump, merge, split
 from agentcap_cli.export.scan import Finding, Gate, line_where, scan_text, scan_texts
 from agentcap_cli.export.sessions import SCHEMA as SESSION_SCHEMA
 
@@ -124,6 +126,8 @@ class CardInfo:
     exported_rows: str = ""  # this export, e.g. "120 calls, 3 sessions"
     exported_at: str = ""
     rows: int = 0  # rows of the default config (for size_categories)
+    run_kinds: dict[str | None, int] = field(default_factory=dict)  # corpus | suite | proxy (None: not recorded) → runs
+    fresh: bool = True  # this export adds files to the dataset (else the card's log gains no line)
 
 
 def from_footers(info: CardInfo, footers: Iterable[dict[str, Any]]) -> CardInfo:
@@ -133,6 +137,10 @@ def from_footers(info: CardInfo, footers: Iterable[dict[str, Any]]) -> CardInfo:
              for f in footers if isinstance(f.get("upstream"), str) and f["upstream"]}
     starts = sorted(str(f["started_at"])[:10] for f in footers if f.get("started_at"))
     kinds = [(f.get("kind") or "calls", f) for f in footers]
+    made: dict[str, str | None] = {}
+    for f in footers:
+        if f.get("run_id"):
+            made[f["run_id"]] = made.get(f["run_id"]) or run_kind(f)
     info = dataclasses.replace(
         info, agents=sorted({f["agent"] for f in footers if f.get("agent")}),
         models=sorted({f["model"] for f in footers if f.get("model")}), hosts=sorted(hosts),
@@ -142,9 +150,16 @@ def from_footers(info: CardInfo, footers: Iterable[dict[str, Any]]) -> CardInfo:
         calls=sum(f.get("rows") or 0 for k, f in kinds if k == "calls"),
         sessions=sum(f.get("rows") or 0 for k, f in kinds if k == "sessions"),
         files=sum(f.get("rows") or 0 for k, f in kinds if k in ("traces", "wire-traces")),
-        session_files=sum(f.get("sessions") or 0 for k, f in kinds if k in ("traces", "wire-traces")))
+        session_files=sum(f.get("sessions") or 0 for k, f in kinds if k in ("traces", "wire-traces")),
+        run_kinds={k: sum(1 for v in made.values() if v == k) for k in sorted(set(made.values()), key=str)})
     info.rows = info.calls if info.kind == "captures" else (info.session_files or info.files)
     return info
+
+
+def run_kind(footer: dict[str, Any]) -> str | None:
+    """How a file's run was made; a footer from before ``run_kind`` was written: ``proxy`` when it
+    has no agent (only a proxy's captures have none), else not known."""
+    return footer.get("run_kind") or (None if footer.get("agent") else "proxy")
 
 
 def size_category(n: int) -> str:
@@ -162,27 +177,38 @@ def _configs(info: CardInfo) -> list[dict[str, Any]]:
     return [cfg("default", TRACE_FILES)]
 
 
-def _front_matter(info: CardInfo, existing: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The card's YAML: seeded whole, or the owner's with agentcap's keys brought up to date."""
+def _seed(info: CardInfo) -> dict[str, Any]:
+    """The front matter of a new card (the owner's from then on, but for :func:`_owned`)."""
     what = {"captures": "model calls and sessions of coding agents", "wire-traces": "agent sessions rebuilt from the wire",
             "traces": f"{', '.join(info.agents)} session traces"}[info.kind]
-    fm = dict(existing) if existing else {
-        "pretty_name": f"{info.repo.rstrip('/').split('/')[-1]} — {what}",
-        "tags": ["agentcap", "agents", "coding-agents", "tool-use",
-                 "llm-calls" if info.kind == "captures" else "traces"],
-        "task_categories": ["text-generation"],
-    }
+    return {"pretty_name": f"{info.repo.rstrip('/').split('/')[-1]} — {what}",
+            "tags": ["agentcap", "agents", "coding-agents", "tool-use",
+                     "llm-calls" if info.kind == "captures" else "traces"],
+            "task_categories": ["text-generation"]}
+
+
+def _owned(info: CardInfo, existing: dict[str, Any]) -> dict[str, Any]:
+    """The front matter keys agentcap sets, with their values (``DROP``: removed): the license when
+    --license is given, the size category, the configs (agentcap's own where they were, the owner's
+    kept in their order)."""
+    out: dict[str, Any] = {}
     if info.license:
-        fm["license"] = info.license
+        out["license"] = info.license
         for k in ("license_name", "license_link"):
             if getattr(info, k):
-                fm[k] = getattr(info, k)
+                out[k] = getattr(info, k)
             elif info.license != "other":
-                fm.pop(k, None)
-    fm["size_categories"] = [size_category(info.rows)]
-    theirs = [c for c in fm.get("configs") or [] if isinstance(c, dict) and c.get("config_name") not in OWN_CONFIGS]
-    fm["configs"] = _configs(info) + theirs
-    return fm
+                out[k] = DROP
+    out["size_categories"] = [size_category(info.rows)]
+    ours = {c["config_name"]: c for c in _configs(info)}
+    configs = []
+    for c in existing.get("configs") or []:
+        if isinstance(c, dict) and c.get("config_name") in OWN_CONFIGS:
+            configs += [ours.pop(c["config_name"])] if c["config_name"] in ours else []
+        elif isinstance(c, dict):
+            configs.append(c)
+    out["configs"] = configs + list(ours.values())
+    return out
 
 
 def _type(t: pa.DataType) -> str:
@@ -238,10 +264,28 @@ def _provenance(info: CardInfo) -> list[str]:
             f"- license: {lic}", ""]
 
 
+MADE = {  # what the card may say of how a run was made, by its kind in run.json
+    "corpus": "`agentcap run`: coding agents over a corpus of prompts, each turn in its own podman container",
+    "suite": "`agentcap test`: coding agents in podman containers against mock MCP servers, one per test "
+             "scenario, model and repeat",
+    "proxy": "`agentcap proxy` (or `mitmdump -s`): whatever clients their user pointed at the capture proxy — "
+             "agentcap did not run them, so nothing here says where or how they ran",
+    None: "runs exported before agentcap recorded how a run was made",
+}
+
+
+def _made(info: CardInfo) -> list[str]:
+    """How the dataset's runs were made, per kind, never more than the runs say."""
+    wire = "" if info.kind == "traces" else " Every model call was taken from the wire by a mitmproxy addon."
+    head = f"Made with [agentcap](https://pypi.org/project/agentcap/) {info.agentcap_version}.{wire}"
+    if not info.run_kinds:
+        return [head, ""]
+    return [head + " The runs:", "", *(f"- {n} run{'s' if n != 1 else ''} of {MADE.get(k, MADE[None])}"
+                                       for k, n in info.run_kinds.items()), ""]
+
+
 def _generated(info: CardInfo) -> str:
-    parts = [BEGIN, "",
-             f"Made with [agentcap](https://pypi.org/project/agentcap/) {info.agentcap_version}: real coding agents "
-             "run in sandboxes, every model call taken from the wire by a mitmproxy addon.", "", *_provenance(info)]
+    parts = [BEGIN, "", *_made(info), *_provenance(info)]
     if info.kind == "captures":
         parts += _captures_body(info)
     else:
@@ -254,8 +298,10 @@ def _captures_body(info: CardInfo) -> list[str]:
     parts = ["## Configs", "",
              "- `default`: one row per model call, in `seq` order within each run (one file per run and model; "
              "re-exports add files — dedupe on `request_id` when loading overlapping exports).",
-             "- `sessions`: one row per task session — the conversation the model saw as `messages` (OpenAI chat "
-             "shape, tool call arguments as JSON text), the `tools` offered, outcome, tokens, cost.", "",
+             "- `sessions`: one row per task session" + (" (for proxy captures: per conversation)" if "proxy" in
+                                                          info.run_kinds else "") +
+             " — the conversation the model saw as `messages` (OpenAI chat shape, tool call arguments as JSON text), "
+             "the `tools` offered, outcome, tokens, cost.", "",
              "## Load it", "", "```python", "from datasets import load_dataset", "",
              f"calls = {_load(info, None)}", f"sessions = {_load(info, 'sessions')}", "```", "",
              "Train on the sessions: TRL's `SFTTrainer` takes the `messages` column as it is. To render one "
@@ -334,43 +380,35 @@ def _log_line(info: CardInfo) -> str:
             f"({', '.join(info.exported[:5])}{' …' if len(info.exported) > 5 else ''})")
 
 
-def _split(text: str) -> tuple[dict[str, Any] | None, str]:
-    """(front matter, the rest) of a card; (None, text) when it has none that parses."""
-    m = re.match(r"^---\n(.*?)\n---\n?", text, re.S)
-    if not m:
-        return None, text
-    try:
-        fm = yaml.safe_load(m.group(1))
-    except yaml.YAMLError:
-        return None, text
-    return (fm if isinstance(fm, dict) else None), text[m.end():]
-
-
-def _yaml(fm: dict[str, Any]) -> str:
-    return f"---\n{yaml.safe_dump(fm, sort_keys=False, allow_unicode=True)}---\n"
+def _new_front_matter(info: CardInfo) -> str:
+    return block(dump(_seed(info) | {k: v for k, v in _owned(info, {}).items() if v is not DROP}))
 
 
 def render(info: CardInfo) -> str:
     title = info.repo.rstrip("/").split("/")[-1]
-    return (f"{_yaml(_front_matter(info))}\n# {title}\n\n{_generated(info)}\n\n## Exports\n\n{LOG_BEGIN}\n"
+    return (f"{_new_front_matter(info)}\n# {title}\n\n{_generated(info)}\n\n## Exports\n\n{LOG_BEGIN}\n"
             f"{_log_line(info)}\n{LOG_END}\n")
 
 
 def update(existing: str | None, info: CardInfo) -> str:
-    """The card after this export: seeded when there is none, else only agentcap's parts changed."""
+    """The card after this export: seeded when there is none, else only agentcap's parts changed
+    (the log gains a line only when ``info.fresh``): a re-export of nothing new with the same
+    settings gives ``existing`` back byte for byte."""
     if not existing or not existing.strip():
         return render(info)
-    fm, text = _split(existing)
-    block = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    text = block.sub(lambda _: _generated(info), text, count=1) if block.search(text) else (
+    fm, fm_text, text = split(existing)
+    generated = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    text = generated.sub(lambda _: _generated(info), text, count=1) if generated.search(text) else (
         text.rstrip("\n") + "\n\n" + _generated(info) + "\n")
     log = re.compile(re.escape(LOG_BEGIN) + r"\n(.*?)" + re.escape(LOG_END), re.S)
     m = log.search(text)
-    if m:
+    if m and info.fresh:
         text = text[:m.end(1)] + _log_line(info) + "\n" + text[m.end(1):]
-    else:
+    elif not m and info.fresh:
         text = text.rstrip("\n") + f"\n\n## Exports\n\n{LOG_BEGIN}\n{_log_line(info)}\n{LOG_END}\n"
-    return _yaml(_front_matter(info, fm or {})) + ("\n" if not text.startswith("\n") else "") + text
+    if fm is None or fm_text is None:  # no front matter (or none that parses): agentcap's, above the owner's text
+        return _new_front_matter(info) + ("\n" if not text.startswith("\n") else "") + text
+    return block(merge(fm_text, fm, _owned(info, fm))) + text
 
 
 def scan_card(info: CardInfo, name: str, gate: Gate, out: list[Finding]) -> CardInfo:

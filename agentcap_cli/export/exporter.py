@@ -32,6 +32,7 @@ from agentcap_addons.wire.util.errors import InputError
 from agentcap_addons.wire.util.yamlfile import ConfigError, load
 from agentcap_cli.export.captures import RunInfo, WrittenFile, read_footer, write_run
 from agentcap_cli.export.cards import CardInfo, from_footers
+from agentcap_cli.export.licenses import hub_license
 from agentcap_cli.export.scan import (
     SCANNED_DIRS,
     Gate,
@@ -88,12 +89,15 @@ def run_info(run_dir: Path, gate: Gate | None = None, report: Report | None = No
         if gate is not None and report is not None:
             text = scan_json_file(RUN_JSON, text, gate, report.findings)
         rec = json.loads(text)
+    except FileNotFoundError:  # a capture dir of `mitmdump -s` (or of a proxy before run.json)
+        return RunInfo(run_dir.name, kind="proxy")
     except (OSError, ValueError):
         return RunInfo(run_dir.name)
     tasks = [{"id": t.get("task_id"), "turns": t.get("completed_turns"), "prompt": (t.get("prompt") or "")[:200]}
              for t in rec.get("tasks") or []]
     return RunInfo(rec.get("run_id") or run_dir.name, agent=rec.get("agent"), provider=rec.get("provider"),
-                   label=rec.get("label"), upstream=rec.get("upstream"), started_at=rec.get("started_at"), tasks=tasks)
+                   label=rec.get("label"), upstream=rec.get("upstream"), started_at=rec.get("started_at"), tasks=tasks,
+                   kind=rec.get("kind"))
 
 
 def resolve_targets(names: list[str], everything: bool, workspace: Path) -> list[Target]:
@@ -251,20 +255,17 @@ class License:
     link: str | None = None
 
 
-_LICENSE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
-
-
 def parse_license(value: str | None, name: str | None, link: str | None) -> License | None:
     """``--license`` / ``--license-name`` / ``--license-link`` as the Hub's card metadata wants them:
-    an id (lower case), and for ``other`` a name (lower case, a-z 0-9 -) and a link."""
+    one of the Hub's ids (:mod:`.licenses`, lower case), and for ``other`` a name (lower case, a-z 0-9 -) and a link."""
     if value is None:
         if name or link:
             raise TargetError("--license-name and --license-link go with --license other")
         return None
-    lic = value.strip().lower()
-    if not _LICENSE.match(lic):
-        raise TargetError(f"{value!r} is not a license id (an SPDX-style id as the Hub spells it: mit, apache-2.0, "
-                          "cc-by-4.0 …, or other)")
+    try:
+        lic = hub_license(value)
+    except ValueError as exc:
+        raise TargetError(str(exc)) from None
     if lic != "other":
         if name or link:
             raise TargetError("--license-name and --license-link go with --license other")

@@ -98,18 +98,20 @@ def plan_repo(api: HfApi, repo_id: str, staged: Path, files: list[str]) -> RepoP
 def push_repo(api: HfApi, plan: RepoPlan, message: str, say: Callable[[str], None]) -> RepoResult:
     """Create the repo (private) when missing, then add its new files and its card (the caller has
     written it to ``plan.staged / "README.md"``, every repo's before the first push) as one commit
-    that only adds: files already on the Hub are never re-uploaded or overwritten."""
+    that only adds: files already on the Hub are never re-uploaded or overwritten. With no new file,
+    the card alone when it changed (a new --license), else no commit."""
     created = False
     if not plan.exists:
         api.create_repo(plan.repo_id, repo_type="dataset", private=True, exist_ok=True)
         created = True
         say(f"created private dataset {plan.repo_id}")
     new, skipped = plan.new, [f for f in plan.files if f in plan.remote]
-    if not new:
+    card = plan.staged / "README.md"
+    if not new and card.read_text(encoding="utf-8") == plan.card:
         return RepoResult(plan.repo_id, created, [], skipped, None)
     ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(plan.staged / f)) for f in new]
-    ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(plan.staged / "README.md")))
-    say(f"uploading {len(new)} file(s) to {plan.repo_id}")
+    ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card)))
+    say(f"uploading {len(new)} file(s) to {plan.repo_id}" if new else f"updating the card of {plan.repo_id}")
     info = api.create_commit(plan.repo_id, ops, commit_message=message, repo_type="dataset")
     return RepoResult(plan.repo_id, created, new, skipped, str(info.commit_url))
 

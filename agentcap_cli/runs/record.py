@@ -55,14 +55,14 @@ class TaskRecord:
 @dataclass
 class RunRecord:
     run_id: str
-    kind: str  # corpus | suite
-    agent: str
-    model: str
+    kind: str  # corpus | suite | proxy
+    agent: str | None  # None: a proxy run (its clients are not known)
+    model: str | None
     provider: str
     upstream: str  # never a key
     label: str | None
     turns_per_task: int
-    followup: str
+    followup: str | None
     started_at: str
     finished_at: str | None = None
     status: str = "running"  # running | done | interrupted | failed
@@ -86,6 +86,12 @@ class RunRecord:
             task_known = {f.name for f in fields(TaskRecord)} - {"turns"}
             rec.tasks.append(TaskRecord(**{k: v for k, v in t.items() if k in task_known}, turns=turns))
         return rec
+
+    @classmethod
+    def proxy(cls, run_id: str, upstream: str, provider: str) -> RunRecord:
+        """An ``agentcap proxy`` run: the upstream and the times the proxy knows, no agent, model or tasks."""
+        return cls(run_id=run_id, kind="proxy", agent=None, model=None, provider=provider, upstream=upstream,
+                   label=None, turns_per_task=0, followup=None, started_at=rfc3339_ns())
 
     def task(self, task_id: str) -> TaskRecord:
         return next(t for t in self.tasks if t.task_id == task_id)
