@@ -4,6 +4,7 @@ traces) in a directory or on the Hub, through the secret scan (the publish gate:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -43,6 +44,7 @@ from agentcap_cli.export.exporter import (
     staged_footers,
 )
 from agentcap_cli.export.hostpaths import DETECTOR, HostPaths
+from agentcap_cli.export.layers import DECODERS, MAX_DEPTH
 from agentcap_cli.export.outdir import OutDir
 from agentcap_cli.export.scan import (
     ALLOW_FILE,
@@ -51,7 +53,7 @@ from agentcap_cli.export.scan import (
     Gate,
     load_allowlist,
 )
-from agentcap_cli.export.scanners import ENGINES, Engine, ScannerError, resolve
+from agentcap_cli.export.scanners import ENGINES, Engine, ScannerError, label, resolve
 from agentcap_cli.runs.workspace import workspace_root
 
 if TYPE_CHECKING:  # huggingface_hub is imported only when a push runs (start-up time of --out)
@@ -142,6 +144,23 @@ def _summary(staged: list[Staged], names: dict[str, str], title: str) -> Table:
             table.add_row(names.get(s.name, s.name), s.repo_path(f), str(f.rows),
                           "new" if f.new else "[dim]already exported[/]")
     return table
+
+
+def _coverage(staged: list[Staged], targets: list[Target], engines: list[Engine], gate: Gate | None,
+              extra: list[Finding]) -> str:
+    """What the secret scan read before this export was published, and what it found (a push or an
+    --out that got here has no blocking finding left)."""
+    if gate is None:
+        return "[yellow]secret scan:[/] skipped (--no-scan): nothing checked these files for keys"
+    rows = {k: sum(s.count(k) for s in staged) for k in ("calls", "sessions", "session")}
+    rows["files"] = sum(s.count("files") for s in staged if s.kind == "traces")  # the agents' own files
+    found = [f for t in targets for f in t.report.findings] + extra
+    states = {state: sum(f.state == state for f in found) for state in ("blocking", "allowed", "redacted", "left out")}
+    rest = ", ".join(f"{n} {'masked' if st == 'redacted' else st}" for st, n in states.items() if n and st != "blocking")
+    return (f"secret scan: {rows['calls']} call rows, {rows['sessions']} session rows, {rows['files']} trace files, "
+            f"{rows['session']} session files, {len(targets)} run.json, {len(staged)} cards; decode-through "
+            f"{', '.join(d.name for d in DECODERS)} (up to {MAX_DEPTH} layers deep; archives, compression, SQLite, PDF); "
+            f"scanners: {label(engines)}; findings: {states['blocking']} blocking" + (f" ({rest})" if rest else ""))
 
 
 def _license(value: str | None, name: str | None, link: str | None) -> License | None:
@@ -264,6 +283,7 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
             _dry_run(staged, names, owner, base, err)
             return
         _push(staged, names, owner, base, targets, gate, lic, err, hosts)
+        err.print(_coverage(staged, targets, engines, gate, card_findings), highlight=False, soft_wrap=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -288,7 +308,8 @@ def _to_dir(targets: list[Target], out_dir: Path, err: Console, gate: Gate | Non
             texts = {}
             for s in staged:
                 card = s.root / "README.md"
-                texts[s.name] = update(card.read_text(encoding="utf-8") if card.exists() else None, cards[s.name])
+                fresh = dataclasses.replace(cards[s.name], fresh=any(f.new for f in s.files))
+                texts[s.name] = update(card.read_text(encoding="utf-8") if card.exists() else None, fresh)
                 write_card(card, texts[s.name])
             if gate is not None and hosts is not None:
                 # a local card names its own directory (its load_dataset snippet): that path is the card's
@@ -305,6 +326,7 @@ def _to_dir(targets: list[Target], out_dir: Path, err: Console, gate: Gate | Non
     except OSError as exc:
         _disk_error(exc, out.work, f"{out_dir} is as it was", err, out.final)
     err.print(_summary(staged, {s.name: s.name for s in staged}, f"exported to {out_dir}"))
+    err.print(_coverage(staged, targets, engines, gate, card_findings), highlight=False, soft_wrap=True)
     for s in staged:
         for f in s.files:
             click.echo(str(out.path(f.path)))
@@ -439,7 +461,8 @@ def _plan(api: HfApi, staged: list[Staged], names: dict[str, str], gate: Gate | 
     cards = _scanned({s.name: card_info(s, names[s.name], names, plans[s.name].footers +
                                         staged_footers(s, set(plans[s.name].new)), lic) for s in staged},
                      gate, found)
-    finals = {s.name: update(plans[s.name].card, cards[s.name]) for s in staged}
+    finals = {s.name: update(plans[s.name].card, dataclasses.replace(cards[s.name], fresh=bool(plans[s.name].new)))
+              for s in staged}
     if gate is not None:  # the cards as the Hub will get them: the owner's parts too
         found += [f for s in staged for f in verify_text(finals[s.name], f"{s.name}/README.md", gate.allow)]
     blocking = [f for f in found if f.state == "blocking"]

@@ -94,6 +94,7 @@ class RunInfo:
     upstream: str | None = None
     started_at: str | None = None
     tasks: list[dict[str, Any]] = field(default_factory=list)  # {id, turns, prompt ≤ 200 chars}
+    kind: str | None = None  # corpus | suite | proxy (what the card may claim about how it was made)
 
 
 def _text(data: bytes) -> str:
@@ -217,7 +218,7 @@ def footer(run: RunInfo, model: str | None, rows: int, version: str) -> dict[byt
     meta = {"schema": EXPORT_SCHEMA, "agentcap_version": version, "run_id": run.run_id, "agent": run.agent,
             "model": model, "provider": run.provider, "label": run.label,
             "upstream": published_upstream(run.upstream),
-            "started_at": run.started_at, "rows": rows, "tasks": run.tasks,
+            "started_at": run.started_at, "run_kind": run.kind, "rows": rows, "tasks": run.tasks,
             "exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     return {FOOTER_KEY: json.dumps(meta, ensure_ascii=False).encode()}
 
