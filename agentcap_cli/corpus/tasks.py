@@ -69,7 +69,7 @@ def prompt_problem(text: str) -> str | None:
 
 
 def _from_text(p: Path) -> list[Task]:
-    tasks = []
+    tasks: list[Task] = []
     for lineno, line in enumerate(read_text(p).splitlines(), start=1):
         prompt = line.strip()
         if not prompt or prompt.startswith("#"):
