@@ -12,6 +12,8 @@
   file, the place in it and the path (nothing uploaded), and is a warning with ``--out``; its
   fingerprint in the allowlist lets it go. Forms × kinds are found, paths that only look alike
   (``/rootfs``, ``/srv/x/root``) are not.
+* A second run of the same tasks sends every agent the same system / developer prompts: nothing
+  run-specific is in them, so a replay matches without rewriting paths.
 * A model script is named by its file name in footers and cards.
 """
 
@@ -25,6 +27,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from agentcap_addons.wire.api.decode import request_messages
+from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.export.hostpaths import HostPath, HostPaths
 from agentcap_cli.runs.record import RUN_JSON
 from tests.support import cli
@@ -124,6 +128,35 @@ def test_no_host_path_in_any_published_byte_of_real_agents(agent_runs, tmp_path)
         (hub_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (hub_dir / name).write_bytes(data)
     assert leaks(published_texts(hub_dir), patterns + needles([str(out)], [])) == []
+
+
+def messages(run_dir: Path) -> list[tuple[str, str]]:
+    """(role, text) of every message of each of the run's calls, in order."""
+    caps = sorted(iter_captures(run_dir / "captures"), key=lambda c: c.seq)
+    return [(m.role, m.content) for c in caps for m in request_messages(c.request["api"], c.request.get("body"))]
+
+
+def instructions(run_dir: Path) -> list[str]:
+    """The system / developer texts of the run's calls (what a replay matches first)."""
+    return [text for role, text in messages(run_dir) if role in ("system", "developer")]
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+@pytest.mark.timeout(2400)
+def test_a_second_run_of_the_same_tasks_sends_the_same_instructions(agent_runs):
+    """Nothing run-specific in what the agents are told, so a replay matches with no path rewritten
+    (pi's system prompt used to hold <workspace>/.agentcap/<run id>/workspaces/<task>)."""
+    ws, first = agent_runs
+    r = cli.agentcap("run", "--agent", ",".join(AGENTS), "--tasks", str(ws / "tasks.txt"), "--turns", "2",
+                     workspace=ws, timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    second = {json.loads((Path(d) / RUN_JSON).read_text())["agent"]: Path(d) for d in r.stdout.split()}
+    for agent in AGENTS:
+        assert second[agent] != first[agent]
+        texts = instructions(first[agent])
+        assert texts and any("/workspace" in text for _, text in messages(first[agent])), agent
+        assert instructions(second[agent]) == texts, agent
 
 
 # -- the check: planted host paths ---------------------------------------------------------------------

@@ -236,7 +236,7 @@ def test_the_shared_service_does_not_depend_on_the_directory_it_was_started_from
         own.ensure_service()
         monkeypatch.chdir(tmp_path)
         shutil.rmtree(doomed)
-        spec = ContainerSpec(image=image_tag("base"), command=["true"], workdir=tmp_path, stdout=tmp_path / "out",
+        spec = ContainerSpec(image=image_tag("base"), command=["true"], workdir=Path("/"), stdout=tmp_path / "out",
                              stderr=tmp_path / "err", timeout_s=120, labels={"agentcap.run": "cwd-test"})
         assert run_container(dataclasses.replace(own, _client=None), spec).returncode == 0, (tmp_path / "err").read_text()
     finally:
