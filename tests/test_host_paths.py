@@ -31,6 +31,7 @@ from agentcap_addons.wire.api.decode import request_messages
 from agentcap_addons.wire.capture.records import iter_captures
 from agentcap_cli.export.hostpaths import HostPath, HostPaths
 from agentcap_cli.runs.record import RUN_JSON
+from sandbox.agents import TurnInput, agent_names, get_agent
 from tests.support import cli
 from tests.support.fakehub import FakeHub, Repo
 from tests.support.runs import make_run
@@ -157,6 +158,33 @@ def test_a_second_run_of_the_same_tasks_sends_the_same_instructions(agent_runs):
         texts = instructions(first[agent])
         assert texts and any("/workspace" in text for _, text in messages(first[agent])), agent
         assert instructions(second[agent]) == texts, agent
+
+
+# -- what each adapter tells its agent (no podman) -------------------------------------------------------
+
+@pytest.mark.parametrize("turn", [1, 2])
+@pytest.mark.parametrize("name", agent_names())
+def test_no_adapter_tells_its_agent_a_host_path(tmp_path, name, turn):
+    """The command line, the environment and the config files of every agent, first and resumed
+    turn, with skills and MCP servers: the container's paths only."""
+    run = tmp_path / "home" / "me" / ".agentcap" / "run-20261122-000000"
+    skills = [tmp_path / "skills" / "a" / "lint", tmp_path / "skills" / "b" / "lint"]
+    for d in skills:
+        d.mkdir(parents=True)
+        (d / "SKILL.md").write_text("---\nname: lint\n---\n")
+    t = TurnInput(prompt="p", turn=turn, base_url="http://127.0.0.1:41234", api_key="k", model="m",
+                  workspace=run / "workspaces" / "t0001", home=run / "state" / "t0001", session_id="s1",
+                  mcp_servers={"mock": "http://127.0.0.1:41235/mcp"}, base_prompt="Be brief.", skills=skills)
+    for d in (t.workspace, t.home):
+        d.mkdir(parents=True)
+    agent = get_agent(name)
+    agent.configure(t)
+    told = json.dumps([agent.command(t), agent.env(t)])
+    for d in (t.workspace, t.home):  # what the agent reads is under its mounts: no host path in it either
+        told += "".join(p.read_text(errors="replace") for p in sorted(d.rglob("*")) if p.is_file() and "skills" not in p.parts)
+    assert str(tmp_path) not in told and "run-20261122" not in told, told
+    assert t.inside(t.home / ".x") == "/home/agent/.x" and t.inside(t.workspace) == "/workspace"
+    assert [t.inside(d) for d in skills] == ["/agentcap/skills/lint", "/agentcap/skills/lint-2"]
 
 
 # -- the check: planted host paths ---------------------------------------------------------------------
