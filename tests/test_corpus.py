@@ -118,11 +118,11 @@ def test_ls_lists_runs_and_proxy_dirs(tmp_path, monkeypatch):
     (home / "proxy-x" / "captures").mkdir(parents=True)
     monkeypatch.setenv("AGENTCAP_WORKSPACE", str(tmp_path))
     out = CliRunner().invoke(cli, ["ls", "--json"])
-    rows = [json.loads(line) for line in out.output.splitlines()]
+    rows = [json.loads(line) for line in out.stdout.splitlines()]  # (the repair of a.request.json logs on stderr)
     assert [(r["run_id"], r.get("tasks_ok"), r.get("tasks"), r["captures"], r["status"]) for r in rows] == [
         ("pi-scripted-1", 1, 2, 1, "done"), ("proxy-x", None, None, 0, None)]
     table = CliRunner().invoke(cli, ["ls", "-l", str(tmp_path)])
     assert table.exit_code == 0 and "embedded:scripted" in table.output and "1/2" in table.output
-    assert CliRunner().invoke(cli, ["ls", "--workspace", str(tmp_path), "--json"]).output == out.output
+    assert CliRunner().invoke(cli, ["ls", "--workspace", str(tmp_path), "--json"]).stdout == out.stdout
     missing = CliRunner().invoke(cli, ["ls", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no such directory" in missing.output
