@@ -29,6 +29,7 @@ additions — into one model (:class:`MockSpec`)::
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import inspect
@@ -45,7 +46,7 @@ from types import ModuleType
 from typing import Any
 
 from agentcap_addons.wire.util.confine import confined
-from agentcap_addons.wire.util.yamlfile import ConfigError, Located, check_keys, load
+from agentcap_addons.wire.util.yamlfile import ConfigError, ConfigErrors, Located, check_keys, did_you_mean, load
 
 from . import templating
 from .state import OPS
@@ -157,14 +158,60 @@ def _load_handler(doc: Located, top: dict[str, Any], names: list[str],
         fn = getattr(module, f"tool_{n}", None)
         if callable(fn):
             handlers.setdefault(n, fn)
+    lines = _handler_lines(hp)
+    _check_unmatched(hp, lines, names, registered, module)
     for n, fn in handlers.items():
         key = f"HANDLERS.{n}" if n in registered else f"tool_{n}"
-        if n not in names:
-            raise ConfigError(hp, None, key, f"handles a tool that is not in the schema ({', '.join(names)})")
         if not callable(fn):
-            raise ConfigError(hp, None, key, "is not callable")
+            raise ConfigError(hp, lines.get(key), key, "is not callable")
         _check_signature(hp, key, fn)
     return handlers
+
+
+def _check_unmatched(hp: Path, lines: dict[str, int], names: list[str], registered: dict[Any, Any],
+                     module: ModuleType) -> None:
+    """Every ``HANDLERS`` key and ``tool_<name>`` callable that names no declared tool (agenteval's
+    convention: a ``tool_`` function *is* a handler, so ``tool_add_label`` for ``add_labels`` is a typo,
+    not a helper) — one error each, at its line, with the closest declared name."""
+    keys = [(f"HANDLERS.{n}", n) for n in registered if n not in names]
+    keys += [(a, a.removeprefix("tool_")) for a in dir(module)
+             if a.startswith("tool_") and callable(getattr(module, a)) and a.removeprefix("tool_") not in names]
+    errors = [ConfigError(hp, lines.get(key), key, f"no tool {n!r} in the schema{did_you_mean(n, names)}")
+              for key, n in keys]
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)
+
+
+def _handler_lines(hp: Path) -> dict[str, int]:
+    """Where ``handler.py`` binds each ``tool_<name>`` and ``HANDLERS`` key (top level, as written), for
+    errors that name a line; a binding made another way (``setattr``, a loop) has none."""
+    try:
+        tree = ast.parse(hp.read_bytes(), str(hp))
+    except (SyntaxError, ValueError, OSError):  # it imported, so this is a file changed since
+        return {}
+    lines: dict[str, int] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            lines.setdefault(node.name, node.lineno)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                lines.update({k: n for k, n in _bound(t, node.value).items() if k not in lines})
+    return lines
+
+
+def _bound(target: ast.expr, value: ast.expr | None) -> dict[str, int]:
+    """The names one top-level assignment binds: ``tool_x = …``, ``HANDLERS = {"x": …}`` (each key at its
+    own line), ``HANDLERS["x"] = …``."""
+    if isinstance(target, ast.Name):
+        keys = value.keys if target.id == "HANDLERS" and isinstance(value, ast.Dict) else []
+        return {target.id: target.lineno, **{f"HANDLERS.{k.value}": k.lineno for k in keys
+                                             if isinstance(k, ast.Constant) and isinstance(k.value, str)}}
+    if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id == "HANDLERS" \
+            and isinstance(target.slice, ast.Constant) and isinstance(target.slice.value, str):
+        return {f"HANDLERS.{target.slice.value}": target.lineno}
+    return {}
 
 
 def _import_handler(hp: Path, timeout: float) -> ModuleType:

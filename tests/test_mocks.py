@@ -182,7 +182,7 @@ def test_faults_are_seeded(tmp_path):
     ("tools: [{name: a}]\nresponses:\n  a: {result: '{{ args. }}'}\n", None, "mock.yaml:3: responses.a.result: bad template"),
     ("tools: [{name: a}]\n", "def tool_a(args, ctx)\n    return 1\n", "handler.py:1: handler does not import: SyntaxError"),
     ("tools: [{name: a}]\n", "import no_such_module_here\n", "handler.py:1: handler does not import: ModuleNotFoundError"),
-    ("tools: [{name: a}]\n", "HANDLERS = {'zzz': print}\n", "HANDLERS.zzz: handles a tool that is not in the schema"),
+    ("tools: [{name: a}]\n", "HANDLERS = {'zzz': print}\n", "handler.py:1: HANDLERS.zzz: no tool 'zzz' in the schema"),
     ("schema: nope.json\n", None, "mock.yaml:1: schema: "),
     ("tools: [{name: a}]\ncolour: red\n", None, "mock.yaml:2: colour: unknown key"),
     ("tools: [{name: a}]\nfaults: {a: {error_rate: 2}}\n", None, "faults.a.error_rate: must be a number from 0 to 1"),
