@@ -42,6 +42,7 @@ class TurnResult:
     trace_files: list[Path] = field(default_factory=list)
     cost_usd: float | None = None  # reported by the harness (claude-code), else None
     num_turns: int | None = None  # the agent's own turns, reported by the harness
+    killed_outside: bool = False  # its container was killed by someone else (container.KILLED_OUTSIDE)
 
 
 def _read_only(dirs: Sequence[Path], targets: Sequence[PurePosixPath]) -> list[Mount]:
@@ -96,5 +97,6 @@ def run_agent_turn(
     traces = agent.export_trace(t, out.session_id, trace_dir)
     return TurnResult(returncode=result.returncode, duration_s=result.duration_s, timed_out=result.timed_out,
                       session_id=out.session_id, reply=out.reply, stdout=stdout, stderr=stderr,
-                      trace_files=traces, cost_usd=out.cost_usd, num_turns=out.num_turns)
+                      trace_files=traces, cost_usd=out.cost_usd, num_turns=out.num_turns,
+                      killed_outside=result.killed_outside)
 

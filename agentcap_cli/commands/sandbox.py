@@ -11,10 +11,10 @@ from rich.table import Table
 
 from agentcap_cli.console import err_console, out_console
 from sandbox.agents import UnknownAgent, agent_names, get_agent
-from sandbox.container import remove_containers
+from sandbox.container import Leftover, prune_containers
 from sandbox.doctor import FAIL, OK, run_checks
 from sandbox.images import ensure_image, list_images
-from sandbox.podman import SandboxError, get_podman
+from sandbox.podman import Podman, SandboxError, get_podman
 
 STYLE = {OK: "green", "warn": "yellow", FAIL: "red"}
 
@@ -93,24 +93,52 @@ def ls_(as_json: bool) -> None:
 
 @sandbox.command()
 @click.option("--all", "everything", is_flag=True, help="Also remove the current images (they rebuild on use).")
-def prune(everything: bool) -> None:
-    """Remove leftover agentcap containers and the images no Containerfile asks for any more."""
+@click.option("--run", "runs", multiple=True, metavar="RUN",
+              help="Only the containers of run RUN (repeatable); images are left alone.")
+def prune(everything: bool, runs: tuple[str, ...]) -> None:
+    """Remove the agentcap containers whose owner is gone and the images no Containerfile asks for any more.
+
+    A container of a live run (the process that started it still runs) is kept: one line per kept run says so.
+    """
     err = err_console()
     try:
         podman = get_podman()
-        gone = remove_containers(podman)
-        for name in gone:
-            err.print(f"removed container {name}")
-        for r in list_images(podman):
-            if r.current and not everything:
-                continue
-            done = podman.cli(["rmi", r.tag], check=False)
-            if done.returncode == 0:
-                err.print(f"removed image {r.tag}")
-            else:
-                err.print(f"[yellow]kept[/] {r.tag}: {done.stderr.strip().splitlines()[-1:] or ''}")
+        gone, kept = [], []
+        for labels in ({"run": r} for r in runs) if runs else [{}]:
+            removed, alive = prune_containers(podman, **labels)
+            gone += removed
+            kept += alive
+        for c in gone:
+            err.print(f"removed container {c.name}", highlight=False)
+        for line in _kept_lines(kept):
+            err.print(line, highlight=False)
+        if not runs:
+            _prune_images(podman, everything)
     except SandboxError as exc:
         _fail(exc)
+
+
+def _prune_images(podman: Podman, everything: bool) -> None:
+    err = err_console()
+    for r in list_images(podman):
+        if r.current and not everything:
+            continue
+        done = podman.cli(["rmi", r.tag], check=False)
+        if done.returncode == 0:
+            err.print(f"removed image {r.tag}")
+        else:
+            err.print(f"[yellow]kept[/] {r.tag}: {done.stderr.strip().splitlines()[-1:] or ''}")
+
+
+def _kept_lines(kept: list[Leftover]) -> list[str]:
+    """One line per run and owner whose containers stay."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in kept:
+        o = c.owner
+        who = f"pid {o.pid} on {o.host}" if o else "an unknown owner"
+        groups.setdefault((c.run or "-", who), []).append(c.name)
+    return [f"kept {len(names)} container(s) of run {run}: its owner ({who}) is still running: {' '.join(names)}"
+            for (run, who), names in sorted(groups.items())]
 
 
 @click.command()

@@ -20,7 +20,7 @@ from agentcap_addons.wire.capture.registry import Attribution
 from agentcap_cli.harness.services import Services
 from agentcap_cli.runs.verdict import NO_CALL, CallOutcome, turn_failure
 from sandbox.agents import Agent, TurnInput
-from sandbox.container import remove_containers
+from sandbox.container import KILLED_OUTSIDE, remove_containers
 from sandbox.podman import Podman, SandboxError
 from sandbox.turn import TurnResult, run_agent_turn
 
@@ -63,7 +63,8 @@ def run_turn(services: Services, podman: Podman, agent: Agent, attribution: Attr
 
 
 def turn_verdict(run: TurnRun, captures_dir: Path, *, exit_code_counts: bool = True) -> str | None:
-    """Why the turn failed, or None: ``error: …`` (the sandbox), ``timeout``, the wire's reason
+    """Why the turn failed, or None: ``error: …`` (the sandbox), ``timeout``, ``failed: killed from outside
+    the run (exit code N)`` (someone else's ``podman kill`` / ``sandbox prune``), the wire's reason
     (verdict.py: an agent that exits 0 after its model calls failed did not do the turn), or ``failed``
     (a nonzero exit; with ``exit_code_counts`` False only when the agent never reached the model)."""
     r = run.result
@@ -71,6 +72,8 @@ def turn_verdict(run: TurnRun, captures_dir: Path, *, exit_code_counts: bool = T
         return f"error: {run.sandbox_error}"
     if r.timed_out:
         return "timeout"
+    if r.killed_outside:
+        return f"failed: {KILLED_OUTSIDE} (exit code {r.returncode})"
     wire = turn_failure(run.calls, captures_dir)
     if wire == NO_CALL and r.returncode != 0:
         return "failed"  # the agent ended before calling the model; its exit code is in the record
