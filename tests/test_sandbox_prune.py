@@ -28,6 +28,9 @@ from agentcap_cli.runs.record import load_run
 from sandbox.container import (
     KILLED_OUTSIDE,
     OWNER_LABELS,
+    TIMEOUT_RC,
+    ContainerResult,
+    ContainerSpec,
     Leftover,
     Owner,
     boot_id,
@@ -35,7 +38,9 @@ from sandbox.container import (
     find_containers,
     process_start,
     remove_containers,
+    run_container,
 )
+from sandbox.images import image_tag
 from tests.support import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,6 +139,53 @@ def leave_orphan(podman, tmp_path: Path, run: str) -> Leftover:
     assert not orphan.owner.alive()
     assert [c.name for c in find_containers(podman, run=run)] == [orphan.name]  # nobody removed it
     return orphan
+
+
+#: how a running container ends → (its exit code, killed from outside the run?)
+ENDINGS: dict[str, tuple[Callable[..., object], int, bool]] = {
+    "podman kill": (lambda podman, name, run: podman.cli(["kill", name]), 137, True),
+    "podman kill --signal TERM": (lambda podman, name, run: podman.cli(["kill", "--signal", "TERM", name]), 143, True),
+    "podman stop -t 0": (lambda podman, name, run: podman.cli(["stop", "-t", "0", name]), 137, True),
+    "podman rm -f (an old prune)": (lambda podman, name, run: podman.cli(["rm", "-f", "-t", "0", name]), 137, True),
+    "its own run removes it (Ctrl-C)": (lambda podman, name, run: remove_containers(podman, run=run), 137, False),
+    "the agent exits 3": (lambda podman, name, run: podman.cli(["exec", name, "bash", "-c", "echo > /tmp/go"]), 3, False),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("how", list(ENDINGS))
+def test_a_container_ended_from_outside_the_run_says_so(podman, tmp_path, how):
+    end, code, outside = ENDINGS[how]
+    run = f"ended-{uuid.uuid4().hex[:8]}"
+    # exits 3 once a line is written to its fifo (the agent's own failure); until then it waits
+    script = "mkfifo /tmp/go && read -r _ < /tmp/go; exit 3"
+    spec = ContainerSpec(image=image_tag("base"), command=["bash", "-c", script], workdir=Path("/"),
+                         stdout=tmp_path / "out", stderr=tmp_path / "err", timeout_s=240, labels={"agentcap.run": run})
+    results: list[ContainerResult] = []
+    turn = threading.Thread(target=lambda: results.append(run_container(podman, spec)))
+    turn.start()
+    try:
+        (c,) = wait_for("the container running", lambda: running(podman, run))  # type: ignore[misc]
+        wait_for("its fifo made", lambda: podman.cli(["exec", c.name, "test", "-p", "/tmp/go"], check=False).returncode == 0)
+        end(podman, c.name, run)
+        turn.join(120)
+        (result,) = results
+        assert (result.returncode, result.killed_outside, result.timed_out) == (code, outside, False)
+    finally:
+        remove_containers(podman, run=run)
+        turn.join(120)
+    assert find_containers(podman, run=run) == []
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+def test_a_turn_past_its_timeout_is_not_killed_from_outside(podman, tmp_path):
+    spec = ContainerSpec(image=image_tag("base"), command=["sleep", "600"], workdir=Path("/"), stdout=tmp_path / "out",
+                         stderr=tmp_path / "err", timeout_s=1, labels={"agentcap.run": f"ended-{uuid.uuid4().hex[:8]}"})
+    result = run_container(podman, spec)
+    assert (result.returncode, result.timed_out, result.killed_outside) == (TIMEOUT_RC, True, False)
 
 
 @pytest.mark.slow
