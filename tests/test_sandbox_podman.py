@@ -139,9 +139,14 @@ def test_prune_removes_leftover_containers(podman):
     podman.cli(["run", "-d", "--network", "none", "--label", "agentcap=1", "--label", f"agentcap.run={run}",
                 image_tag("base"), "sleep", "600"])
     assert len(containers(podman, run=run)) == 1
-    result = CliRunner().invoke(cli, ["sandbox", "prune"])
-    assert result.exit_code == 0, result.output
-    assert containers(podman, run=run) == []
+    try:  # --run: the machine is shared, this test prunes only what it made
+        result = CliRunner().invoke(cli, ["sandbox", "prune", "--run", run])
+        assert result.exit_code == 0, result.output
+        assert containers(podman, run=run) == []
+    finally:
+        left = containers(podman, run=run)
+        if left:
+            podman.cli(["rm", "-f", *left], check=False)
 
 
 def test_an_edited_containerfile_rebuilds_and_an_unchanged_one_does_not(podman, plugin, tmp_path):
