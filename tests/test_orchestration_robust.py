@@ -4,12 +4,20 @@ and an upstream that does not speak the model API stops `run` before the first t
 
 from __future__ import annotations
 
+import random
+import re
 import shutil
+import socket
+import time
 from pathlib import Path
 
 import pytest
 
+from agentcap_cli.harness import retry
+from agentcap_cli.harness.followup import FollowupFailed, Synthesizer
+from agentcap_cli.suite import judge as judges
 from tests.support.cli import REPO, agentcap
+from tests.support.upstream import Upstream
 
 TOOLS = ["slack_list_channels", "slack_post_message", "slack_delete_message"]
 NEAR = {  # a typo of slack_post_message: did-you-mean names it
@@ -67,3 +75,115 @@ def test_every_unmatched_handler_is_named_at_once_and_matched_ones_still_load(tm
     (handler).write_text(HELPERS + "def tool_slack_post_message(args, ctx):\n    return 1\n")
     ok = agentcap("mock", "tools", str(handler.parent), "--json", timeout=60)
     assert ok.returncode == 0, ok.stderr
+
+
+# ------------------------------------------------------------------ the judge and the synthesizer outlast a 429
+
+CALLERS = {  # what each caller gets from the upstream's answer, and the word its retry lines start with
+    "judge": ("judge", lambda base: judges.judge(base, "m", "sk-test", PROMPT)),
+    "synthesizer": ("follow-up", lambda base: Synthesizer(base, "m", "sk-test")("fix the bug", "done")),
+}
+PROMPT = judges.Prompt(rubric="did it work?", output="yes", tool_calls=[], mock_state={})
+VERDICT = '{"score": 0.9, "reasoning": "it worked"}'
+RETRY_AFTER = {"seconds": ("1", 1.0), "date": ("date", 0.0), "absent": ("none", 0.5)}  # header, least wait each
+
+
+@pytest.fixture
+def upstream():
+    up = Upstream()
+    up.chat_json["choices"][0]["message"]["content"] = VERDICT
+    with up:
+        yield up
+
+
+def _retry_lines(err: str, word: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith(f"{word}: POST ")]
+
+
+@pytest.mark.parametrize("refusals", [1, 2])
+@pytest.mark.parametrize("after", list(RETRY_AFTER))
+@pytest.mark.parametrize("caller", list(CALLERS))
+def test_the_judge_and_the_synthesizer_wait_out_429s_and_log_each_retry(upstream, capsys, caller, after, refusals):
+    word, call = CALLERS[caller]
+    header, least = RETRY_AFTER[after]
+    base = f"{upstream.url}/limited/{refusals}/{header}"
+    started = time.monotonic()
+    got = call(base)
+    took = time.monotonic() - started
+    if caller == "judge":
+        assert got["score"] == 0.9 and "error" not in got, got
+    else:
+        assert got == VERDICT
+    assert len(upstream.received) == refusals + 1
+    lines = _retry_lines(capsys.readouterr().err, word)
+    assert len(lines) == refusals, lines
+    for i, line in enumerate(lines, start=2):
+        assert f"POST {base}/v1/chat/completions → 429: rate limited" in line and f"; retry {i}/5 in " in line, line
+        assert ("(Retry-After" in line) == (after != "absent"), line
+    assert took >= least * refusals  # the server's Retry-After (or the backoff) was waited for
+
+
+@pytest.mark.parametrize("caller", list(CALLERS))
+def test_a_429_that_never_ends_fails_clearly_after_five_attempts(upstream, capsys, caller):
+    word, call = CALLERS[caller]
+    base = f"{upstream.url}/limited/always/0"
+    want = f"POST {base}/v1/chat/completions → 429: rate limited (gave up after 5 attempts"
+    if caller == "judge":
+        got = call(base)
+        assert got["score"] is None and got["error"].startswith(f"judge call failed: {want}"), got
+    else:
+        with pytest.raises(FollowupFailed, match=re.escape(want)):
+            call(base)
+    assert len(upstream.received) == 5
+    assert len(_retry_lines(capsys.readouterr().err, word)) == 4
+
+
+@pytest.mark.parametrize("caller", list(CALLERS))
+def test_a_retry_after_past_the_bound_is_not_waited_for(upstream, caller):
+    _, call = CALLERS[caller]
+    started = time.monotonic()
+    if caller == "judge":
+        error = call(f"{upstream.url}/limited/always/3600")["error"]
+    else:
+        with pytest.raises(FollowupFailed) as exc:
+            call(f"{upstream.url}/limited/always/3600")
+        error = str(exc.value)
+    assert "gave up after 1 attempt(s): waiting 3600s more would pass the 60s bound" in error, error
+    assert time.monotonic() - started < 10 and len(upstream.received) == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_a_5xx_is_retried_with_backoff_until_the_budget_ends(upstream, status):
+    lines: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(retry.GaveUp, match=rf"→ {status}: status {status} \(gave up after \d attempt\(s\): waiting"):
+        retry.post("t", f"{upstream.url}/status/{status}", json={}, headers={}, timeout=5, budget=2.5,
+                   log=lines.append, rng=random.Random(0))
+    assert time.monotonic() - started <= 2.5 + 1
+    assert len(lines) == len(upstream.received) - 1 >= 1 and all(f"→ {status}: status {status}" in x for x in lines)
+
+
+def test_a_refused_connection_is_retried_and_named():
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1/chat/completions"
+        lines: list[str] = []
+        with pytest.raises(retry.GaveUp, match="ConnectError"):
+            retry.post("t", url, json={}, headers={}, timeout=5, budget=1.5, log=lines.append, rng=random.Random(0))
+    assert lines and all("→ ConnectError" in x for x in lines)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_a_client_error_is_not_retried(upstream, status):
+    lines: list[str] = []
+    r = retry.post("t", f"{upstream.url}/status/{status}", json={}, headers={}, timeout=5, log=lines.append)
+    assert r.status_code == status and len(upstream.received) == 1 and lines == []
+
+
+@pytest.mark.parametrize("value,now,want", [
+    ("7", 0.0, 7.0), (" 0 ", 0.0, 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470.0, 10.0),
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 1445412490.0, 0.0), ("soon", 0.0, None), ("-1", 0.0, None), ("", 0.0, None),
+    ("1.5", 0.0, None),  # RFC 9110: delta-seconds is digits only
+])
+def test_retry_after_is_read_as_rfc_9110_says(value, now, want):
+    assert retry.retry_after(value, now) == want

@@ -2,7 +2,8 @@
 
 A task's own ``followups`` list always wins for the turns it covers. ``synthesized`` asks the model
 for one short follow-up **directly** (never through the capture proxy, so it is never a capture).
-When that call fails, the corpus must not change silently: :class:`FollowupFailed` says why (the
+A 429, a 5xx or a dropped connection is retried (backoff and Retry-After, bounded: retry.py). When
+that call still fails, the corpus must not change silently: :class:`FollowupFailed` says why (the
 upstream's own message) and the task stops, unless the user allowed the fallback to ``continue``
 (``--followup-fallback continue``), which each such turn then records.
 """
@@ -16,6 +17,7 @@ import httpx
 from agentcap_addons.wire.api.apibase import api_url
 from agentcap_addons.wire.util.errors import AgentcapError
 from agentcap_cli.corpus.tasks import Task
+from agentcap_cli.harness import retry
 from agentcap_cli.runs.verdict import error_text
 
 MODES = ("continue", "templates", "synthesized")
@@ -56,7 +58,9 @@ class Synthesizer:
             {"role": "user", "content": f"The task was:\n{task_prompt}\n\nThe agent's last reply:\n"
                                         f"{(last_reply or '(no reply)')[-4000:]}\n\nWrite the user's next message."}]}
         try:
-            r = httpx.post(self.url, json=body, headers=self.headers, timeout=self.timeout)
+            r = retry.post("follow-up", self.url, json=body, headers=self.headers, timeout=self.timeout)
+        except retry.GaveUp as exc:
+            raise FollowupFailed(str(exc)) from None
         except httpx.HTTPError as exc:
             raise FollowupFailed(f"POST {self.url}: {type(exc).__name__}: {exc}") from None
         if r.status_code >= 400:

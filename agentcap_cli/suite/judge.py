@@ -7,7 +7,8 @@
   in agentcap's sandbox (claude-code image) against the same upstream through the capture proxy.
 
 Direct calls never pass the capture proxy; the claude CLI's go to ``<run>/judge/captures``. Either way
-they are not in the agent's captures; request and answer are kept in the repeat's result (and, with
+they are not in the agent's captures. A direct call outlasts a rate limit or a 5xx (retried with
+backoff and Retry-After, bounded: harness/retry.py); request and answer are kept in the repeat's result (and, with
 ``--record-mode``, in its cassette, so a replayed verdict needs no upstream: suite/cassettes.py).
 """
 
@@ -19,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from agentcap_addons.wire.api.apibase import api_url
+from agentcap_addons.wire.api.apibase import api_url, oauth_headers
+from agentcap_cli.harness import retry
 from agentcap_cli.runs.verdict import error_text
 
 SYSTEM = ("You are grading an AI agent's work against a rubric. Answer with one JSON object only: "
@@ -52,17 +52,19 @@ def request_body(model: str, prompt: Prompt, api: str = "chat") -> dict[str, Any
 
 
 def judge(base_url: str, model: str, api_key: str | None, prompt: Prompt, *, api: str = "chat",
-          timeout: float = 120.0) -> dict[str, Any]:
-    """{score, reasoning, request, response} — or {score: None, error} when the judge failed."""
+          timeout: float = 120.0, oauth: bool = False) -> dict[str, Any]:
+    """{score, reasoning, request, response} — or {score: None, error} when the judge failed. ``oauth``:
+    ``api_key`` is a Claude subscription login (sent as a bearer with the OAuth beta, anthropic-api only)."""
     body = request_body(model, prompt, api)
     if api == "anthropic-api":
-        headers = {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
+        auth = (oauth_headers(api_key) if oauth else {"x-api-key": api_key}) if api_key else {}
+        headers = {"anthropic-version": ANTHROPIC_VERSION, **auth}
         url = api_url(base_url, "/v1/messages")
     else:
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         url = api_url(base_url, "/v1/chat/completions")  # https://host, …/v1 and …/v1/ alike
     try:
-        r = httpx.post(url, json=body, headers=headers, timeout=timeout)
+        r = retry.post("judge", url, json=body, headers=headers, timeout=timeout)
         if r.status_code >= 400:
             return {"score": None, "error": f"judge call failed: POST {url} → {r.status_code}: {error_text(r.content)}",
                     "request": body}
@@ -71,6 +73,8 @@ def judge(base_url: str, model: str, api_key: str | None, prompt: Prompt, *, api
             text = "".join(b.get("text", "") for b in data.get("content") or [] if b.get("type") == "text")
         else:
             text = data["choices"][0]["message"].get("content") or ""
+    except retry.GaveUp as exc:
+        return {"score": None, "error": f"judge call failed: {exc}", "request": body}
     except Exception as exc:
         return {"score": None, "error": f"judge call failed: POST {url}: {exc}", "request": body}
     return {**score_of(text), "request": body}

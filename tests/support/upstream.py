@@ -9,6 +9,9 @@ middle of a stream, silence. The first path segment picks the behaviour:
     /json/…     a JSON chat completion (gzip when the client accepts it and ``gzip`` is set)
     /held/…     the JSON chat completion, but nothing at all (not even headers) until ``Upstream.gate``
     /status/N/… status N with a JSON error body
+    /limited/N/RA/…  429 with ``Retry-After: RA`` (seconds; ``date`` for an HTTP date 1 s ahead; ``none``
+                for no header) to the first N requests of this prefix, then the JSON chat completion
+                ``Upstream.chat_json``; N ``always`` never stops refusing
     /text/…     a non-JSON (HTML) body
     /bytes/…    SSE whose bytes are not valid UTF-8
     /reset/…    two SSE events, then the connection is dropped
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import gzip
 import hashlib
 import json
@@ -79,6 +83,7 @@ class Upstream:
     sse_events: list[bytes] = field(default_factory=chat_sse_events)
     chunk_delay: float = 0.0
     gzip: bool = False
+    chat_json: dict = field(default_factory=lambda: dict(CHAT_JSON))
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -89,6 +94,7 @@ class Upstream:
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
         self.port = 0
+        self.refused: dict[str, int] = {}  # /limited/N/RA → how many 429s it has sent
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -204,16 +210,20 @@ class Upstream:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
             return True
+        if mode == "limited":
+            mode = self._limited(path, writer)
         if mode == "held":
             await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 30)
             mode = "json"
         if mode == "json":
-            payload = json.dumps(CHAT_JSON).encode()
+            payload = json.dumps(self.chat_json).encode()
             extra = b""
             if self.gzip and "gzip" in headers.get("accept-encoding", ""):
                 payload = gzip.compress(payload)
                 extra = b"content-encoding: gzip\r\n"
             self._plain(writer, 200, "application/json", payload, extra)
+        elif mode == "refused":
+            pass
         elif mode == "status":
             code = int(path.strip("/").split("/")[1])
             payload = json.dumps({"error": {"message": f"status {code}", "type": "test"}}).encode()
@@ -224,6 +234,20 @@ class Upstream:
             self._plain(writer, 200, "application/json", b'{"ok": true}')
         await writer.drain()
         return True
+
+    def _limited(self, path: str, writer) -> str:
+        """The /limited/N/RA mode: "refused" after writing a 429, "json" once N were sent."""
+        _, n, ra = path.strip("/").split("/")[:3]
+        prefix = f"/limited/{n}/{ra}"
+        sent = self.refused.get(prefix, 0)
+        if n != "always" and sent >= int(n):
+            return "json"
+        self.refused[prefix] = sent + 1
+        value = {"none": None, "date": email.utils.formatdate(time.time() + 1, usegmt=True)}.get(ra, ra)
+        extra = f"retry-after: {value}\r\n".encode() if value is not None else b""
+        payload = json.dumps({"error": {"message": "rate limited", "type": "rate_limit"}}).encode()
+        self._plain(writer, 429, "application/json", payload, extra)
+        return "refused"
 
     @staticmethod
     def _plain(writer, code: int, ctype: str, payload: bytes, extra: bytes = b"") -> None:
