@@ -6,7 +6,9 @@ attribution is attached to the flow. Anything else gets a 401 with a body that s
 
 * a **captured call** (what ``HTTPCapture`` records: a POST to one of ``agentcap_paths``, or a
   WebSocket handshake to one) gets the real key from the environment variable named by
-  ``agentcap_upstream_key_env``, in the header the client used;
+  ``agentcap_upstream_key_env``, in the header the client used — or, with ``agentcap_upstream_auth=oauth``
+  (a Claude subscription login), as ``Authorization: Bearer`` plus ``anthropic-beta: oauth-2025-04-20``
+  added to the client's betas, the way Claude Code sends an OAuth token (any ``x-api-key`` is dropped);
 * a **side endpoint** (a model list, a token count: ``policy.SIDE_ENDPOINTS``) is forwarded with no
   key at all, so an agent that asks for them gets the upstream's own answer (the scripted and replay
   upstreams answer without one) and never a paid call without its record;
@@ -19,8 +21,8 @@ Which paths are captured is decided on the normalised path (``policy.normal_path
 
 Where the real key lives: only in this process's environment and, while the request is on its way
 upstream, in the flow's request headers (mitmproxy serialises them when it sends). As soon as the
-response headers arrive (or the flow fails), the header is put back to the per-turn key the client
-sent, before any later addon sees the flow — so mitmweb's flow list and API, ``save_stream_file`` /
+response headers arrive (or the flow fails), the headers are put back as the client sent them (its
+per-turn key, its own ``anthropic-beta``), before any later addon sees the flow — so mitmweb's flow list and API, ``save_stream_file`` /
 ``-w`` flow files and every later hook carry the per-turn key, never the real one. While the real key
 is on the flow, the flow carries the metadata marker ``IN_FLIGHT``; mitmweb started by ``agentcap
 proxy --web`` filters such flows out of its view (``view_filter``), so they show once their response
@@ -37,6 +39,7 @@ from collections.abc import Callable
 
 from mitmproxy import ctx, exceptions, http
 
+from agentcap_addons.wire.api.apibase import OAUTH_BETA, oauth_headers
 from agentcap_addons.wire.capture.policy import DEFAULT_PATHS, path_matches, redact_path, side_endpoint
 from agentcap_addons.wire.capture.registry import Attribution, KeyRegistry, key_digest
 
@@ -47,6 +50,7 @@ IN_FLIGHT = "agentcap.upstream_key"
 # mitmweb's view_filter that keeps a flow out of its list while the real key is on it
 HIDE_IN_FLIGHT_FILTER = "!(~meta agentcap\\.upstream_key)"
 KEY_HEADERS = ("authorization", "x-api-key", "api-key")
+AUTH_MODES = ("key", "oauth")
 
 
 def client_key(request: http.Request) -> tuple[str | None, str | None]:
@@ -98,7 +102,8 @@ class KeyAuth:
         self.captured = captured
         self.registry: KeyRegistry | None = None
         self.upstream_key: str | None = None
-        self._sent_with: dict[str, tuple[str, str]] = {}  # flow id → (header, the client's own value)
+        self.oauth = False
+        self._sent_with: dict[str, dict[str, str | None]] = {}  # flow id → {header: the client's value or None}
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -114,6 +119,14 @@ class KeyAuth:
             "AGENTCAP_UPSTREAM_KEY",
             "Name of the environment variable holding the real upstream API key (registry mode).",
         )
+        loader.add_option(
+            "agentcap_upstream_auth",
+            str,
+            "key",
+            "How the real credential goes upstream: key (in the header the client used) or oauth "
+            f"(Authorization: Bearer + anthropic-beta: {OAUTH_BETA}, a Claude subscription login).",
+            choices=AUTH_MODES,
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "agentcap_keys" in updated:
@@ -128,6 +141,8 @@ class KeyAuth:
         if "agentcap_upstream_key_env" in updated:
             name = ctx.options.agentcap_upstream_key_env
             self.upstream_key = os.environ.get(name) or None if name else None
+        if "agentcap_upstream_auth" in updated:
+            self.oauth = ctx.options.agentcap_upstream_auth == "oauth"
 
     def request(self, flow: http.HTTPFlow) -> None:
         if self.registry is None or flow.response is not None:
@@ -155,12 +170,18 @@ class KeyAuth:
                 flow.response = not_captured(shown)
             return  # a side endpoint goes without any key
         if self.upstream_key and header and sent is not None:
-            self._sent_with[flow.id] = (header, sent)
+            self._sent_with[flow.id] = self._real_headers(flow.request.headers, header, sent, self.upstream_key)
             flow.metadata[IN_FLIGHT] = "real key on the flow"
             _refresh_view(flow)
-            flow.request.headers[header] = (
-                f"Bearer {self.upstream_key}" if header == "authorization" else self.upstream_key
-            )
+
+    def _real_headers(self, headers: http.Headers, header: str, sent: str, key: str) -> dict[str, str | None]:
+        """Put the real credential on ``headers``; returns what to put back (None: the header was absent)."""
+        if not self.oauth:
+            headers[header] = f"Bearer {key}" if header == "authorization" else key
+            return {header: sent}
+        betas = headers.get("anthropic-beta")
+        headers.update(oauth_headers(key, betas))
+        return {"authorization": None, "anthropic-beta": betas, header: sent}
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         self._put_back(flow)
@@ -173,8 +194,11 @@ class KeyAuth:
         sent = self._sent_with.pop(flow.id, None)
         if sent is None:
             return
-        header, value = sent
-        flow.request.headers[header] = value
+        for header, value in sent.items():
+            if value is None:
+                flow.request.headers.pop(header, None)
+            else:
+                flow.request.headers[header] = value
         flow.metadata.pop(IN_FLIGHT, None)
         _refresh_view(flow)
 

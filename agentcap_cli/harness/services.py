@@ -172,9 +172,11 @@ class Services:
     """Upstream + capture proxy + bridge + tracker, for the whole invocation (a context manager)."""
 
     def __init__(self, upstream: str | None, api_key: str | None, *, verbose: bool = False,
-                 script: str | None = None, replay: dict[str, str] | None = None, offline: bool = False) -> None:
+                 script: str | None = None, replay: dict[str, str] | None = None, offline: bool = False,
+                 oauth: bool = False) -> None:
         """``replay``: the replay addon's options (``agentcap_cassettes`` …); ``offline``: do not start
-        the scripted upstream nor check ``upstream`` (every call is answered from recordings)."""
+        the scripted upstream nor check ``upstream`` (every call is answered from recordings); ``oauth``:
+        ``api_key`` is a Claude subscription login, sent upstream as Claude Code sends it (keyauth.py)."""
         self.work = Path(tempfile.mkdtemp(prefix="agentcap-run-"))
         os.chmod(self.work, 0o700)
         self.model_server: ModelServer | None = None
@@ -192,6 +194,7 @@ class Services:
             if not offline:
                 check_reachable(origin)
             self.api_key = api_key
+            self.oauth = oauth
             self.keys = KeyRegistry(self.work / "keys")
             self.keys.ensure()
             env = dict(os.environ)
@@ -200,7 +203,7 @@ class Services:
             self.proxy = start_proxy(origin, self.work / "unattributed", keys_dir=self.keys.directory,
                                      upstream_key_env=KEY_ENV if api_key else None, env=env, events=True,
                                      log=2 if verbose else None, addons=[REPLAY_SCRIPT] if replay else (),
-                                     sets=replay)
+                                     sets={**(replay or {}), **({"agentcap_upstream_auth": "oauth"} if oauth else {})})
             assert self.proxy.events is not None
             self.tracker = CallTracker(self.proxy.events, self.proxy)
             self.bridge = Bridge(self.work / "sock")

@@ -38,6 +38,7 @@ from agentcap_addons.wire.util.clock import rfc3339_ns
 from agentcap_addons.wire.util.confine import copy_tree, files_beneath
 from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.console import err_console
+from agentcap_cli.harness.credentials import CLAUDE_OAUTH_ENV
 from agentcap_cli.harness.followup import CONTINUE
 from agentcap_cli.harness.services import Services
 from agentcap_cli.harness.turns import run_pool, run_turn, turn_verdict
@@ -261,7 +262,8 @@ class SuiteRun:
         key = self.services.turn_key(Attribution(run_id=self.run_dir.name, task_id=u.cell, turn=1, cell=u.cell,
                                                  repeat=u.repeat, captures_dir=str(self.run_dir / "captures")))
         proxy = self.services.agent_base_url  # the proxy + the upstream's API root path (no /v1)
-        env = {**os.environ, "ANTHROPIC_BASE_URL": proxy, "ANTHROPIC_API_KEY": key,
+        env = {**{k: v for k, v in os.environ.items() if k != CLAUDE_OAUTH_ENV},  # the login stays in the proxy
+               "ANTHROPIC_BASE_URL": proxy, "ANTHROPIC_API_KEY": key,
                "OPENAI_BASE_URL": proxy + "/v1", "OPENAI_API_KEY": key}
         try:
             provider.install(agent_dir=adef.dir if adef else self.project.root / "agents" / u.agent,
@@ -324,7 +326,7 @@ class SuiteRun:
                        "request": judges.request_body(model, prompt, backend)}
         elif verdict is None:
             url = self.services.judge_base_url or self.services.direct_base_url
-            verdict = judges.judge(url, model, self.services.api_key, prompt, api=backend)
+            verdict = judges.judge(url, model, self.services.api_key, prompt, api=backend, oauth=self.services.oauth)
         if tapes is not None and tape is not None and not verdict.get("replayed"):
             tapes.keep_judge(tape, backend, verdict)
         verdict["backend"] = backend

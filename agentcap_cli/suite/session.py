@@ -5,7 +5,9 @@ Where the model calls go, in order: ``--upstream URL``; the project's ``upstream
 URL); else what the harness itself would use — for Anthropic Messages harnesses (claude-code)
 ``ANTHROPIC_BASE_URL`` or the Anthropic API with ``ANTHROPIC_API_KEY``, for OpenAI ones
 ``OPENAI_BASE_URL`` or the OpenAI API with ``OPENAI_API_KEY`` (environment first, then the project's
-``.env``). The key goes to the capture proxy only, never into a sandbox.
+``.env``). Without ``ANTHROPIC_API_KEY``, an Anthropic harness's credential is the host's Claude
+subscription login (``CLAUDE_CODE_OAUTH_TOKEN``, else ``~/.claude/.credentials.json``), as the claude
+CLI itself would use it. The key or token goes to the capture proxy only, never into a sandbox.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rich.table import Table
 from agentcap_addons.wire.api.apibase import checked
 from agentcap_addons.wire.util.errors import InputError
 from agentcap_cli.console import err_console
+from agentcap_cli.harness.credentials import CLAUDE_OAUTH_ENV, claude_credentials_file, claude_login
 from agentcap_cli.suite.project import Project, harness_name
 
 if TYPE_CHECKING:
@@ -46,6 +49,8 @@ class Resolved:
     script: str | None
     api_key: str | None
     source: str  # where it came from, for the log and run.json (never the key)
+    key_source: str | None = None  # where the key came from, for the log (never the key)
+    oauth: bool = False  # api_key is a Claude subscription login (keyauth.py's oauth mode)
 
 
 def resolve_upstream(project: Project, units: list[Unit], flag: str | None) -> Resolved:
@@ -64,21 +69,30 @@ def resolve_upstream(project: Project, units: list[Unit], flag: str | None) -> R
                               "is set: set upstream: in the project or pass --upstream")
     if not apis:  # only plugin providers: whichever API the environment holds a key for
         keyed = [a for a in ("anthropic-messages", "openai-chat") if os.environ.get(HARNESS_DEFAULTS[a][2])]
+        if not keyed and (os.environ.get(CLAUDE_OAUTH_ENV) or claude_credentials_file().is_file()):
+            keyed = ["anthropic-messages"]
         apis = set(keyed[:1])
     if not apis:
         raise SuiteInputError("no upstream: set upstream: in the project, pass --upstream, or set ANTHROPIC_API_KEY "
                               "/ OPENAI_API_KEY")
-    url_env, default, key_var = HARNESS_DEFAULTS[apis.pop()]
+    api = apis.pop()
+    url_env, default, key_var = HARNESS_DEFAULTS[api]
     key = os.environ.get(key_var)
-    if not key:
+    login = claude_login() if not key and api == "anthropic-messages" else None
+    if not key and login is None:
+        login_hint = f", or a Claude login: ${CLAUDE_OAUTH_ENV} or {claude_credentials_file()}" \
+            if api == "anthropic-messages" else ""
         raise SuiteInputError(f"no {key_var} in the environment or in {project.root / '.env'} (the harness's own "
-                              f"upstream needs it); or set upstream: in the project, or pass --upstream")
+                              f"upstream needs it{login_hint}); or set upstream: in the project, or pass --upstream")
     url = os.environ.get(url_env) or default
     try:
         checked(url)
     except ValueError as exc:
         raise SuiteInputError(f"${url_env}: {exc}") from None
-    return Resolved(url, None, key, f"${url_env}" if os.environ.get(url_env) else default)
+    source = f"${url_env}" if os.environ.get(url_env) else default
+    if login is not None:
+        return Resolved(url, None, login.token, source, f"Claude login ({login.source})", oauth=True)
+    return Resolved(url, None, key, source, f"${key_var}")
 
 
 def _api(u: Unit) -> str:
@@ -123,13 +137,14 @@ def execute(project: Project, units: list[Unit], *, jobs: int = 1, report_dir: P
         up = Resolved(None, None, None, "none: every repeat is served from its cassette")
     if verbose:
         err.print(f"upstream: {'none (offline: cassettes)' if offline else up.url or f'script {up.script}'} "
-                  f"(from {up.source}); key: {'set' if up.api_key else 'none'}", highlight=False)
+                  f"(from {up.source}); key: {f'from {up.key_source}' if up.api_key and up.key_source else 'set' if up.api_key else 'none'}",
+                  highlight=False)
     notes = tapes.notes(units) if tapes else []
     judge_server = None
     os.environ.setdefault("AGENTCAP_WORKSPACE", str(project.root))
     try:
         services = Services(up.url, up.api_key, verbose=verbose >= 2, script=up.script,
-                            replay=tapes.proxy_options() if tapes else None, offline=offline)
+                            replay=tapes.proxy_options() if tapes else None, offline=offline, oauth=up.oauth)
     except UpstreamUnreachable as exc:
         if tapes is None or tapes.mode == "all":
             raise

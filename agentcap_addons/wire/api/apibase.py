@@ -82,3 +82,15 @@ def agent_env(base_url: str, key: str | None) -> dict[str, str]:
         env["OPENAI_API_KEY"] = key
         env["ANTHROPIC_API_KEY"] = key
     return env
+
+
+OAUTH_BETA = "oauth-2025-04-20"  # the beta the Anthropic API wants beside an OAuth bearer token
+
+
+def oauth_headers(token: str, betas: str | None = None) -> dict[str, str]:
+    """The headers a Claude subscription login goes upstream in, as Claude Code sends it:
+    ``Authorization: Bearer`` and ``anthropic-beta`` = ``betas`` (the client's own, comma-separated)
+    with ``oauth-2025-04-20`` added once."""
+    given = [b.strip() for b in (betas or "").split(",") if b.strip()]
+    return {"authorization": f"Bearer {token}",
+            "anthropic-beta": ",".join(given if OAUTH_BETA in given else [*given, OAUTH_BETA])}
