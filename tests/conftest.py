@@ -34,6 +34,14 @@ def proxy(upstream, tmp_path_factory) -> ProxyProcess:
 
 
 @pytest.fixture(autouse=True)
+def _no_claude_login(monkeypatch, tmp_path_factory):
+    """No test (nor the commands it starts) finds the host's Claude login and sends it to a test upstream:
+    a test that wants one makes its own (tests/test_subscription_auth.py)."""
+    monkeypatch.delenv("CLAUDE_CODE_OAUTH_TOKEN", raising=False)
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "no-claude-login"))
+
+
+@pytest.fixture(autouse=True)
 def _reset_upstream(request):
     if "upstream" in request.fixturenames:
         up = request.getfixturevalue("upstream")

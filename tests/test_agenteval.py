@@ -61,10 +61,10 @@ def test_the_readme_project_runs_unchanged_with_the_claude_cli_judge(project, cl
     before = {p.relative_to(project): p.read_bytes() for p in project.rglob("*") if p.is_file()}
     r = agenteval_run(project, claude_model.url, "-v")
     assert r.returncode == 0, r.stderr[-3000:]
-    # agenteval's console shape, under the rich table
-    assert "scenario 'slack-release-note' provider=claude model=claude-opus-4-8" in r.stderr
-    assert "trial 1/1: PASS $" in r.stderr and "judge=0.90" in r.stderr
-    assert "suite: 1/1 runs passed -> PASS" in r.stderr
+    # agenteval's console shape, on stdout as agenteval prints it
+    assert "scenario 'slack-release-note' provider=claude model=claude-opus-4-8" in r.stdout
+    assert "trial 1/1: PASS $" in r.stdout and "judge=0.90" in r.stdout
+    assert "suite: 1/1 runs passed -> PASS" in r.stdout
     results = json.loads((project / "reports" / "results.json").read_text())  # report.dir
     assert results["summary"] == {"cells": 1, "runs_total": 1, "runs_passed": 1, "suite_pass": True}
     [rec] = results["records"]
@@ -95,7 +95,7 @@ def test_the_anthropic_api_judge_and_a_failing_assertion_exit_1(project, claude_
                                                      "tool: slack_send_message\n    min_count: 5"))
     r = agenteval_run(project, claude_model.url, "--report-dir", "out")
     assert r.returncode == 1, r.stderr[-3000:]
-    assert "suite: 0/1 runs passed -> FAIL" in r.stderr and "slack_send_message called 1 (expected 5..∞)" in r.stderr
+    assert "suite: 0/1 runs passed -> FAIL" in r.stdout and "slack_send_message called 1 (expected 5..∞)" in r.stderr
     results = json.loads((project / "out" / "results.json").read_text())  # --report-dir: relative to the root
     [rec] = results["records"]
     assert rec["judge"]["backend"] == "anthropic-api" and rec["judge"]["passed"]
@@ -307,7 +307,7 @@ def test_a_plugin_provider_runs_in_agentcaps_runner(project, claude_model):
     assert r.returncode == 0, r.stderr[-3000:]
     [rec] = json.loads((project / "reports" / "results.json").read_text())["records"]
     assert rec["provider"] == "echo" and rec["num_turns"] == 2 and rec["cost_usd"] == 0.5
-    assert "trial 1/1: PASS $0.5000 turns=2" in r.stderr
+    assert "trial 1/1: PASS $0.5000 turns=2" in r.stdout
 
 
 def test_registering_over_a_builtin_warns_unless_forced():
@@ -360,4 +360,4 @@ def test_agenteval_init_passes_out_of_the_box(tmp_path):
     r = subprocess.run(AGENTEVAL + ["run", "-v"], cwd=tmp_path / "p", env=env, capture_output=True, text=True,
                        timeout=800)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "suite: 1/1 runs passed -> PASS" in r.stderr
+    assert "suite: 1/1 runs passed -> PASS" in r.stdout

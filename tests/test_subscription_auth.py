@@ -207,3 +207,18 @@ def test_the_claude_code_container_gets_only_the_turn_key(tmp_path, monkeypatch)
     env = agent.env(t)
     assert env["ANTHROPIC_API_KEY"] == "acp-turn-key" and CLAUDE_OAUTH_ENV not in env
     assert TOKEN not in json.dumps(agent.command(t)) + json.dumps(env) + files_text(tmp_path)
+
+
+def test_an_unusable_login_is_a_suite_input_error_so_an_offline_cassette_run_still_runs(tmp_path, monkeypatch):
+    """session.execute goes offline (every repeat from its cassette) on a SuiteInputError: an expired login
+    must be one, not an error of its own that stops a run needing no upstream."""
+    from agentcap_cli.suite.project import load_project
+    from agentcap_cli.suite.runner import plan
+    from agentcap_cli.suite.session import SuiteInputError, resolve_upstream
+
+    project, _ = probe_project(tmp_path, "x-api-key")
+    for k, v in login_env(tmp_path, "file", expires_at=1_000).items():
+        monkeypatch.delenv(k, raising=False) if v is None else monkeypatch.setenv(k, v)
+    p = load_project(project)
+    with pytest.raises(SuiteInputError, match="claudeAiOauth.expiresAt: the login expired"):
+        resolve_upstream(p, plan(p, adapter="probe"), None)

@@ -36,6 +36,7 @@ from agentcap_addons.wire.util.yamlfile import (
     load,
     want,
 )
+from agentcap_cli.console import err_console
 from agentcap_cli.corpus.tasks import prompt_problem
 from agentcap_cli.suite.assertions import Assertion, parse_assertions
 from agentcap_cli.suite.capabilities import AgentDef, check_tools, load_agent
@@ -141,13 +142,19 @@ def check_provider(doc: Located, key: str, name: Any) -> str:
 
 def load_dotenv(path: Path) -> dict[str, str]:
     """agenteval's ``.env``: ``KEY=VALUE`` lines (``export`` and quotes allowed, ``#`` comments); a
-    variable already in the environment is not overwritten. Returns what the file holds."""
+    variable already in the environment is not overwritten. Returns what the file holds. A line that is
+    not ``KEY=VALUE`` is skipped with a warning on stderr naming ``file:line`` (not its text: it may be
+    a key), as python-dotenv (agenteval's reader) skips and warns."""
     loaded: dict[str, str] = {}
     if not path.is_file():
         return loaded
-    for raw in path.read_text().splitlines():
+    for n, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            err_console().print(f"warning: {path}:{n}: not KEY=VALUE (no '='): the line is ignored",
+                                markup=False, highlight=False, soft_wrap=True)
             continue
         line = line.removeprefix("export ").strip()
         key, _, value = line.partition("=")

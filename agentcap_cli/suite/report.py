@@ -10,6 +10,7 @@ from typing import Any
 from agentcap_addons.wire.util.files import atomic_write_bytes
 from agentcap_cli.runs.drift import Drift
 from agentcap_cli.suite.cassettes import describe
+from agentcap_cli.suite.results import warnings_of
 from agentcap_cli.suite.stats import cell_summary
 
 
@@ -34,6 +35,9 @@ def build(records: list[dict[str, Any]], meta: dict[str, Any], gates: dict[str, 
             "summary": {"cells": len(cells), "runs_total": len(records), "runs_passed": passed,
                         "suite_pass": suite_pass},
             "cells": cells, "records": sorted(records, key=lambda r: (r["cell"], r["repeat"]))}
+
+
+FAILURE_TYPES = {"max_turns": "MaxTurnsReached", "timeout": "Timeout"}  # junit failure types of a stop
 
 
 def junit(results: dict[str, Any]) -> bytes:
@@ -65,17 +69,22 @@ def junit(results: dict[str, Any]) -> bytes:
             failed = [a for a in r["assertions"] if a["required"] and not a["passed"]]
             if r.get("error"):
                 failed.append({"name": "run", "detail": r["error"]})
+            if r.get("stop"):
+                ET.SubElement(props, "property", name="stop", value=r["stop"])
             judge = r.get("judge") or {}
             if judge.get("required") and not judge.get("passed", True):
                 failed.append({"name": "judge", "detail": f"score {judge.get('score')} < {judge.get('min_score')}: "
                                                           f"{judge.get('reasoning') or judge.get('error')}"})
+            notes = warnings_of(r)
             if failed and not cell.get("gate_passed", False):
-                f = ET.SubElement(case, "failure", type="AssertionError",
+                f = ET.SubElement(case, "failure", type=FAILURE_TYPES.get(r.get("stop") or "", "AssertionError"),
                                   message="; ".join(f"{a['name']}: {a['detail']}" for a in failed)[:1000])
                 f.text = "\n".join(f"{a['name']}: {a['detail']}" for a in failed)
             elif failed:  # a failed repeat of a cell that still met its pass-rate gate: noted, not a CI failure
                 ET.SubElement(props, "property", name="failed_within_gate", value="true")
-                ET.SubElement(case, "system-err").text = "\n".join(f"{a['name']}: {a['detail']}" for a in failed)
+                notes = [f"{a['name']}: {a['detail']}" for a in failed] + notes
+            if notes:  # optional checks that failed, handler timeouts: in the CI view, not failing it
+                ET.SubElement(case, "system-err").text = "\n".join(notes)
             out = ET.SubElement(case, "system-out")
             out.text = (r.get("output") or "")[-4000:]
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True)
@@ -115,11 +124,16 @@ def markdown(results: dict[str, Any]) -> str:
             if r.get("error"):
                 lines.append(f"  - run: {r['error']}")
             for a in r["assertions"]:
-                if not a["passed"]:
-                    lines.append(f"  - {'' if a['required'] else '(optional) '}{a['name']}: {a['detail']}")
+                if a["required"] and not a["passed"]:
+                    lines.append(f"  - {a['name']}: {a['detail']}")
             j = r.get("judge") or {}
-            if j and not j.get("passed", True):
+            if j and j.get("required", True) and not j.get("passed", True):
                 lines.append(f"  - judge: score {j.get('score')} < {j.get('min_score')} — {j.get('reasoning') or j.get('error')}")
+    noted = [(r, warnings_of(r)) for r in results["records"]]
+    if any(w for _, w in noted):
+        lines += ["", "### Warnings", "", "Noted, not failing a repeat (`required: false` checks, handler timeouts):", ""]
+        for r, ws in noted:
+            lines += [f"- **{r['cell']}#{r['repeat']}**: {w}" for w in ws]
     return "\n".join(lines) + "\n"
 
 

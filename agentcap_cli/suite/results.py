@@ -30,6 +30,9 @@ class RepeatResult:
     judge: dict[str, Any] | None = None
     finished_at: str | None = None
     verdict: str = "failed"  # passed | failed | drift
+    stop: str | None = None  # why the agent stopped short: max_turns | timeout (the error says it in words)
+    handler_timeouts: list[dict[str, Any]] = field(default_factory=list)  # {server, tool, detail}: a mock's
+    # handler that missed its handler_timeout (the agent got a tool error; the assertions decide the verdict)
     drift: dict[str, Any] | None = None
     cassette: dict[str, Any] | None = None  # with --record-mode: what was recorded / replayed (absent otherwise)
 
@@ -43,3 +46,18 @@ class RepeatResult:
         if self.cassette is None:
             del d["cassette"]
         return d
+
+
+STOPS = {"max_turns": "max turns reached", "timeout": "timed out"}  # RepeatResult.stop, in words
+
+
+def warnings_of(r: dict[str, Any]) -> list[str]:
+    """What a record notes without failing on it: ``required: false`` checks that failed (a judge too)
+    and handler timeouts, one line each."""
+    out = [f"(optional) {a['name']}: {a['detail']}" for a in r.get("assertions") or []
+           if not a["required"] and not a["passed"]]
+    j = r.get("judge") or {}
+    if j and not j.get("required", True) and not j.get("passed", True):
+        out.append(f"(optional) judge: score {j.get('score')} < {j.get('min_score')}")
+    out += [f"handler timeout: {h['server']}.{h['tool']}: {h['detail']}" for h in r.get("handler_timeouts") or []]
+    return out

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -37,7 +38,7 @@ from agentcap_addons.wire.fake.cassettedir import cell_dirname
 from agentcap_addons.wire.util.clock import rfc3339_ns
 from agentcap_addons.wire.util.confine import copy_tree, files_beneath
 from agentcap_addons.wire.util.files import atomic_write_bytes
-from agentcap_cli.console import err_console
+from agentcap_cli.console import err_console, out_console
 from agentcap_cli.harness.credentials import CLAUDE_OAUTH_ENV
 from agentcap_cli.harness.followup import CONTINUE
 from agentcap_cli.harness.services import Services
@@ -47,10 +48,11 @@ from agentcap_cli.suite import judge as judges
 from agentcap_cli.suite.assertions import ScenarioOutcome, cost_of, evaluate
 from agentcap_cli.suite.cassettes import Cassettes, Tape, describe
 from agentcap_cli.suite.project import Project, Scenario, harness_name
-from agentcap_cli.suite.results import RepeatResult
+from agentcap_cli.suite.results import STOPS, RepeatResult
 from mcp_mocks.engine import MockServer
 from mcp_mocks.serve import HTTPMock
 from sandbox.agents import get_agent
+from sandbox.agents.base import last_json
 from sandbox.podman import SandboxError, get_podman
 
 
@@ -63,6 +65,7 @@ class Unit:
     repeat: int
     n_agents: int = 1  # agents / models of this scenario in this run: their names go into the cell id
     n_models: int = 1
+    repeats: int = 1  # of this cell in this run (--repeat, else the scenario's): the N of ``trial i/N``
 
     @property
     def cell(self) -> str:
@@ -87,12 +90,61 @@ def plan(project: Project, *, filter: str | None = None, agents: list[str] | Non
         agent_list, model_list = agents or s.agents, models or s.models
         for a in agent_list:
             for m in model_list:
-                for r in range(1, (repeat or s.repeats) + 1):
-                    u = Unit(s, a, s.provider or adapter or project.provider, m, r, len(agent_list), len(model_list))
+                n = repeat or s.repeats
+                for r in range(1, n + 1):
+                    u = Unit(s, a, s.provider or adapter or project.provider, m, r, len(agent_list), len(model_list), n)
                     if (not filter or filter in u.cell) and (not name_ok or name_ok(u.cell)) and \
                             (cells is None or u.cell in cells):
                         units.append(u)
     return units
+
+
+HANDLER_TIMED_OUT = "handler timed out:"  # how mcp_mocks' engine words a handler past its handler_timeout
+
+
+def stdout_console() -> Console:
+    """The console for agenteval's lines: stdout, held as the file it is now, so a progress bar live on
+    stderr (which redirects ``sys.stdout`` while it runs on a terminal) does not pull them into stderr
+    when stdout is a pipe or a file; on a terminal they go through it, above the bar."""
+    c = out_console()
+    if not c.is_terminal:
+        c.file = sys.stdout
+    return c
+
+
+def stop_words(stop: str, s: Scenario) -> str:
+    """``max turns reached (max_turns 15)`` / ``timed out after 300 s``."""
+    return f"{STOPS[stop]} (max_turns {s.max_turns or 25})" if stop == "max_turns" else \
+        f"{STOPS[stop]} after {s.timeout_s:g} s"
+
+
+def hit_max_turns(stdout: Path) -> bool:
+    """The harness's result says it stopped at its turn limit (claude: ``"subtype": "error_max_turns"``)."""
+    try:
+        result = last_json(stdout.read_text(errors="replace"))
+    except OSError:
+        return False
+    if isinstance(result, list):
+        result = next((m for m in reversed(result) if isinstance(m, dict) and m.get("type") == "result"), None)
+    return isinstance(result, dict) and result.get("subtype") == "error_max_turns"
+
+
+def plugin_stop(out: Any, max_turns: int) -> str | None:
+    """Why a plugin provider's run stopped short, from its ProviderRunOutput: ``max_turns`` (claude's
+    ``error_max_turns`` in ``raw``, or a failed run that used every turn it was given), ``timeout``."""
+    failed = bool(out.error) or (out.exit_code not in (None, 0))
+    raw = out.raw if isinstance(out.raw, dict) else {}
+    if raw.get("subtype") == "error_max_turns" or (failed and out.num_turns >= max_turns):
+        return "max_turns"
+    if failed and (raw.get("timed_out") or "timed out" in (out.error or "").lower()):
+        return "timeout"
+    return None
+
+
+def handler_timeouts(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The mock calls whose handler missed its ``handler_timeout``: {server, tool, detail}."""
+    return [{"server": c["server"], "tool": c["tool"], "detail": c["result"]} for c in calls
+            if c.get("is_error") and isinstance(c.get("result"), str) and c["result"].startswith(HANDLER_TIMED_OUT)]
 
 
 @dataclass
@@ -104,13 +156,16 @@ class Ran:
     turns: int = 0  # user turns run
     num_turns: int | None = None  # the agent's own turns, as its harness reports them
     cost_usd: float | None = None  # as its harness reports it
+    stop: str | None = None  # max_turns | timeout (RepeatResult.stop)
 
 
 class SuiteRun:
     def __init__(self, project: Project, services: Services, run_dir: Path, *, no_judge: bool = False,
                  keep_workspace: bool = False, console: Console | None = None, verbose: int = 0,
-                 cassettes: Cassettes | None = None) -> None:
+                 cassettes: Cassettes | None = None, out: Console | None = None) -> None:
         self.project, self.services, self.run_dir = project, services, run_dir
+        self.out = out or stdout_console()  # agenteval's console lines (scenario / trial)
+        self._headed: str | None = None  # the cell whose scenario line was printed last
         self.cassettes = cassettes  # --record-mode other than none (suite/cassettes.py)
         self.no_judge, self.keep, self.verbose = no_judge or not project.judge_enabled, keep_workspace, verbose
         self.console = console or err_console()
@@ -165,7 +220,8 @@ class SuiteRun:
             tool_calls=[{"server": c["server"], "tool": c["tool"], "args": c["args"]} for c in outcome.mock_calls],
             output=outcome.output, assertions=checks, judge=judged, finished_at=rfc3339_ns(),
             verdict="drift" if drifted else "passed" if passed else "failed",
-            drift=tape.drift.to_dict() if tape is not None and tape.drift is not None else None)
+            drift=tape.drift.to_dict() if tape is not None and tape.drift is not None else None,
+            stop=ran.stop, handler_timeouts=handler_timeouts(outcome.mock_calls))
         if tape is not None and self.cassettes is not None:
             record.cassette = self.cassettes.finish(tape, u, caps, judge_calls, self.run_dir, ran.error)
         (self.run_dir / "results" / cell_dirname(cell)).mkdir(parents=True, exist_ok=True)
@@ -235,8 +291,10 @@ class SuiteRun:
                 if r.cost_usd is not None:
                     ran.cost_usd = (ran.cost_usd or 0.0) + r.cost_usd
                 reason = turn_verdict(run, self.run_dir / "captures")
-                if reason == "timeout":
-                    ran.error = f"turn {turn} timed out after {s.timeout_s:g} s"
+                if reason == "failed" and hit_max_turns(r.stdout):
+                    reason = "max_turns"
+                if reason in STOPS:
+                    ran.stop, ran.error = reason, f"turn {turn}: {stop_words(reason, s)}"
                 elif reason == "failed":
                     ran.error = f"turn {turn}: the agent exited with {r.returncode}"
                 elif reason:
@@ -270,6 +328,8 @@ class SuiteRun:
                              workspace=workspace, mock_endpoints={n: h.url for n, h in served.items()})
             out = provider.run(prompt=s.prompt, workspace=workspace, model=u.model, timeout=int(s.timeout_s),
                                max_turns=s.max_turns or 25, env=env)
+        except (TimeoutError, subprocess.TimeoutExpired):
+            return Ran([], error=f"provider {u.adapter}: {stop_words('timeout', s)}", turns=1, stop="timeout")
         except Exception as exc:
             return Ran([], error=f"provider {u.adapter}: {type(exc).__name__}: {exc}", turns=1)
         finally:
@@ -282,7 +342,10 @@ class SuiteRun:
         calls = self.services.tracker.settle_turn(self.run_dir.name, u.cell, 1, u.cell, u.repeat)
         # a plugin may talk to its model around the proxy (no calls here); calls that did pass are judged
         wire = turn_failure(calls, self.run_dir / "captures") if calls else None
-        return Ran([out.final_output or ""], error=out.error or (f"turn 1: {wire}" if wire else None), turns=1,
+        stop = plugin_stop(out, s.max_turns or 25)
+        error = f"provider {u.adapter}: {stop_words(stop, s)}" if stop else \
+            out.error or (f"turn 1: {wire}" if wire else None)
+        return Ran([out.final_output or ""], error=error, turns=1, stop=stop,
                    num_turns=out.num_turns or None, cost_usd=out.total_cost_usd if out.total_cost_usd else None)
 
     def _captures(self, request_ids: list[str]) -> list[Capture]:
@@ -347,7 +410,9 @@ class SuiteRun:
         return sorted(out, key=lambda c: c.seq)
 
     def _trial_line(self, u: Unit, r: RepeatResult) -> None:
-        """agenteval's per-trial line (with -v): ``trial 1/1: PASS $0.1783 turns=4 13.2s judge=1.00``."""
+        """agenteval's lines (with -v), on stdout: ``scenario 'ID' provider=P model=M`` once per cell (again
+        only when another cell's trial came between), then ``trial 1/1: PASS $0.1783 turns=4 13.2s judge=1.00``
+        per repeat; a stop, a failed check or a handler timeout is named at the end."""
         if not self.verbose:
             return
         verdict = "PASS" if r.passed else "DRIFT" if r.verdict == "drift" else "FAIL"
@@ -355,11 +420,16 @@ class SuiteRun:
         cost = f"${r.cost_usd:.4f}" if r.cost_usd is not None else "$?"
         turns = r.num_turns if r.num_turns is not None else r.turns
         tail = f"  drift: {describe(r.drift or {})[:160]}" if r.verdict == "drift" else \
-            f"  error: {r.error[:80]}" if r.error else \
+            f"  {r.stop}: {' '.join(r.error.split())}" if r.stop and r.error else \
+            f"  error: {' '.join(r.error.split())[:80]}" if r.error else \
             "".join(f"  failed=[{a['name']}]" for a in r.assertions if not a["passed"])
-        self.console.print(escape(f"scenario '{u.cell}' provider={u.adapter} model={u.model}\n"
-                                  f"  trial {u.repeat}/{u.scenario.repeats}: {verdict} {cost} turns={turns} "
-                                  f"{r.duration_s:.1f}s{judge}{tail}"), highlight=False, soft_wrap=True)
+        tail += "".join(f"  handler_timeout=[{h['server']}.{h['tool']}]" for h in r.handler_timeouts)
+        line = f"  trial {u.repeat}/{u.repeats}: {verdict} {cost} turns={turns} {r.duration_s:.1f}s{judge}{tail}"
+        with self.lock:
+            if self._headed != u.cell:
+                self._headed = u.cell
+                line = f"scenario '{u.cell}' provider={u.adapter} model={u.model}\n{line}"
+            self.out.print(line, markup=False, highlight=False, soft_wrap=True)
 
     # -- the suite ------------------------------------------------------------------------------
 

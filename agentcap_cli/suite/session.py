@@ -25,7 +25,13 @@ from rich.table import Table
 from agentcap_addons.wire.api.apibase import checked
 from agentcap_addons.wire.util.errors import InputError
 from agentcap_cli.console import err_console
-from agentcap_cli.harness.credentials import CLAUDE_OAUTH_ENV, claude_credentials_file, claude_login
+from agentcap_cli.harness.credentials import (
+    CLAUDE_OAUTH_ENV,
+    ClaudeLogin,
+    CredentialsError,
+    claude_credentials_file,
+    claude_login,
+)
 from agentcap_cli.suite.project import Project, harness_name
 
 if TYPE_CHECKING:
@@ -78,7 +84,7 @@ def resolve_upstream(project: Project, units: list[Unit], flag: str | None) -> R
     api = apis.pop()
     url_env, default, key_var = HARNESS_DEFAULTS[api]
     key = os.environ.get(key_var)
-    login = claude_login() if not key and api == "anthropic-messages" else None
+    login = _claude_login() if not key and api == "anthropic-messages" else None
     if not key and login is None:
         login_hint = f", or a Claude login: ${CLAUDE_OAUTH_ENV} or {claude_credentials_file()}" \
             if api == "anthropic-messages" else ""
@@ -93,6 +99,14 @@ def resolve_upstream(project: Project, units: list[Unit], flag: str | None) -> R
     if login is not None:
         return Resolved(url, None, login.token, source, f"Claude login ({login.source})", oauth=True)
     return Resolved(url, None, key, source, f"${key_var}")
+
+
+def _claude_login() -> ClaudeLogin | None:
+    """The host's Claude login; an unusable one is a SuiteInputError (an offline cassette run needs none)."""
+    try:
+        return claude_login()
+    except CredentialsError as exc:
+        raise SuiteInputError(str(exc)) from None
 
 
 def _api(u: Unit) -> str:
