@@ -33,6 +33,7 @@ from agentcap_cli.harness.credentials import (
     claude_login,
 )
 from agentcap_cli.suite.project import Project, harness_name
+from agentcap_cli.suite.results import warnings_of
 
 if TYPE_CHECKING:
     from agentcap_cli.runs.record import RunFile
@@ -127,20 +128,22 @@ def _harness_key(units: list[Unit]) -> str | None:
 def execute(project: Project, units: list[Unit], *, jobs: int = 1, report_dir: Path | None = None,
             no_judge: bool = False, keep_workspace: bool = False, verbose: int = 0, upstream: str | None = None,
             err: Console | None = None, pass_rate: float | None = None, maxfail: int | None = None,
-            record_mode: str = "none", on_drift: str = "fail") -> tuple[dict[str, Any], Path]:
+            record_mode: str = "none", on_drift: str = "fail", out: Console | None = None) -> tuple[dict[str, Any], Path]:
     """Run ``units``; (results, the reports dir). A cell passes when its pass rate reaches its scenario's
     ``min_pass_rate``, else ``pass_rate``, else 1.0 — and none of its repeats drifted. With a
     ``record_mode`` other than none, repeats are served from / recorded into the project's cassettes
     (suite/cassettes.py); when every repeat is served and a miss fails it, no upstream is needed.
+    agenteval's console lines (``scenario …``, ``trial i/N: …``, ``suite: …``) go to ``out`` (stdout),
+    logs, progress and the table to ``err``.
     Raises SuiteInputError on bad input (exit 2), UpstreamUnreachable, SandboxError."""
     from agentcap_cli.harness.modelserver import ModelServer, make_responder
     from agentcap_cli.harness.services import Services, UpstreamUnreachable
     from agentcap_cli.runs.workspace import new_run_dir
     from agentcap_cli.suite.cassettes import Cassettes
     from agentcap_cli.suite.report import build, write_reports
-    from agentcap_cli.suite.runner import SuiteRun
+    from agentcap_cli.suite.runner import SuiteRun, stdout_console
 
-    err = err or err_console()
+    err, out = err or err_console(), out or stdout_console()
     tapes = Cassettes(project.root, record_mode, on_drift) if record_mode != "none" else None
     offline = tapes is not None and tapes.offline(units)
     try:
@@ -178,7 +181,7 @@ def execute(project: Project, units: list[Unit], *, jobs: int = 1, report_dir: P
         run_file = _run_file(run_dir, project, units, up)
         started = time.monotonic()
         suite = SuiteRun(project, services, run_dir, no_judge=no_judge, keep_workspace=keep_workspace, console=err,
-                         verbose=verbose, cassettes=tapes)
+                         verbose=verbose, cassettes=tapes, out=out)
         records = suite.run(units, jobs, maxfail=maxfail)
         gates = {u.cell: u.scenario.min_pass_rate if u.scenario.min_pass_rate is not None else
                  pass_rate if pass_rate is not None else 1.0 for u in units}
@@ -210,7 +213,7 @@ def execute(project: Project, units: list[Unit], *, jobs: int = 1, report_dir: P
         services.close()
         if judge_server is not None:
             judge_server.stop()
-    summary(err, results)
+    summary(err, results, out)
     return results, reports
 
 
@@ -232,8 +235,9 @@ def _run_file(run_dir: Path, project: Project, units: list[Unit], up: Resolved) 
     return run_file
 
 
-def summary(err: Console, results: dict[str, Any]) -> None:
-    """The rich table, each failure (and drift) on one line, then agenteval's verdict line."""
+def summary(err: Console, results: dict[str, Any], out: Console) -> None:
+    """The rich table, each failure (and drift) and warning on one line (on ``err``), then agenteval's
+    verdict line (on ``out``)."""
     from agentcap_cli.suite.cassettes import describe
 
     table = Table(title=f"agentcap test — {'passed' if results['passed'] else 'FAILED'}", header_style="bold")
@@ -269,6 +273,8 @@ def summary(err: Console, results: dict[str, Any]) -> None:
                            f"({judge.get('reasoning') or judge.get('error')})")
             err.print(f"[red]✗[/] {escape(r['cell'])}#{r['repeat']}: "
                       + escape("; ".join(([r["error"]] if r["error"] else []) + bad)), highlight=False, soft_wrap=True)
+        for w in warnings_of(r):
+            err.print(f"[yellow]![/] {escape(r['cell'])}#{r['repeat']}: {escape(w)}", highlight=False, soft_wrap=True)
     s = results["summary"]
-    err.print(f"suite: {s['runs_passed']}/{s['runs_total']} runs passed -> {'PASS' if s['suite_pass'] else 'FAIL'}",
+    out.print(f"suite: {s['runs_passed']}/{s['runs_total']} runs passed -> {'PASS' if s['suite_pass'] else 'FAIL'}",
               highlight=False)
