@@ -8,15 +8,22 @@ import random
 import re
 import shutil
 import socket
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agentcap_cli.harness import retry
 from agentcap_cli.harness.followup import FollowupFailed, Synthesizer
+from agentcap_cli.harness.modelserver import ModelServer, make_responder
+from agentcap_cli.harness.probe import probe
+from agentcap_cli.harness.services import UpstreamUnreachable
 from agentcap_cli.suite import judge as judges
+from tests.conftest import closed_port
 from tests.support.cli import REPO, agentcap
+from tests.support.strict import StrictUpstream, always
 from tests.support.upstream import Upstream
 
 TOOLS = ["slack_list_channels", "slack_post_message", "slack_delete_message"]
@@ -187,3 +194,113 @@ def test_a_client_error_is_not_retried(upstream, status):
 ])
 def test_retry_after_is_read_as_rfc_9110_says(value, now, want):
     assert retry.retry_after(value, now) == want
+
+
+# ------------------------------------------------------------------ an upstream that is no model server
+
+
+class Raw:
+    """A loopback TCP server that answers each connection with ``reply(request bytes)`` (None: say nothing
+    until the server stops), then closes it — something that is listening, but not a model API."""
+
+    def __init__(self, reply: Callable[[bytes], bytes | None]) -> None:
+        self.reply, self.sock = reply, socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.sock.settimeout(0.2)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    request = conn.recv(65536)
+                    out = self.reply(request)
+                    if out is None:
+                        self.stopping.wait(60)
+                    else:
+                        conn.sendall(out)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> Raw:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+        self.sock.close()
+
+
+def _http(status: str, ctype: str, body: bytes) -> bytes:
+    return b"HTTP/1.1 %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s" % (
+        status.encode(), ctype.encode(), len(body), body)
+
+
+def _auth_line(request: bytes) -> bytes:
+    return next((line for line in request.split(b"\r\n") if line.lower().startswith(b"authorization")), b"")
+
+
+KEY = "sk-probe-secret-123"
+NOT_APIS = {  # what listens → (its reply to any request, what the error must show of it)
+    "ssh banner": (lambda req: b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff garbage", "RemoteProtocolError"),
+    "echoed key": (lambda req: _http("401 Unauthorized", "text/plain", b"bad " + _auth_line(req)),
+                   "401 text/plain: b'bad authorization: Bearer ***'"),
+    "html 200": (lambda req: _http("200 OK", "text/html", b"<!doctype html><title>Grafana</title>"), "200 text/html: b'<!doctype html>"),
+    "json 404": (lambda req: _http("404 Not Found", "application/json", b'{"detail": "Not Found"}'), "404 application/json: b'{\"detail\""),
+    "html 404": (lambda req: _http("404 Not Found", "text/html", b"<h1>404</h1>"), "404 text/html: b'<h1>404</h1>'"),
+    "echo": (lambda req: _http("200 OK", "text/plain", req), "200 text/plain: b'GET /v1/models"),
+    "405 json error": (lambda req: _http("405 Method Not Allowed", "application/json", b'{"error": "method not allowed"}'), "405"),
+    "silent": (lambda req: None, "ReadTimeout"),
+}
+
+
+@pytest.mark.parametrize("kind", list(NOT_APIS))
+def test_run_stops_in_seconds_when_the_upstream_is_not_a_model_server(tmp_path, kind):
+    reply, shows = NOT_APIS[kind]
+    (tmp_path / "tasks.txt").write_text("a prompt\n")
+    with Raw(reply) as server:
+        started = time.monotonic()
+        r = agentcap("run", "--agent", "pi", "--tasks", str(tmp_path / "tasks.txt"), "--model", "m",
+                     "--upstream", server.url + "/v1", "--api-key", KEY, workspace=tmp_path, timeout=120)
+        took = time.monotonic() - started
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    err = " ".join(r.stderr.split())
+    assert "--upstream" in err and ("does not speak the model API" in err or "does not speak HTTP" in err), err
+    assert f"GET {server.url}/v1/models → {shows}" in err, err
+    if kind == "ssh banner":  # not HTTP: the port's own first bytes say what it is
+        assert "does not speak HTTP" in err and r"the port sends b'SSH-2.0-OpenSSH_9.6\r\n\x00\xff garbage'" in err, err
+    elif kind != "silent":  # a silent one is not asked twice
+        assert f"POST {server.url}/v1/chat/completions → " in err, err
+    assert KEY not in r.stderr + r.stdout and "Traceback" not in r.stderr
+    assert took < (30 if kind == "silent" else 15), took
+    assert not (tmp_path / ".agentcap").exists()  # no run dir: nothing started
+
+
+SPEAKING = {  # upstreams that speak the API, in every way a probe may hear it
+    "agentcap model serve": lambda: ModelServer(make_responder(script="shell-then-answer")),
+    "401 on everything": lambda: ModelServer(StrictUpstream(fail=always(401, "invalid api key"))),
+    "429 on everything": lambda: ModelServer(StrictUpstream(fail=always(429, "slow down"))),
+    "503 on everything": lambda: ModelServer(StrictUpstream(fail=always(503, "overloaded"))),
+    "no models list": lambda: ModelServer(StrictUpstream(fail=lambda path, body: (404, "no") if path.endswith("/models") else None)),
+}
+
+
+@pytest.mark.parametrize("kind", list(SPEAKING))
+def test_the_probe_passes_an_upstream_that_speaks_the_api_even_when_it_refuses(kind):
+    with SPEAKING[kind]() as server:
+        probe(server.url + "/v1", KEY, "m", timeout=5)
+        seen = [p for _, p in server.app.seen]
+    assert seen[0] == "/v1/models" and len(seen) <= 2, seen  # one list, at most one one-token call
+
+
+def test_the_probe_of_a_closed_port_is_todays_unreachable_error():
+    port = closed_port()
+    with pytest.raises(UpstreamUnreachable, match=f"cannot connect to 127.0.0.1:{port}"):
+        probe(f"http://127.0.0.1:{port}/v1", None, "m", timeout=2)

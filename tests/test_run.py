@@ -90,7 +90,9 @@ def test_synthesized_follow_ups_never_reach_the_captures(tmp_path):
 def interrupted_run(tmp_path, corpus, sig: int) -> tuple[Path, ModelServer]:
     server = ModelServer(make_responder(script=str(REPO / "tests/support/slow-reply.yaml"))).start()
     third = threading.Event()
-    server.app.on_request = lambda method, path: third.set() if len(server.app.seen) >= 3 else None
+    # the third model call (the start-up probe's GET /v1/models is not one)
+    server.app.on_request = lambda method, path: third.set() if sum(not p.endswith("/models") for _, p in server.app.seen) >= 3 \
+        else None
     with agentcap(tmp_path, "run", "--agent", "pi", "--tasks", str(corpus), "--turns", "2", "-j", "1",
                   "--upstream", server.url + "/v1", "--model", "slow") as proc:
         assert third.wait(300), "the run never reached its third model call"

@@ -28,6 +28,7 @@ from agentcap_cli.corpus.tasks import Task, load_tasks, parse_shard
 from agentcap_cli.corpus.tasks import shard as take_shard
 from agentcap_cli.harness.credentials import is_huggingface, upstream_key
 from agentcap_cli.harness.followup import FALLBACKS, MODES
+from agentcap_cli.harness.probe import probe
 from agentcap_cli.harness.services import (
     EMBEDDED_MODEL,
     Services,
@@ -281,6 +282,8 @@ def run(ctx: click.Context, agents: list[str], model: str | None, upstream: str 
         if not key.value and is_huggingface(upstream):
             log.warning("no key for %s: set HF_TOKEN, run `hf auth login`, or give --api-key", upstream)
     try:
+        if upstream:  # the embedded scripted upstream is ours: nothing to ask
+            probe(upstream, key.value, plans[0].opts.model)
         services = Services(upstream, key.value, verbose=verbose >= 2)
     except UpstreamUnreachable as exc:
         raise click.BadParameter(f"{upstream}: {exc}", param_hint="--upstream") from None
