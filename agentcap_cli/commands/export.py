@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from agentcap_cli.console import err_console
 from agentcap_cli.export.cards import CardInfo, scan_card, update, write_card
 from agentcap_cli.export.egress import verify, verify_text
 from agentcap_cli.export.exporter import (
@@ -231,7 +232,7 @@ def export(runs: tuple[str, ...], everything: bool, out_dir: Path | None, push: 
     the workspace, the run dirs, the cwd); any finding blocks a push, unless allowlisted or (a
     secret) masked with --redact. Exit 0 when done, 1 when the scan or the Hub refused, 2 on bad input.
     """
-    err = Console(stderr=True)
+    err = err_console()
     if (out_dir is None) == (push is None):
         raise click.UsageError("give exactly one of --out DIR or --push OWNER/BASE")
     if dry_run and push is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from agentcap_addons.wire.capture.records import Capture, iter_captures, read_ca
 from agentcap_addons.wire.capture.registry import Attribution
 from agentcap_addons.wire.fake.cassette import Cassette
 from agentcap_addons.wire.fake.cassettedir import run_subs
+from agentcap_cli.console import PlainProgress
 from agentcap_cli.corpus.tasks import Task
 from agentcap_cli.harness.followup import FollowUp, FollowupFailed, Synthesizer, next_prompt
 from agentcap_cli.harness.services import Services
@@ -131,6 +133,7 @@ class CorpusRun:
         self.podman = podman or get_podman()
         self.stop = threading.Event()
         self.running: set[str] = set()
+        self.plain: PlainProgress | None = None  # off a terminal: progress as plain lines
         self.synth = (Synthesizer(services.direct_base_url, opts.model, services.api_key)
                       if opts.followup == "synthesized" else None)
 
@@ -184,20 +187,28 @@ class CorpusRun:
             r, calls = run.result, run.calls
             request_ids += run.request_ids
             reason = self._verdict(rec, turn, run)
+            done = TurnRecord(turn, prompt, r.returncode if r else None, run.duration_s, len(calls), reason,
+                              failed_calls=sum(1 for c in calls if c.answered and not c.ok),
+                              followup_fallback=follow.fallback)
             with self.file.lock:
-                rec.turns.append(TurnRecord(turn, prompt, r.returncode if r else None, run.duration_s, len(calls),
-                                            reason, failed_calls=sum(1 for c in calls if c.answered and not c.ok),
-                                            followup_fallback=follow.fallback))
+                rec.turns.append(done)
                 if reason:
                     rec.aborted_reason = reason
                 else:
                     rec.completed_turns = turn
                     rec.session_id = (r.session_id if r else None) or rec.session_id
                 self.file.save()
+            self._turn_line(rec, done)
             if reason:
                 log.warning("task %s turn %d: %s", rec.task_id, turn, reason)
                 return
             last_reply = r.reply if r else None
+
+    def _turn_line(self, rec: TaskRecord, done: TurnRecord) -> None:
+        """Off a terminal, the finished turn as one line: ``pi t0001 turn 1/2: ok, 3 calls, 12.4s``."""
+        if self.plain is not None:
+            self.plain.line(f"{self.opts.agent} {rec.task_id} turn {done.turn}/{rec.turns_planned}: "
+                            f"{done.aborted_reason or 'ok'}, {done.calls} calls, {done.duration_s:.1f}s")
 
     def _verdict(self, rec: TaskRecord, turn: int, run: TurnRun) -> str | None:
         """Why the turn failed, or None (turns.turn_verdict; a later turn may exit nonzero and still count,
@@ -239,22 +250,11 @@ class CorpusRun:
         self.file.save()
         with self.console.status(f"image for {self.opts.agent}"):
             self.services.image(self.podman, self.opts.agent)
-        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("turns"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                            console=self.console, transient=False)
-        total_turns = sum(r.turns_planned for r in self.record.tasks)
-        bar = progress.add_task("", total=total_turns, completed=self._turns_done())
-
-        def tick() -> None:
-            progress.update(bar, completed=self._turns_done(), description=self._describe())
-
-        with progress:
-            try:
-                interrupted = run_pool(todo, self._guarded, self.opts.jobs, podman=self.podman,
-                                       run_id=self.record.run_id, on_tick=tick, name="agentcap-task",
-                                       on_interrupt=self._interrupting)
-            finally:
-                tick()
+        if self.console.is_terminal:
+            interrupted = self._pool_live(todo)
+        else:
+            self.plain = PlainProgress(self.console, lambda: f"{self.opts.agent}: {self._status()}")
+            interrupted = self._pool(todo, self.plain.tick)
         # each stopped turn was recorded "interrupted" by its worker; tasks not started stay incomplete
         if interrupted:
             status = "interrupted"
@@ -262,6 +262,25 @@ class CorpusRun:
             status = "done" if all(r.done for r in self.record.tasks) else "failed"
         self.file.finish(status)
         return self.record
+
+    def _pool(self, todo: list[TaskRecord], tick: Callable[[], None]) -> bool:
+        """The tasks ``opts.jobs`` at a time, ``tick`` while waiting and once at the end; True if interrupted."""
+        try:
+            return run_pool(todo, self._guarded, self.opts.jobs, podman=self.podman, run_id=self.record.run_id,
+                            on_tick=tick, name="agentcap-task", on_interrupt=self._interrupting)
+        finally:
+            tick()
+
+    def _pool_live(self, todo: list[TaskRecord]) -> bool:
+        """``_pool`` under rich's live progress bar (on a terminal)."""
+        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("turns"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                            console=self.console, transient=False)
+        total_turns = sum(r.turns_planned for r in self.record.tasks)
+        bar = progress.add_task("", total=total_turns, completed=self._turns_done())
+        with progress:
+            return self._pool(todo, lambda: progress.update(bar, completed=self._turns_done(),
+                                                            description=self._describe()))
 
     def _guarded(self, rec: TaskRecord) -> None:
         self.running.add(rec.task_id)
@@ -282,13 +301,17 @@ class CorpusRun:
     def _turns_done(self) -> int:
         return sum(r.completed_turns for r in self.record.tasks)
 
-    def _describe(self) -> str:
+    def _status(self, sep: str = ", ") -> str:
+        """``2/3 tasks done, 1 running, 0 failed, 7 calls``."""
         tasks = self.record.tasks
         done = sum(1 for r in tasks if r.done)
         failed = sum(1 for r in tasks if r.aborted_reason)
         calls = self.services.tracker.total(self.record.run_id)
-        return (f"[bold]{self.opts.agent}[/] {done}/{len(tasks)} tasks done · {len(self.running)} running · "
-                f"{failed} failed · {calls} calls")
+        return sep.join([f"{done}/{len(tasks)} tasks done", f"{len(self.running)} running", f"{failed} failed",
+                         f"{calls} calls"])
+
+    def _describe(self) -> str:
+        return f"[bold]{self.opts.agent}[/] {self._status(' · ')}"
 
 
 def summary_table(record: RunRecord, limit: int = 20) -> Table:

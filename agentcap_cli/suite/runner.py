@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from agentcap_addons.wire.fake.cassettedir import cell_dirname
 from agentcap_addons.wire.util.clock import rfc3339_ns
 from agentcap_addons.wire.util.confine import copy_tree, files_beneath
 from agentcap_addons.wire.util.files import atomic_write_bytes
-from agentcap_cli.console import err_console, out_console
+from agentcap_cli.console import PlainProgress, err_console, out_console
 from agentcap_cli.harness.credentials import CLAUDE_OAUTH_ENV
 from agentcap_cli.harness.followup import CONTINUE
 from agentcap_cli.harness.services import Services
@@ -442,29 +443,53 @@ class SuiteRun:
         if self.project.judge_backend == "claude-cli" and not self.no_judge and any(u.scenario.judge for u in units):
             self.services.image(self.podman, "claude-code")
         records: list[RepeatResult] = []
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=self.console)
         self.maxfail = maxfail
+        if self.console.is_terminal:
+            self._pool_live(units, jobs, records)
+        else:
+            self._pool_plain(units, jobs, records)
+        if self.stopped_early:
+            self.console.print(f"[yellow]{self.failures} failed (--maxfail {maxfail}): "
+                               f"{len(units) - len(records)} repeat(s) not started[/]")
+        return records
 
+    def _pool(self, units: list[Unit], jobs: int, records: list[RepeatResult],
+              on_record: Callable[[Unit, RepeatResult], None], on_tick: Callable[[], None] | None = None) -> None:
+        """The repeats ``jobs`` at a time, each record to ``records`` and ``on_record`` as it ends."""
         def done(u: Unit, record: RepeatResult | None) -> None:
-            if record is None:  # not started: --maxfail was reached
-                return
-            records.append(record)
-            failed = sum(1 for r in records if not r.passed)
-            progress.update(bar, advance=1, description=f"repeats · {failed} failed")
+            if record is not None:  # None: not started, --maxfail was reached
+                records.append(record)
+                on_record(u, record)
 
         def interrupting() -> None:  # the repeats in flight stop (their containers go); what finished is kept
             self.interrupted = True
             self.console.print("[yellow]interrupted: stopping the repeats in flight …[/]")
 
+        run_pool(units, self._guarded, jobs, podman=self.podman, run_id=self.run_dir.name, on_result=done,
+                 on_tick=on_tick, on_interrupt=interrupting, name="agentcap-cell")
+
+    def _pool_live(self, units: list[Unit], jobs: int, records: list[RepeatResult]) -> None:
+        """On a terminal: rich's progress bar over the repeats."""
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=self.console)
         with progress:
             bar = progress.add_task("repeats", total=len(units))
-            run_pool(units, self._guarded, jobs, podman=self.podman, run_id=self.run_dir.name, on_result=done,
-                     on_interrupt=interrupting, name="agentcap-cell")
-        if self.stopped_early:
-            self.console.print(f"[yellow]{self.failures} failed (--maxfail {maxfail}): "
-                               f"{len(units) - len(records)} repeat(s) not started[/]")
-        return records
+            self._pool(units, jobs, records, lambda u, r: progress.update(
+                bar, advance=1, description=f"repeats · {sum(1 for x in records if not x.passed)} failed"))
+
+    def _pool_plain(self, units: list[Unit], jobs: int, records: list[RepeatResult]) -> None:
+        """Off a terminal, on the progress console: a line per finished trial, ``trial CELL#2: PASS, 4 calls,
+        12.3s`` (its task id in run.json; with -v agenteval's own lines go to stdout besides), and a
+        heartbeat while waiting."""
+        plain = PlainProgress(self.console, lambda: (f"{len(records)}/{len(units)} trials done, "
+                                                     f"{sum(1 for r in records if not r.passed)} failed"))
+
+        def line(u: Unit, r: RepeatResult) -> None:
+            verdict = "PASS" if r.passed else "DRIFT" if r.verdict == "drift" else "FAIL"
+            plain.line(f"trial {r.key}: {verdict}, {r.model_calls} calls, {r.duration_s:.1f}s"
+                       + (f" ({r.error[:80]})" if r.error else ""))
+
+        self._pool(units, jobs, records, line, on_tick=plain.tick)
 
     def _guarded(self, u: Unit) -> RepeatResult | None:
         """The repeat's record; None when it was not started because --maxfail was reached."""
