@@ -215,3 +215,26 @@ def test_a_piped_run_beats_every_30_seconds_while_a_turn_is_slow(tmp_path):
         assert done is not None, "\n".join(x for _, _, x in lines.got)
         assert proc.wait(timeout=60) == 0
     assert not any(ANSI.search(x) for _, _, x in lines.got)
+
+
+TRIAL_LINE = re.compile(r"^trial (\S+)#(\d+): (PASS|FAIL|DRIFT), (\d+) calls, (\d+\.\d)s$")
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+@pytest.mark.timeout(600)
+def test_a_piped_suite_prints_each_trial_as_it_ends(tmp_path):
+    project = tmp_path / "p"
+    assert cli.agentcap("init", str(project)).returncode == 0
+    with cli.start("test", "--repeat", "3", "-j", "1", "--no-judge", cwd=project, workspace=tmp_path,
+                   COLUMNS=None) as proc:
+        lines = Lines(proc)
+        first = lines.until(TRIAL_LINE, time.monotonic() + 300)
+        assert first is not None, "\n".join(x for _, _, x in lines.got)
+        assert first[1], first  # printed while the later repeats were still to run (-j 1)
+        log = lines.rest(time.monotonic() + 300)
+        assert proc.wait(timeout=60) == 0, "\n".join(log)
+    print("\n".join(log))
+    assert not any(ANSI.search(x) for x in log)
+    trials = [m.group(1, 2, 3) for x in log if (m := TRIAL_LINE.match(x))]
+    assert sorted(trials) == [(trials[0][0], str(n), "PASS") for n in (1, 2, 3)], log
