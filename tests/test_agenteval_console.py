@@ -299,3 +299,45 @@ def test_a_plugin_runs_stop_is_read_from_its_output(turns: int, exit_code: int |
     failed = bool(error) or exit_code not in (None, 0)
     want = "max_turns" if raw or (failed and turns >= 3) else "timeout" if error and "timed out" in error else None
     assert plugin_stop(out, 3) == want
+
+
+def test_piped_stdout_keeps_the_lines_while_stderr_is_a_terminal(project: Path, tmp_path: Path):
+    """``agenteval run -v | tee log`` on a terminal: rich's live bar on the stderr terminal redirects
+    ``sys.stdout`` while it runs (a rich console sees through that proxy); agenteval's lines still reach
+    the pipe, none of them the terminal."""
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    seen: list[bytes] = []
+    reader = threading.Thread(target=lambda: _drain(master, seen), daemon=True)
+    reader.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_", "AGENTCAP_"))}
+    env.update(AGENTCAP_WORKSPACE=str(project), TERM="xterm", COLUMNS="200")
+    try:
+        r = subprocess.run(AGENTEVAL + ["run", "--root", str(project), "-v", "--repeat", "2", "-k", "ok",
+                                        "--report-dir", str(tmp_path / "reports")],
+                           env=env, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=300)
+    finally:
+        os.close(slave)
+        reader.join(timeout=10)
+        os.close(master)
+    terminal = b"".join(seen).decode(errors="replace")
+    assert r.returncode == 0, terminal[-3000:]
+    lines = r.stdout.splitlines()
+    assert lines[0] == "scenario 'ok' provider=loop model=m1" and len(lines) == 5, r.stdout
+    assert all(re.match(rf"  trial {i}/2: PASS \$0\.0100 turns=2 ", lines[i]) for i in (1, 2)), r.stdout
+    assert lines[3:] == ["suite: 2/2 runs passed -> PASS", str(tmp_path / "reports")]
+    assert "repeats" in terminal  # the live bar ran on the terminal
+    assert "suite: " not in terminal and "trial 1/2" not in terminal
+
+
+def _drain(fd: int, into: list[bytes]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the slave side closed
+            return
+        if not chunk:
+            return
+        into.append(chunk)

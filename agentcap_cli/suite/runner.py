@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -103,16 +102,6 @@ def plan(project: Project, *, filter: str | None = None, agents: list[str] | Non
 HANDLER_TIMED_OUT = "handler timed out:"  # how mcp_mocks' engine words a handler past its handler_timeout
 
 
-def stdout_console() -> Console:
-    """The console for agenteval's lines: stdout, held as the file it is now, so a progress bar live on
-    stderr (which redirects ``sys.stdout`` while it runs on a terminal) does not pull them into stderr
-    when stdout is a pipe or a file; on a terminal they go through it, above the bar."""
-    c = out_console()
-    if not c.is_terminal:
-        c.file = sys.stdout
-    return c
-
-
 def stop_words(stop: str, s: Scenario) -> str:
     """``max turns reached (max_turns 15)`` / ``timed out after 300 s``."""
     return f"{STOPS[stop]} (max_turns {s.max_turns or 25})" if stop == "max_turns" else \
@@ -165,7 +154,7 @@ class SuiteRun:
                  keep_workspace: bool = False, console: Console | None = None, verbose: int = 0,
                  cassettes: Cassettes | None = None, out: Console | None = None) -> None:
         self.project, self.services, self.run_dir = project, services, run_dir
-        self.out = out or stdout_console()  # agenteval's console lines (scenario / trial)
+        self.out = out or out_console()  # agenteval's console lines (scenario / trial): stdout
         self._headed: str | None = None  # the cell whose scenario line was printed last
         self.cassettes = cassettes  # --record-mode other than none (suite/cassettes.py)
         self.no_judge, self.keep, self.verbose = no_judge or not project.judge_enabled, keep_workspace, verbose

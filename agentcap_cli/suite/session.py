@@ -24,7 +24,7 @@ from rich.table import Table
 
 from agentcap_addons.wire.api.apibase import checked
 from agentcap_addons.wire.util.errors import InputError
-from agentcap_cli.console import err_console
+from agentcap_cli.console import err_console, out_console
 from agentcap_cli.harness.credentials import (
     CLAUDE_OAUTH_ENV,
     ClaudeLogin,
@@ -141,9 +141,9 @@ def execute(project: Project, units: list[Unit], *, jobs: int = 1, report_dir: P
     from agentcap_cli.runs.workspace import new_run_dir
     from agentcap_cli.suite.cassettes import Cassettes
     from agentcap_cli.suite.report import build, write_reports
-    from agentcap_cli.suite.runner import SuiteRun, stdout_console
+    from agentcap_cli.suite.runner import SuiteRun
 
-    err, out = err or err_console(), out or stdout_console()
+    err, out = err or err_console(), out or out_console()
     tapes = Cassettes(project.root, record_mode, on_drift) if record_mode != "none" else None
     offline = tapes is not None and tapes.offline(units)
     try:
