@@ -35,4 +35,4 @@ def init(target: Path) -> None:
     for c in created:
         err.print(f"    + {c}")
     err.print("\n  next: `agenteval validate`, then `agenteval run -v` (a scripted model: no key needed;"
-              " remove upstream: from agenteval.yaml to use ANTHROPIC_API_KEY)")
+              " remove upstream: from agenteval.yaml to use ANTHROPIC_API_KEY or your Claude login)")
