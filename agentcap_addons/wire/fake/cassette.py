@@ -74,8 +74,7 @@ def normalise(value: Any, ignore: frozenset[str], path: str = "", subs: Subs = (
     if isinstance(value, list):
         return [normalise(v, ignore, path, subs) for v in value]
     if isinstance(value, str):
-        if subs:
-            value = substitute(value, subs)
+        value = substitute(value, subs) if subs else cassettedir.modernise(value)  # (a recording's old paths too)
         return _VOLATILE.sub(_placeholder, value) if len(value) >= 8 else value
     return value
 

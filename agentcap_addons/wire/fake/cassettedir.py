@@ -55,15 +55,40 @@ def run_subs(run_dir: str | os.PathLike[str] | None, run_id: str | None) -> Subs
     return tuple((lit, ph) for lit, ph in pairs if len(lit) >= 4)
 
 
+# Recordings made before sandboxes had fixed paths name the agent's workspace and home by the host
+# path (after substitution: ``<run_dir>/cells/<cell>/<repeat>/workspace`` and so on); an agent now
+# sees ``/workspace`` and ``/home/agent`` (sandbox/agents/base.py). Those spellings are read as the
+# fixed paths, so an old cassette still matches and serves paths the agent can use.
+_LEGACY_PATHS = (
+    (re.compile(rf"{RUN_DIR}/cells/[^/\s\"]+/\d+/workspace"), "/workspace"),
+    (re.compile(rf"{RUN_DIR}/cells/[^/\s\"]+/\d+/home"), "/home/agent"),
+    (re.compile(rf"{RUN_DIR}/workspaces/[^/\s\"]+"), "/workspace"),
+    (re.compile(rf"{RUN_DIR}/state/[^/\s\"]+"), "/home/agent"),
+    (re.compile(rf"{RUN_DIR_DASHED}-cells-[A-Za-z0-9-]+?-\d+-workspace"), "-workspace"),  # claude's project names
+    (re.compile(rf"{RUN_DIR_DASHED}-workspaces-[A-Za-z0-9-]+"), "-workspace"),
+)
+
+
+def modernise(text: str) -> str:
+    """``text`` with a recording's host-path spellings of the sandbox's paths as the fixed ones."""
+    if "<run_dir" not in text:  # (the placeholders RUN_DIR and RUN_DIR_DASHED)
+        return text
+    for pattern, fixed in _LEGACY_PATHS:
+        text = pattern.sub(fixed, text)
+    return text
+
+
 def substitute(text: str, subs: Subs) -> str:
     for literal, placeholder in subs:
         if literal in text:
             text = text.replace(literal, placeholder)
-    return text
+    return modernise(text)
 
 
 def restore(text: str, subs: Subs) -> str:
-    """The inverse of :func:`substitute`: placeholders back to this run's values."""
+    """The inverse of :func:`substitute`: placeholders back to this run's values (a recording's
+    host-path spellings of the sandbox's paths first made the fixed ones)."""
+    text = modernise(text)
     for literal, placeholder in subs:
         if placeholder in text:
             text = text.replace(placeholder, literal)
