@@ -33,7 +33,9 @@ def test_the_example_suite_passes_with_parallel_cells_isolated(tmp_path):
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("reports", ".agentcap"))
     r = agentcap("test", "--root", str(project), "-j", "2", "--repeat", "2", AGENTCAP_WORKSPACE=str(tmp_path))
     assert r.returncode == 0, r.stderr[-4000:]
-    reports = Path(r.stdout.strip())
+    *said, last = r.stdout.strip().splitlines()  # agenteval's lines on stdout, then the reports dir
+    assert said[-1] == "suite: 8/8 runs passed -> PASS", r.stdout
+    reports = Path(last)
     results = json.loads((reports / "results.json").read_text())
     assert results["passed"] and set(results["cells"]) == {
         "release-notes", "write-file", "multi-agent[release-bot]", "multi-agent[writer]"}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import email.utils
 import gzip
 import hashlib
@@ -83,7 +84,7 @@ class Upstream:
     sse_events: list[bytes] = field(default_factory=chat_sse_events)
     chunk_delay: float = 0.0
     gzip: bool = False
-    chat_json: dict = field(default_factory=lambda: dict(CHAT_JSON))
+    chat_json: dict = field(default_factory=lambda: copy.deepcopy(CHAT_JSON))  # (a test may change it: never the constant)
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
